@@ -1,0 +1,220 @@
+//! Records that cross the kernel/userspace boundary, defined once for both sides.
+//!
+//! Every record starts with a [`Header`]; its `kind` says which struct follows.
+//! Records are `#[repr(C)]` plain data: the eBPF side writes them into the ring
+//! buffer, userspace decodes them with `read_unaligned` after checking lengths
+//! (see `monitor::records`), never by transmuting into enums.
+#![no_std]
+
+/// Payload bytes carried by one [`DataRecord`]. A transfer longer than this is
+/// split over several records that share `total` and advance `chunk_offset`.
+pub const MAX_CHUNK: usize = 16384;
+/// Upper bound of payload bytes captured from one syscall; beyond it the
+/// records are flagged [`data_flags::TRUNCATED`].
+pub const MAX_CAPTURE_PER_SYSCALL: u64 = 16 * 1024 * 1024;
+/// Bytes of a path captured by open records (PATH_MAX).
+pub const MAX_PATH: usize = 4096;
+/// Bytes of the executed file name kept in exec records.
+pub const MAX_FILENAME: usize = 512;
+/// Bytes of NUL-separated argv kept in exec records.
+pub const MAX_ARGV: usize = 4096;
+/// Arguments read from execve's argv.
+pub const MAX_ARGS: usize = 64;
+/// Bytes of a socket address kept in connect records (sizeof sockaddr_storage).
+pub const MAX_SOCKADDR: usize = 128;
+
+/// Record kinds (the `kind` field of [`Header`]).
+pub mod kind {
+    pub const EXEC: u32 = 1;
+    pub const FORK: u32 = 2;
+    pub const EXIT: u32 = 3;
+    pub const DATA: u32 = 4;
+    pub const OPEN: u32 = 5;
+    pub const CONNECT: u32 = 6;
+    /// An fd of a watched process was closed or replaced (close, dup2, ...).
+    pub const FD_CHANGE: u32 = 7;
+}
+
+/// Direction of a [`DataRecord`] relative to the watched process.
+pub mod direction {
+    /// The process received the bytes (read, recv...).
+    pub const READ: u8 = 0;
+    /// The process sent the bytes (write, send...).
+    pub const WRITE: u8 = 1;
+}
+
+/// Bits of [`DataRecord::flags`].
+pub mod data_flags {
+    /// Part of the transfer was not captured: over the per-syscall bound, or
+    /// a chunk could not be read or queued. Bytes from `chunk_offset + len`
+    /// on are missing; the stream must resynchronise.
+    pub const TRUNCATED: u8 = 1;
+}
+
+/// Indices of the per-CPU `STATS` counters.
+pub mod stat {
+    /// Records the ring buffer could not take.
+    pub const RINGBUF_FULL: u32 = 0;
+    /// User memory that could not be read (a chunk, a path, an address).
+    pub const READ_FAILED: u32 = 1;
+    /// Watched-set insertions that failed (map full).
+    pub const WATCH_FULL: u32 = 2;
+    pub const COUNT: u32 = 3;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    pub kind: u32,
+    /// Thread-group id (the process id users see).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns`: CLOCK_MONOTONIC.
+    pub ts_ns: u64,
+}
+
+/// Bytes a watched process transferred in one syscall (or one chunk of it).
+/// Only `meta.len` bytes of `data` are sent through the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DataRecord {
+    pub meta: DataMeta,
+    pub data: [u8; MAX_CHUNK],
+}
+
+/// The fixed part of a [`DataRecord`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DataMeta {
+    pub header: Header,
+    pub fd: i32,
+    /// x86_64 syscall number that transferred the bytes.
+    pub syscall: u32,
+    pub direction: u8,
+    pub flags: u8,
+    pub _pad: u16,
+    /// Payload bytes in this record.
+    pub len: u32,
+    /// What the syscall returned: the bytes it transferred in all.
+    pub total: u64,
+    /// Where this chunk starts within the syscall's transfer.
+    pub chunk_offset: u64,
+    /// Where this chunk starts within the (pid, fd, direction) stream, as
+    /// counted by the kernel: a jump tells userspace that bytes were lost.
+    pub stream_offset: u64,
+}
+
+/// A process (not a thread) created by fork/clone anywhere on the host.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForkRecord {
+    /// `pid` is the parent's thread-group id.
+    pub header: Header,
+    pub child_pid: u32,
+    /// 1 when the parent was watched, so the child is too (set in the kernel).
+    pub watched: u32,
+}
+
+/// A thread group whose last thread exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitRecord {
+    pub header: Header,
+}
+
+/// A successful exec anywhere on the host. Sent up to the used part of `argv`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecRecord {
+    pub meta: ExecMeta,
+    pub filename: [u8; MAX_FILENAME],
+    pub argv: [u8; MAX_ARGV],
+}
+
+/// The fixed part of an [`ExecRecord`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExecMeta {
+    pub header: Header,
+    pub uid: u32,
+    pub gid: u32,
+    /// Thread id that called execve (differs from `pid` when a non-leader thread execs).
+    pub old_tid: u32,
+    /// Bytes of `filename` used (without NUL).
+    pub filename_len: u32,
+    /// Bytes of `argv` used: NUL-terminated arguments back to back.
+    pub argv_len: u32,
+    /// 1 when argv did not fit (more than MAX_ARGS arguments or MAX_ARGV bytes).
+    pub argv_truncated: u32,
+}
+
+/// open/openat/openat2 by a watched process, at syscall exit. Sent up to the used
+/// part of `path`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct OpenRecord {
+    pub meta: OpenMeta,
+    pub path: [u8; MAX_PATH],
+}
+
+/// The fixed part of an [`OpenRecord`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenMeta {
+    pub header: Header,
+    pub syscall: u32,
+    /// AT_FDCWD (-100) or the directory fd relative paths start from.
+    pub dirfd: i32,
+    pub flags: u64,
+    /// The new fd, or -errno.
+    pub ret: i64,
+    /// Bytes of `path` used (without NUL).
+    pub path_len: u32,
+    pub _pad: u32,
+}
+
+/// connect by a watched process, at syscall exit.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ConnectRecord {
+    pub header: Header,
+    pub fd: i32,
+    /// Bytes of `addr` used.
+    pub addr_len: u32,
+    /// 0, -EINPROGRESS for a non-blocking connect, or another -errno.
+    pub ret: i64,
+    pub addr: [u8; MAX_SOCKADDR],
+}
+
+/// An fd of a watched process that now refers to something else (or nothing).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FdChangeRecord {
+    pub header: Header,
+    pub syscall: u32,
+    /// The fd that changed; -1 means "any fd of the process" (close_range, exec).
+    pub fd: i32,
+}
+
+/// Offsets of tracepoint fields, read from tracefs by userspace at load time
+/// and handed to the eBPF programs as a global, so the programs do not
+/// hard-code one kernel's layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TracepointOffsets {
+    pub exec_filename: u32,
+    pub exec_old_pid: u32,
+    pub newtask_pid: u32,
+    pub newtask_clone_flags: u32,
+    pub exit_group_dead: u32,
+    pub execve_argv: u32,
+    pub execveat_argv: u32,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // Safety: plain `#[repr(C)]` data with no padding-sensitive invariants.
+    unsafe impl aya::Pod for super::TracepointOffsets {}
+}

@@ -1,0 +1,93 @@
+//! Maps shared by the probes. Sizes are defaults; userspace may resize the ring buffer.
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use monitor_common::{ConnectRecord, DataRecord, ExecRecord, OpenRecord, TracepointOffsets, stat};
+
+/// Every record for userspace.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+/// Watched thread-group ids. Userspace adds servers; the kernel adds their children.
+#[map]
+pub static WATCHED: HashMap<u32, WatchState> = HashMap::with_max_entries(16384, 0);
+
+/// Bytes transferred so far per (pid, fd, direction), so userspace sees gaps.
+#[map]
+pub static STREAM_OFFSETS: LruHashMap<StreamKey, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// fds that a watched process opened by path: regular files, not the pipes and sockets
+/// MCP speaks over, so their contents are not copied. Value: the exec generation.
+#[map]
+pub static OPENED_FILES: LruHashMap<FdKey, u32> = LruHashMap::with_max_entries(65536, 0);
+
+/// argv saved at execve entry, keyed by thread id, emitted at sched_process_exec.
+#[map]
+pub static EXEC_ARGS: LruHashMap<u32, ExecRecord> = LruHashMap::with_max_entries(256, 0);
+
+/// Counters of what could not be captured (indices in `monitor_common::stat`).
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+// Records too large for the 512-byte stack are built in per-CPU scratch space.
+#[map]
+pub static DATA_SCRATCH: PerCpuArray<DataRecord> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static EXEC_SCRATCH: PerCpuArray<ExecRecord> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static OPEN_SCRATCH: PerCpuArray<OpenRecord> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static COPY_STATE: PerCpuArray<crate::probes::Copy> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static CONNECT_SCRATCH: PerCpuArray<ConnectRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Tracepoint field offsets read from tracefs by userspace before loading.
+#[unsafe(no_mangle)]
+pub static TP_OFFSETS: TracepointOffsets = TracepointOffsets {
+    exec_filename: 8,
+    exec_old_pid: 16,
+    newtask_pid: 8,
+    newtask_clone_flags: 32,
+    exit_group_dead: 32,
+    execve_argv: 24,
+    execveat_argv: 32,
+};
+
+#[inline(always)]
+pub fn offsets() -> TracepointOffsets {
+    // Safety: a global that userspace patches before load; volatile so the
+    // compiler does not fold the defaults above into the code.
+    unsafe { core::ptr::read_volatile(&TP_OFFSETS) }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct WatchState {
+    /// Bumped on every exec, so fds opened before it stop counting as files.
+    pub generation: u32,
+    pub _reserved: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct StreamKey {
+    pub pid: u32,
+    pub fd: i32,
+    pub direction: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FdKey {
+    pub pid: u32,
+    pub fd: i32,
+}
+
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(counter) = STATS.get_ptr_mut(index) {
+        // Safety: per-CPU slot, no other writer while this program runs on this CPU.
+        unsafe { *counter += 1 };
+    }
+}

@@ -1,0 +1,5 @@
+//! One module per probe family.
+mod process;
+mod syscalls;
+
+pub use syscalls::Copy;

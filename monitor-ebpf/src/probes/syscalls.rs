@@ -1,0 +1,380 @@
+//! One raw `sys_exit` hook for every syscall on the host. Unwatched processes leave
+//! after a single map lookup; for watched ones the syscall number and arguments come
+//! from pt_regs and what was really transferred from the return value.
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::pt_regs,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+        generated::{bpf_loop, bpf_probe_read_user as read_user_raw},
+    },
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use monitor_common::{
+    ConnectRecord, DataMeta, DataRecord, FdChangeRecord, MAX_CAPTURE_PER_SYSCALL, MAX_CHUNK, MAX_SOCKADDR,
+    OpenRecord, data_flags, direction, kind, stat,
+};
+
+use crate::{
+    bounds::clamp,
+    emit::{header, output},
+    maps::{
+        CONNECT_SCRATCH, COPY_STATE, DATA_SCRATCH, FdKey, OPEN_SCRATCH, OPENED_FILES, STREAM_OFFSETS,
+        StreamKey, WATCHED, count,
+    },
+};
+
+// x86_64 syscall numbers.
+const SYS_READ: u64 = 0;
+const SYS_WRITE: u64 = 1;
+const SYS_OPEN: u64 = 2;
+const SYS_CLOSE: u64 = 3;
+const SYS_PREAD64: u64 = 17;
+const SYS_PWRITE64: u64 = 18;
+const SYS_READV: u64 = 19;
+const SYS_WRITEV: u64 = 20;
+const SYS_DUP: u64 = 32;
+const SYS_DUP2: u64 = 33;
+const SYS_CONNECT: u64 = 42;
+const SYS_SENDTO: u64 = 44;
+const SYS_RECVFROM: u64 = 45;
+const SYS_SENDMSG: u64 = 46;
+const SYS_RECVMSG: u64 = 47;
+const SYS_FCNTL: u64 = 72;
+const SYS_OPENAT: u64 = 257;
+const SYS_DUP3: u64 = 292;
+const SYS_PREADV: u64 = 295;
+const SYS_PWRITEV: u64 = 296;
+const SYS_PREADV2: u64 = 327;
+const SYS_PWRITEV2: u64 = 328;
+const SYS_CLOSE_RANGE: u64 = 436;
+const SYS_OPENAT2: u64 = 437;
+
+const F_DUPFD: u64 = 0;
+const F_DUPFD_CLOEXEC: u64 = 1030;
+
+/// Iterations of the copy loop: every chunk of the largest captured transfer,
+/// plus one step per iovec (empty ones included).
+const MAX_IOVECS: u64 = 1024;
+const MAX_STEPS: u32 = (MAX_CAPTURE_PER_SYSCALL / MAX_CHUNK as u64 + MAX_IOVECS) as u32;
+
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let pid = (pid_tgid >> 32) as u32;
+    let Some(state) = WATCHED.get_ptr(pid) else {
+        return 0;
+    };
+    // Safety: map value pointer checked above.
+    let generation = unsafe { (*state).generation };
+    let regs: *const pt_regs = ctx.arg(0);
+    let ret: i64 = ctx.arg(1);
+    // Safety: the tracepoint's first argument is the task's saved user registers.
+    let Ok(regs) = (unsafe { bpf_probe_read_kernel(regs) }) else {
+        return 0;
+    };
+    let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10];
+    // (fd, buffer or iovec array, iovec count or 0 for a plain buffer, direction)
+    let transfer = match regs.orig_rax {
+        SYS_READ | SYS_PREAD64 | SYS_RECVFROM => Some((args[0], args[1], 0, direction::READ)),
+        SYS_WRITE | SYS_PWRITE64 | SYS_SENDTO => Some((args[0], args[1], 0, direction::WRITE)),
+        SYS_READV | SYS_PREADV | SYS_PREADV2 => Some((args[0], args[1], args[2], direction::READ)),
+        SYS_WRITEV | SYS_PWRITEV | SYS_PWRITEV2 => Some((args[0], args[1], args[2], direction::WRITE)),
+        SYS_RECVMSG | SYS_SENDMSG => {
+            // struct msghdr: msg_iov at 16, msg_iovlen at 24.
+            let msg = args[1];
+            // Safety: user memory; unreadable means nothing is captured.
+            let iov: u64 = unsafe { bpf_probe_read_user((msg + 16) as *const u64) }.unwrap_or(0);
+            let cnt: u64 = unsafe { bpf_probe_read_user((msg + 24) as *const u64) }.unwrap_or(0);
+            let dir = if regs.orig_rax == SYS_RECVMSG {
+                direction::READ
+            } else {
+                direction::WRITE
+            };
+            if iov != 0 && cnt != 0 {
+                Some((args[0], iov, cnt, dir))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
+    if let Some((fd, buf, iovcnt, dir)) = transfer {
+        data(pid_tgid, generation, regs.orig_rax, fd, buf, iovcnt, dir, ret);
+        return 0;
+    }
+    match regs.orig_rax {
+        SYS_OPEN => open(pid_tgid, generation, &regs, -100, args[0], args[1], ret),
+        SYS_OPENAT => open(pid_tgid, generation, &regs, args[0] as i64, args[1], args[2], ret),
+        SYS_OPENAT2 => {
+            // struct open_how starts with the u64 flags.
+            // Safety: user memory; unreadable flags are reported as 0.
+            let flags = unsafe { bpf_probe_read_user(args[2] as *const u64) }.unwrap_or(0);
+            open(pid_tgid, generation, &regs, args[0] as i64, args[1], flags, ret)
+        }
+        SYS_CONNECT => connect(pid_tgid, args[0], args[1], args[2], ret),
+        SYS_CLOSE => {
+            if ret == 0 {
+                let _ = OPENED_FILES.remove(FdKey {
+                    pid,
+                    fd: args[0] as i32,
+                });
+                fd_change(pid_tgid, regs.orig_rax, args[0] as i32);
+            }
+        }
+        SYS_DUP | SYS_DUP2 | SYS_DUP3 => dup(pid_tgid, regs.orig_rax, args[0], ret),
+        SYS_FCNTL if args[1] == F_DUPFD || args[1] == F_DUPFD_CLOEXEC => {
+            dup(pid_tgid, regs.orig_rax, args[0], ret)
+        }
+        SYS_CLOSE_RANGE => {
+            if ret == 0 {
+                fd_change(pid_tgid, regs.orig_rax, -1);
+            }
+        }
+        _ => {}
+    }
+    0
+}
+
+/// State of one transfer's copy, shared with the `bpf_loop` callback through a
+/// per-CPU map rather than the stack: the verifier then treats its fields as unknown
+/// scalars in the callback, so verifying the loop body converges at once instead of
+/// following every iteration's exact values (which overran the 1M-instruction limit).
+#[repr(C)]
+pub struct Copy {
+    pid_tgid: u64,
+    fd: i32,
+    syscall: u32,
+    direction: u8,
+    flags: u8,
+    /// User address of the next `struct iovec`, 0 for a single buffer.
+    iov: u64,
+    iov_left: u64,
+    /// Current buffer and what remains of it.
+    base: u64,
+    base_left: u64,
+    /// Bytes of the transfer not yet copied (bounded by the capture limit).
+    remaining: u64,
+    total: u64,
+    chunk_offset: u64,
+    stream_offset: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn data(pid_tgid: u64, generation: u32, syscall: u64, fd: u64, buf: u64, iovcnt: u64, dir: u8, ret: i64) {
+    if ret <= 0 {
+        return;
+    }
+    let pid = (pid_tgid >> 32) as u32;
+    let fd = fd as i32;
+    // Contents of files opened by path are not MCP traffic.
+    if let Some(opened) = OPENED_FILES.get_ptr(FdKey { pid, fd }) {
+        // Safety: map value pointer checked above.
+        if unsafe { *opened } == generation {
+            return;
+        }
+    }
+    let total = ret as u64;
+    let key = StreamKey {
+        pid,
+        fd,
+        direction: dir as u32,
+    };
+    // Safety: map value pointer read once.
+    let stream_offset = STREAM_OFFSETS.get_ptr(&key).map(|p| unsafe { *p }).unwrap_or(0);
+    let _ = STREAM_OFFSETS.insert(&key, stream_offset.wrapping_add(total), 0);
+    let Some(copy) = COPY_STATE.get_ptr_mut(0) else {
+        return;
+    };
+    // Safety: per-CPU state owned by this program for its run.
+    let copy = unsafe { &mut *copy };
+    *copy = Copy {
+        pid_tgid,
+        fd,
+        syscall: syscall as u32,
+        direction: dir,
+        flags: if total > MAX_CAPTURE_PER_SYSCALL {
+            data_flags::TRUNCATED
+        } else {
+            0
+        },
+        iov: if iovcnt > 0 { buf } else { 0 },
+        iov_left: if iovcnt > MAX_IOVECS { MAX_IOVECS } else { iovcnt },
+        base: if iovcnt > 0 { 0 } else { buf },
+        base_left: if iovcnt > 0 { 0 } else { total },
+        remaining: if total > MAX_CAPTURE_PER_SYSCALL {
+            MAX_CAPTURE_PER_SYSCALL
+        } else {
+            total
+        },
+        total,
+        chunk_offset: 0,
+        stream_offset,
+    };
+    // Safety: bpf_loop calls `copy_step`, which finds its state in COPY_STATE.
+    unsafe {
+        bpf_loop(MAX_STEPS, copy_step as *mut c_void, core::ptr::null_mut(), 0);
+    }
+}
+
+/// One step of the copy: load the next iovec, or send one chunk. Returns 1 to stop.
+extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(c) = COPY_STATE.get_ptr_mut(0) else {
+        return 1;
+    };
+    // Safety: per-CPU state filled by `data` on this CPU before the loop.
+    let c = unsafe { &mut *c };
+    if c.remaining == 0 {
+        return 1;
+    }
+    if c.base_left == 0 {
+        if c.iov_left == 0 {
+            return 1;
+        }
+        // struct iovec { void *iov_base; size_t iov_len; }
+        // Safety: user memory; an unreadable iovec ends the copy.
+        let base = unsafe { bpf_probe_read_user(c.iov as *const u64) };
+        let len = unsafe { bpf_probe_read_user((c.iov + 8) as *const u64) };
+        let (Ok(base), Ok(len)) = (base, len) else {
+            count(stat::READ_FAILED);
+            return 1;
+        };
+        c.base = base;
+        c.base_left = len;
+        c.iov += 16;
+        c.iov_left -= 1;
+        return 0;
+    }
+    let Some(rec) = DATA_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    let mut n = c.base_left;
+    if n > c.remaining {
+        n = c.remaining;
+    }
+    let n = clamp(n, MAX_CHUNK as u64);
+    // Safety: per-CPU scratch owned by this program for its run.
+    let rec = unsafe { &mut *rec };
+    rec.meta.header = header(kind::DATA, c.pid_tgid);
+    rec.meta.fd = c.fd;
+    rec.meta.syscall = c.syscall;
+    rec.meta.direction = c.direction;
+    rec.meta.flags = c.flags;
+    rec.meta._pad = 0;
+    rec.meta.len = n as u32;
+    rec.meta.total = c.total;
+    rec.meta.chunk_offset = c.chunk_offset;
+    rec.meta.stream_offset = c.stream_offset.wrapping_add(c.chunk_offset);
+    // Safety: n <= MAX_CHUNK, the size of `data`.
+    let read = unsafe { read_user_raw(rec.data.as_mut_ptr().cast(), n as u32, c.base as *const c_void) };
+    if read < 0 {
+        count(stat::READ_FAILED);
+        return 1;
+    }
+    if !output(
+        rec as *const DataRecord,
+        core::mem::size_of::<DataMeta>() + n as usize,
+    ) {
+        return 1;
+    }
+    c.base += n;
+    c.base_left -= n;
+    c.remaining -= n;
+    c.chunk_offset += n;
+    0
+}
+
+#[inline(always)]
+fn open(pid_tgid: u64, generation: u32, regs: &pt_regs, dirfd: i64, path: u64, flags: u64, ret: i64) {
+    let Some(rec) = OPEN_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // Safety: per-CPU scratch owned by this program for its run.
+    let rec = unsafe { &mut *rec };
+    rec.meta.header = header(kind::OPEN, pid_tgid);
+    rec.meta.syscall = regs.orig_rax as u32;
+    rec.meta.dirfd = dirfd as i32;
+    rec.meta.flags = flags;
+    rec.meta.ret = ret;
+    rec.meta._pad = 0;
+    // Safety: user string into a bounded buffer.
+    rec.meta.path_len = match unsafe { bpf_probe_read_user_str_bytes(path as *const u8, &mut rec.path) } {
+        Ok(s) => s.len() as u32,
+        Err(_) => {
+            count(stat::READ_FAILED);
+            0
+        }
+    };
+    let len = core::mem::offset_of!(OpenRecord, path) + rec.meta.path_len as usize;
+    output(rec as *const OpenRecord, len);
+    if ret >= 0 {
+        let key = FdKey {
+            pid: (pid_tgid >> 32) as u32,
+            fd: ret as i32,
+        };
+        let _ = OPENED_FILES.insert(key, generation, 0);
+    }
+}
+
+#[inline(always)]
+fn connect(pid_tgid: u64, fd: u64, addr: u64, addr_len: u64, ret: i64) {
+    let Some(rec) = CONNECT_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // Safety: per-CPU scratch owned by this program for its run.
+    let rec = unsafe { &mut *rec };
+    rec.header = header(kind::CONNECT, pid_tgid);
+    rec.fd = fd as i32;
+    rec.ret = ret;
+    let n = clamp(addr_len, MAX_SOCKADDR as u64);
+    // Safety: n <= MAX_SOCKADDR, the size of `addr`.
+    let read = unsafe { read_user_raw(rec.addr.as_mut_ptr().cast(), n as u32, addr as *const c_void) };
+    rec.addr_len = if read < 0 {
+        count(stat::READ_FAILED);
+        0
+    } else {
+        n as u32
+    };
+    output(rec as *const ConnectRecord, core::mem::size_of::<ConnectRecord>());
+}
+
+/// `newfd` now refers to what `oldfd` does: it is a file exactly when `oldfd` is.
+#[inline(always)]
+fn dup(pid_tgid: u64, syscall: u64, oldfd: u64, ret: i64) {
+    if ret < 0 {
+        return;
+    }
+    let pid = (pid_tgid >> 32) as u32;
+    let newfd = ret as i32;
+    let new_key = FdKey { pid, fd: newfd };
+    match OPENED_FILES.get_ptr(FdKey {
+        pid,
+        fd: oldfd as i32,
+    }) {
+        // Safety: map value pointer checked above.
+        Some(generation) => {
+            let generation = unsafe { *generation };
+            let _ = OPENED_FILES.insert(new_key, generation, 0);
+        }
+        None => {
+            let _ = OPENED_FILES.remove(new_key);
+        }
+    }
+    fd_change(pid_tgid, syscall, newfd);
+}
+
+#[inline(always)]
+fn fd_change(pid_tgid: u64, syscall: u64, fd: i32) {
+    let rec = FdChangeRecord {
+        header: header(kind::FD_CHANGE, pid_tgid),
+        syscall: syscall as u32,
+        fd,
+    };
+    output(
+        &rec as *const FdChangeRecord,
+        core::mem::size_of::<FdChangeRecord>(),
+    );
+}

@@ -1,0 +1,254 @@
+//! Loading and attaching the kernel programs, and the maps userspace talks to.
+//!
+//! The hooks used here are what this kind of kernel allows (tracepoints and raw
+//! tracepoints); another backend (fexit, LSM) would be another `attach_*` here.
+use std::{fs, path::Path};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{ProgramError, RawTracePoint, TracePoint},
+};
+use log::info;
+use monitor_common::{TracepointOffsets, stat};
+
+/// The eBPF object built by monitor/build.rs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Programs and where they attach, for the log and for error messages.
+const TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("sched_process_exec", "sched", "sched_process_exec"),
+    ("task_newtask", "task", "task_newtask"),
+    ("sched_process_exit", "sched", "sched_process_exit"),
+    ("execve_enter", "syscalls", "sys_enter_execve"),
+    ("execveat_enter", "syscalls", "sys_enter_execveat"),
+];
+const RAW_TRACEPOINTS: &[(&str, &str)] = &[("sys_exit", "sys_exit")];
+
+pub struct Capture {
+    // Keeps programs and links alive; dropping it detaches everything.
+    _ebpf: Ebpf,
+    pub watched: HashMap<MapData, u32, WatchState>,
+    stats: PerCpuArray<MapData, u64>,
+    /// (program name, kernel program id) of what was attached.
+    pub attached: Vec<(String, u32)>,
+}
+
+/// Same layout as the eBPF side's `WatchState`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct WatchState {
+    pub generation: u32,
+    pub _reserved: u32,
+}
+
+// Safety: plain #[repr(C)] integers.
+unsafe impl aya::Pod for WatchState {}
+
+/// Kernel-side loss counters, summed over CPUs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KernelStats {
+    pub ringbuf_full: u64,
+    pub read_failed: u64,
+    pub watch_full: u64,
+}
+
+/// Checks what the daemon needs before touching the kernel, with messages that say
+/// what to do.
+pub fn preflight() -> anyhow::Result<()> {
+    // Safety: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("mcp-monitor must run as root (it loads eBPF programs); try `sudo mcp-monitor run ...`");
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        bail!(
+            "this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing); a kernel built with CONFIG_DEBUG_INFO_BTF=y is needed"
+        );
+    }
+    mount_tracefs()
+}
+
+/// aya finds tracepoint ids in tracefs, which a fresh machine may not have mounted.
+fn mount_tracefs() -> anyhow::Result<()> {
+    let events = Path::new(TRACEFS).join("events");
+    if events.exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
+        return Ok(());
+    }
+    info!("mounting tracefs on {TRACEFS}");
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tracefs", "tracefs", TRACEFS])
+        .status()
+        .context("running mount(8) to mount tracefs")?;
+    if !status.success() || !events.exists() {
+        bail!("tracefs is not mounted and `mount -t tracefs tracefs {TRACEFS}` failed ({status})");
+    }
+    Ok(())
+}
+
+fn tracefs_root() -> &'static Path {
+    if Path::new(TRACEFS).join("events").exists() {
+        Path::new(TRACEFS)
+    } else {
+        Path::new("/sys/kernel/debug/tracing")
+    }
+}
+
+/// Offset of `field` in the record of tracepoint `category/name`, from its format file.
+fn field_offset(category: &str, name: &str, field: &str) -> anyhow::Result<u32> {
+    let path = tracefs_root()
+        .join("events")
+        .join(category)
+        .join(name)
+        .join("format");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    parse_field_offset(&text, field).ok_or_else(|| anyhow!("{}: no field `{field}`", path.display()))
+}
+
+fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|line| {
+        let decl = line.trim().strip_prefix("field:")?.split(';').next()?;
+        let name = decl
+            .trim()
+            .rsplit(|c: char| c.is_whitespace() || c == '*')
+            .next()?;
+        let name = name.split('[').next()?;
+        if name != field {
+            return None;
+        }
+        let off = line.split(';').find_map(|p| p.trim().strip_prefix("offset:"))?;
+        off.trim().parse().ok()
+    })
+}
+
+fn tracepoint_offsets() -> anyhow::Result<TracepointOffsets> {
+    Ok(TracepointOffsets {
+        exec_filename: field_offset("sched", "sched_process_exec", "filename")?,
+        exec_old_pid: field_offset("sched", "sched_process_exec", "old_pid")?,
+        newtask_pid: field_offset("task", "task_newtask", "pid")?,
+        newtask_clone_flags: field_offset("task", "task_newtask", "clone_flags")?,
+        exit_group_dead: field_offset("sched", "sched_process_exit", "group_dead")
+            .context("sched_process_exit has no group_dead field (kernels before 6.x lack it)")?,
+        execve_argv: field_offset("syscalls", "sys_enter_execve", "argv")?,
+        execveat_argv: field_offset("syscalls", "sys_enter_execveat", "argv")?,
+    })
+}
+
+/// The verifier's last lines: where a rejected program failed.
+fn load_error(program: &str, err: ProgramError) -> anyhow::Error {
+    match err {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(15)..].join("\n  ");
+            anyhow!(
+                "the kernel refused to load program `{program}`: {io_error}\n  verifier log (last lines):\n  {tail}"
+            )
+        }
+        other => anyhow!("loading program `{program}`: {other}"),
+    }
+}
+
+impl Capture {
+    /// Loads and attaches everything; the ring buffer is returned apart so the event
+    /// loop can own it while `Capture` updates the watched set.
+    pub fn load(ring_buffer_bytes: u32) -> anyhow::Result<(Self, RingBuf<MapData>)> {
+        let offsets = tracepoint_offsets()?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global("TP_OFFSETS", &offsets, true)
+            .map_max_entries("EVENTS", ring_buffer_bytes)
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF object (maps and relocations)")?;
+        let mut attached = Vec::new();
+        for &(prog, category, name) in TRACEPOINTS {
+            let p: &mut TracePoint = program(&mut ebpf, prog)?;
+            p.load().map_err(|e| load_error(prog, e))?;
+            p.attach(category, name)
+                .with_context(|| format!("attaching `{prog}` to tracepoint {category}:{name}"))?;
+            attached.push((prog.to_string(), program_id(p.info())));
+            info!("attached {prog} to tracepoint {category}:{name}");
+        }
+        for &(prog, name) in RAW_TRACEPOINTS {
+            let p: &mut RawTracePoint = program(&mut ebpf, prog)?;
+            p.load().map_err(|e| load_error(prog, e))?;
+            p.attach(name)
+                .with_context(|| format!("attaching `{prog}` to raw tracepoint {name}"))?;
+            attached.push((prog.to_string(), program_id(p.info())));
+            info!("attached {prog} to raw tracepoint {name} (syscall capture backend: raw_tracepoint)");
+        }
+        let events = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?)?;
+        let watched = HashMap::try_from(take_map(&mut ebpf, "WATCHED")?)?;
+        let stats = PerCpuArray::try_from(take_map(&mut ebpf, "STATS")?)?;
+        Ok((
+            Self {
+                _ebpf: ebpf,
+                watched,
+                stats,
+                attached,
+            },
+            events,
+        ))
+    }
+
+    pub fn watch(&mut self, pid: u32) -> anyhow::Result<()> {
+        self.watched
+            .insert(pid, WatchState::default(), 0)
+            .with_context(|| format!("adding pid {pid} to the watched set"))
+    }
+
+    pub fn is_watched(&self, pid: u32) -> bool {
+        self.watched.get(&pid, 0).is_ok()
+    }
+
+    pub fn stats(&self) -> anyhow::Result<KernelStats> {
+        let sum = |i: u32| -> anyhow::Result<u64> { Ok(self.stats.get(&i, 0)?.iter().copied().sum()) };
+        Ok(KernelStats {
+            ringbuf_full: sum(stat::RINGBUF_FULL)?,
+            read_failed: sum(stat::READ_FAILED)?,
+            watch_full: sum(stat::WATCH_FULL)?,
+        })
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let p = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("program `{name}` missing from the eBPF object"))?;
+    p.try_into().map_err(|e| anyhow!("program `{name}`: {e}"))
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> {
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("map `{name}` missing from the eBPF object"))
+}
+
+fn program_id(info: Result<aya::programs::ProgramInfo, ProgramError>) -> u32 {
+    info.map(|i| i.id()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_field_offset;
+
+    const EXEC: &str = "name: sched_process_exec\nID: 365\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\n\tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;\n\tfield:pid_t pid;\toffset:12;\tsize:4;\tsigned:1;\n\tfield:pid_t old_pid;\toffset:16;\tsize:4;\tsigned:1;\n";
+
+    #[test]
+    fn finds_field_offsets_in_format_files() {
+        assert_eq!(parse_field_offset(EXEC, "filename"), Some(8));
+        assert_eq!(parse_field_offset(EXEC, "pid"), Some(12));
+        assert_eq!(parse_field_offset(EXEC, "old_pid"), Some(16));
+        assert_eq!(parse_field_offset(EXEC, "missing"), None);
+        let argv = "\tfield:const char *const * argv;\toffset:24;\tsize:8;\tsigned:0;";
+        assert_eq!(parse_field_offset(argv, "argv"), Some(24));
+        let comm = "\tfield:char comm[16];\toffset:12;\tsize:16;\tsigned:0;";
+        assert_eq!(parse_field_offset(comm, "comm"), Some(12));
+    }
+}

@@ -1,0 +1,390 @@
+//! `mcp-monitor run`: attach, keep the process table and watched set, turn kernel
+//! records into JSON events, report loss, stop cleanly on SIGTERM/SIGINT.
+use std::{collections::HashMap, net::SocketAddr, path::Path, sync::atomic::Ordering, time::Duration};
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use log::{info, warn};
+use serde_json::json;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+};
+
+use crate::{
+    capture::{Capture, KernelStats},
+    events::EventWriter,
+    fds::{FdKind, FdTable},
+    metrics::Metrics,
+    procs::{ProcessTable, read_cmdline},
+    records::{Data, Direction, Record},
+    watch::WatchPatterns,
+};
+
+pub struct Options {
+    pub watch: Vec<String>,
+    pub events: String,
+    pub metrics_addr: SocketAddr,
+    pub debug_captures: bool,
+    pub ring_buffer_bytes: u32,
+}
+
+/// Userspace view of loss: what the kernel counted, and gaps seen in the streams.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+struct Loss {
+    kernel: KernelStats,
+    parse_errors: u64,
+    stream_gaps: u64,
+    bytes_missing: u64,
+}
+
+struct State {
+    capture: Capture,
+    procs: ProcessTable,
+    fds: FdTable,
+    patterns: WatchPatterns,
+    events: EventWriter,
+    metrics: Metrics,
+    debug_captures: bool,
+    /// Next expected stream offset per (pid, fd, direction).
+    streams: HashMap<(u32, i32, Direction), u64>,
+    loss: Loss,
+    reported: Loss,
+    self_pid: u32,
+}
+
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    crate::capture::preflight()?;
+    let patterns = WatchPatterns::new(&opts.watch)?;
+    let events = EventWriter::open(&opts.events)?;
+    let metrics = Metrics::new()?;
+    let metrics_addr = metrics.serve(opts.metrics_addr).await?;
+    info!("metrics on http://{metrics_addr}/metrics");
+
+    let (capture, ring) = Capture::load(opts.ring_buffer_bytes)?;
+    // Attached first, scanned second: a process started in between shows up as an exec record.
+    let procs = ProcessTable::scan(Path::new("/proc"));
+    let mut state = State {
+        capture,
+        procs,
+        fds: FdTable::default(),
+        patterns,
+        events,
+        metrics,
+        debug_captures: opts.debug_captures,
+        streams: HashMap::new(),
+        loss: Loss::default(),
+        reported: Loss::default(),
+        self_pid: std::process::id(),
+    };
+    state.watch_existing();
+    state.ready(metrics_addr)?;
+
+    // Safety: the ring buffer owns its fd, and the fd lives as long as the AsyncFd.
+    let mut ring =
+        unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }.map_err(|e| {
+            anyhow::anyhow!(
+                "registering the ring buffer with the event loop: {}",
+                e.into_parts().1
+            )
+        })?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                let rb = guard.get_inner_mut();
+                while let Some(item) = rb.next() {
+                    state.handle(&item);
+                }
+                guard.clear_ready();
+                state.events.flush()?;
+            }
+            _ = tick.tick() => {
+                state.report_loss()?;
+                state.events.flush()?;
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+    // Drain what is already queued so nothing captured before the signal is lost.
+    let rb = ring.get_mut();
+    while let Some(item) = rb.next() {
+        state.handle(&item);
+    }
+    state.report_loss()?;
+    let now = state.events.now();
+    state
+        .events
+        .emit("monitor_status", now, json!({"status": "stopped"}))?;
+    state.events.flush()?;
+    info!("stopping: detaching programs");
+    Ok(())
+}
+
+impl State {
+    fn watch_existing(&mut self) {
+        let candidates: Vec<(u32, String)> = self.procs.iter().map(|p| (p.pid, p.cmdline_string())).collect();
+        for (pid, cmdline) in candidates {
+            self.consider(pid, &cmdline);
+        }
+    }
+
+    /// Watches `pid` if its command line matches; returns whether it did.
+    fn consider(&mut self, pid: u32, cmdline: &str) -> bool {
+        if pid == self.self_pid {
+            return false;
+        }
+        let Some(pattern) = self.patterns.matches(cmdline).map(str::to_string) else {
+            return false;
+        };
+        if self.procs.get(pid).is_some_and(|p| p.watched) {
+            return true;
+        }
+        if let Err(e) = self.capture.watch(pid) {
+            warn!("{e:#}");
+            return false;
+        }
+        if let Some(p) = self.procs.get_mut(pid) {
+            p.watched = true;
+        }
+        self.metrics.servers_watched.inc();
+        info!("watching pid {pid} ({cmdline}), matched {pattern:?}");
+        true
+    }
+
+    fn ready(&mut self, metrics_addr: SocketAddr) -> anyhow::Result<()> {
+        self.metrics.ready.store(true, Ordering::Relaxed);
+        let programs: Vec<_> = self
+            .capture
+            .attached
+            .iter()
+            .map(|(name, id)| json!({"name": name, "id": id}))
+            .collect();
+        let watched: Vec<u32> = self.procs.iter().filter(|p| p.watched).map(|p| p.pid).collect();
+        let now = self.events.now();
+        self.events.emit(
+            "monitor_status",
+            now,
+            json!({
+                "status": "ready",
+                "pid": self.self_pid,
+                "programs": programs,
+                "watch_patterns": self.patterns.patterns(),
+                "watched_pids": watched,
+                "metrics_addr": metrics_addr.to_string(),
+                "version": env!("CARGO_PKG_VERSION"),
+            }),
+        )?;
+        self.events.flush()?;
+        Ok(())
+    }
+
+    fn handle(&mut self, raw: &[u8]) {
+        let record = match Record::try_from(raw) {
+            Ok(r) => r,
+            Err(e) => {
+                self.loss.parse_errors += 1;
+                self.metrics.parse_errors.inc();
+                warn!("dropping a kernel record: {e}");
+                return;
+            }
+        };
+        if let Err(e) = self.dispatch(record) {
+            warn!("writing events: {e}");
+        }
+    }
+
+    fn dispatch(&mut self, record: Record) -> std::io::Result<()> {
+        let kind = match &record {
+            Record::Exec(_) => "exec",
+            Record::Fork { .. } => "fork",
+            Record::Exit { .. } => "exit",
+            Record::Data(_) => "data",
+            Record::Open(_) => "open",
+            Record::Connect(_) => "connect",
+            Record::FdChange { .. } => "fd_change",
+        };
+        self.metrics.records.with_label_values(&[kind]).inc();
+        match record {
+            Record::Exec(e) => {
+                let pid = e.header.pid;
+                let mut argv: Vec<String> = e
+                    .argv
+                    .iter()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                if e.argv_truncated || argv.is_empty() {
+                    // The kernel could not give all of argv: /proc has it while the process lives.
+                    let from_proc = read_cmdline(pid);
+                    if !from_proc.is_empty() {
+                        argv = from_proc;
+                    }
+                }
+                let exe = String::from_utf8_lossy(&e.filename).into_owned();
+                let cmdline = self
+                    .procs
+                    .exec(pid, e.uid, exe, argv, e.header.ts_ns)
+                    .cmdline_string();
+                self.fds.forget_process(pid);
+                self.consider(pid, &cmdline);
+            }
+            Record::Fork {
+                header,
+                child_pid,
+                watched,
+            } => {
+                self.procs.fork(header.pid, child_pid, header.ts_ns, watched);
+                if watched {
+                    self.metrics.servers_watched.inc();
+                }
+            }
+            Record::Exit { header } => {
+                if let Some(p) = self.procs.exit(header.pid) {
+                    if p.watched {
+                        self.metrics.servers_watched.dec();
+                    }
+                }
+                self.fds.forget_process(header.pid);
+                self.streams.retain(|&(pid, _, _), _| pid != header.pid);
+            }
+            Record::Data(d) => self.data(d)?,
+            Record::FdChange { header, fd, .. } => {
+                self.fds.changed(header.pid, fd);
+                if fd < 0 {
+                    self.streams.retain(|&(pid, _, _), _| pid != header.pid);
+                } else {
+                    self.streams
+                        .retain(|&(pid, f, _), _| !(pid == header.pid && f == fd));
+                }
+            }
+            // Opens and connects feed the policy checks (a later step); counted above.
+            Record::Open(_) | Record::Connect(_) => {}
+        }
+        Ok(())
+    }
+
+    fn data(&mut self, d: Data) -> std::io::Result<()> {
+        let dir_label = match d.direction {
+            Direction::Read => "read",
+            Direction::Write => "write",
+        };
+        self.metrics
+            .captured_bytes
+            .with_label_values(&[dir_label])
+            .inc_by(d.bytes.len() as u64);
+        let key = (d.header.pid, d.fd, d.direction);
+        let end = d.stream_offset + d.bytes.len() as u64;
+        match self.streams.insert(key, end) {
+            // A new stream (or one reset by close/dup) starts wherever the kernel is.
+            None => {}
+            Some(expected) if d.stream_offset > expected => {
+                self.loss.stream_gaps += 1;
+                self.loss.bytes_missing += d.stream_offset - expected;
+            }
+            Some(_) => {}
+        }
+        if d.truncated && d.chunk_offset + d.bytes.len() as u64 >= monitor_common::MAX_CAPTURE_PER_SYSCALL {
+            self.loss.bytes_missing += d.total - monitor_common::MAX_CAPTURE_PER_SYSCALL;
+        }
+        if !self.debug_captures {
+            return Ok(());
+        }
+        let kind = self.fds.classify(d.header.pid, d.fd).clone();
+        let mut fields = json!({
+            "pid": d.header.pid,
+            "tid": d.header.tid,
+            "fd": d.fd,
+            "fd_kind": kind.name(),
+            "direction": d.direction,
+            "syscall": syscall_name(d.syscall),
+            "offset": d.stream_offset,
+            "length": d.bytes.len(),
+            "total": d.total,
+            "chunk_offset": d.chunk_offset,
+            "truncated": d.truncated,
+            "data": base64::engine::general_purpose::STANDARD.encode(&d.bytes),
+        });
+        match kind {
+            FdKind::Pipe { inode } | FdKind::Socket { inode } => fields["inode"] = json!(inode),
+            FdKind::File { path } | FdKind::Tty { path } => fields["path"] = json!(path),
+            FdKind::Other { target } => fields["target"] = json!(target),
+            FdKind::Unknown => {}
+        }
+        let ts = self.events.kernel_time(d.header.ts_ns);
+        self.events.emit("capture", ts, fields)
+    }
+
+    /// A `monitor_status` event whenever something was lost since the last one.
+    fn report_loss(&mut self) -> anyhow::Result<()> {
+        match self.capture.stats() {
+            Ok(k) => self.loss.kernel = k,
+            Err(e) => warn!("reading kernel loss counters: {e:#}"),
+        }
+        if self.loss == self.reported {
+            return Ok(());
+        }
+        let (now, before) = (self.loss, self.reported);
+        let lost = |w: &str, n: u64, b: u64| {
+            if n > b {
+                self.metrics.events_lost.with_label_values(&[w]).inc_by(n - b);
+            }
+        };
+        lost(
+            "kernel_ringbuf_full",
+            now.kernel.ringbuf_full,
+            before.kernel.ringbuf_full,
+        );
+        lost(
+            "kernel_read_failed",
+            now.kernel.read_failed,
+            before.kernel.read_failed,
+        );
+        lost(
+            "kernel_watch_full",
+            now.kernel.watch_full,
+            before.kernel.watch_full,
+        );
+        let ts = self.events.now();
+        self.events.emit(
+            "monitor_status",
+            ts,
+            json!({
+                "status": "loss",
+                "kernel": {
+                    "ringbuf_full": now.kernel.ringbuf_full,
+                    "read_failed": now.kernel.read_failed,
+                    "watch_full": now.kernel.watch_full,
+                },
+                "parse_errors": now.parse_errors,
+                "stream_gaps": now.stream_gaps,
+                "bytes_missing": now.bytes_missing,
+            }),
+        )?;
+        self.reported = now;
+        Ok(())
+    }
+}
+
+fn syscall_name(nr: u32) -> &'static str {
+    match nr {
+        0 => "read",
+        1 => "write",
+        17 => "pread64",
+        18 => "pwrite64",
+        19 => "readv",
+        20 => "writev",
+        44 => "sendto",
+        45 => "recvfrom",
+        46 => "sendmsg",
+        47 => "recvmsg",
+        295 => "preadv",
+        296 => "pwritev",
+        327 => "preadv2",
+        328 => "pwritev2",
+        _ => "other",
+    }
+}

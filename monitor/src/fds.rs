@@ -1,0 +1,134 @@
+//! What each fd of a watched process is (pipe with its inode, socket, file, tty), from
+//! /proc, cached per (pid, fd) until the kernel says the fd changed.
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FdKind {
+    Pipe {
+        inode: u64,
+    },
+    Socket {
+        inode: u64,
+    },
+    File {
+        path: String,
+    },
+    Tty {
+        path: String,
+    },
+    Other {
+        target: String,
+    },
+    /// Gone before it could be looked at.
+    Unknown,
+}
+
+impl FdKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Pipe { .. } => "pipe",
+            Self::Socket { .. } => "socket",
+            Self::File { .. } => "file",
+            Self::Tty { .. } => "tty",
+            Self::Other { .. } => "other",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// Classifies the target of a /proc/PID/fd/N link.
+    pub fn from_link(target: &str) -> Self {
+        let inode = |prefix: &str| {
+            target
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|n| n.parse().ok())
+        };
+        if let Some(inode) = inode("pipe:[") {
+            Self::Pipe { inode }
+        } else if let Some(inode) = inode("socket:[") {
+            Self::Socket { inode }
+        } else if target.starts_with("/dev/pts/")
+            || target.starts_with("/dev/tty")
+            || target == "/dev/console"
+        {
+            Self::Tty {
+                path: target.to_string(),
+            }
+        } else if target.starts_with('/') {
+            Self::File {
+                path: target.to_string(),
+            }
+        } else {
+            Self::Other {
+                target: target.to_string(),
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct FdTable {
+    kinds: HashMap<(u32, i32), FdKind>,
+}
+
+impl FdTable {
+    pub fn classify(&mut self, pid: u32, fd: i32) -> &FdKind {
+        self.kinds.entry((pid, fd)).or_insert_with(|| {
+            std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                .map(|t| FdKind::from_link(&t.to_string_lossy()))
+                .unwrap_or(FdKind::Unknown)
+        })
+    }
+
+    /// The fd now refers to something else; -1 means every fd of the process.
+    pub fn changed(&mut self, pid: u32, fd: i32) {
+        if fd < 0 {
+            self.forget_process(pid);
+        } else {
+            self.kinds.remove(&(pid, fd));
+        }
+    }
+
+    pub fn forget_process(&mut self, pid: u32) {
+        self.kinds.retain(|&(p, _), _| p != pid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_links() {
+        assert_eq!(FdKind::from_link("pipe:[12345]"), FdKind::Pipe { inode: 12345 });
+        assert_eq!(FdKind::from_link("socket:[9]"), FdKind::Socket { inode: 9 });
+        assert_eq!(FdKind::from_link("/dev/pts/3").name(), "tty");
+        assert_eq!(FdKind::from_link("/home/u/.ssh/id_rsa").name(), "file");
+        assert_eq!(FdKind::from_link("anon_inode:[eventfd]").name(), "other");
+        assert_eq!(FdKind::from_link("pipe:[junk]").name(), "other");
+    }
+
+    #[test]
+    fn classifies_a_real_pipe_and_forgets_on_change() {
+        let mut fds = [0; 2];
+        // Safety: pipe(2) writes two fds into the array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let mut t = FdTable::default();
+        let pid = std::process::id();
+        assert!(matches!(t.classify(pid, fds[0]), FdKind::Pipe { .. }));
+        // Safety: closing the fds opened above.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        assert!(
+            matches!(t.classify(pid, fds[0]), FdKind::Pipe { .. }),
+            "cached until told"
+        );
+        t.changed(pid, fds[0]);
+        assert!(!t.kinds.contains_key(&(pid, fds[0])));
+        t.classify(pid, fds[1]);
+        t.changed(pid, -1);
+        assert!(t.kinds.is_empty());
+    }
+}

@@ -1,0 +1,92 @@
+//! mcp-monitor: watches MCP servers from the kernel.
+mod capture;
+mod daemon;
+mod events;
+mod fds;
+mod metrics;
+mod procs;
+mod records;
+mod watch;
+
+use std::{net::SocketAddr, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "mcp-monitor",
+    version,
+    about = "Watches every MCP server on this host from the kernel"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (as root): attach the kernel programs and write events.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watch processes whose command line matches this glob (repeatable; `*` crosses `/`).
+    /// Given at least once, replaces the built-in patterns that recognise MCP servers.
+    #[arg(long = "watch", value_name = "GLOB")]
+    watch: Vec<String>,
+    /// Where JSON events go: a file (appended to) or `-` for stdout.
+    #[arg(long, value_name = "PATH|-", default_value = "-")]
+    events: String,
+    /// Address of the Prometheus /metrics endpoint.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    metrics_addr: SocketAddr,
+    /// Also write every captured chunk of bytes as a `capture` event (base64).
+    #[arg(long)]
+    debug_captures: bool,
+    /// Size of the kernel ring buffer in MiB (a power of two).
+    #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = ring_size)]
+    ring_buffer_mb: u32,
+}
+
+fn ring_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if !(1..=1024).contains(&n) || !n.is_power_of_two() {
+        return Err(format!("{n} is not a power of two between 1 and 1024"));
+    }
+    Ok(n)
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-monitor: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let watch = if args.watch.is_empty() {
+        watch::DEFAULT_PATTERNS.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.watch
+    };
+    let opts = daemon::Options {
+        watch,
+        events: args.events,
+        metrics_addr: args.metrics_addr,
+        debug_captures: args.debug_captures,
+        ring_buffer_bytes: args.ring_buffer_mb * 1024 * 1024,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(daemon::run(opts))
+}

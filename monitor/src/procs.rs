@@ -1,0 +1,232 @@
+//! The process table: pid, parent, uid, exe, command line and start time for every
+//! process on the host, kept from the kernel's exec/fork/exit records after one
+//! scan of /proc at start-up.
+use std::{collections::HashMap, fs, path::Path};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub exe: String,
+    pub cmdline: Vec<String>,
+    /// CLOCK_BOOTTIME nanoseconds of the fork (or exec for processes seen first at exec);
+    /// 0 when the process predates the daemon and /proc did not say.
+    pub start_ns: u64,
+    pub watched: bool,
+}
+
+impl Process {
+    /// The command line as one string, arguments separated by spaces.
+    pub fn cmdline_string(&self) -> String {
+        self.cmdline.join(" ")
+    }
+}
+
+#[derive(Default)]
+pub struct ProcessTable {
+    procs: HashMap<u32, Process>,
+}
+
+impl ProcessTable {
+    /// Every process /proc shows now. Processes that vanish while being read are skipped.
+    pub fn scan(proc_root: &Path) -> Self {
+        let mut table = Self::default();
+        let Ok(dir) = fs::read_dir(proc_root) else {
+            return table;
+        };
+        for entry in dir.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some(p) = read_proc(proc_root, pid) {
+                table.procs.insert(pid, p);
+            }
+        }
+        table
+    }
+
+    pub fn get(&self, pid: u32) -> Option<&Process> {
+        self.procs.get(&pid)
+    }
+
+    pub fn get_mut(&mut self, pid: u32) -> Option<&mut Process> {
+        self.procs.get_mut(&pid)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Process> {
+        self.procs.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.procs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.procs.is_empty()
+    }
+
+    /// A new process: it starts as a copy of its parent (same exe, cmdline, uid).
+    pub fn fork(&mut self, parent: u32, child: u32, ts_ns: u64, watched: bool) -> &Process {
+        let base = self.procs.get(&parent).cloned();
+        let p = Process {
+            pid: child,
+            ppid: parent,
+            uid: base.as_ref().map_or(0, |b| b.uid),
+            exe: base.as_ref().map(|b| b.exe.clone()).unwrap_or_default(),
+            cmdline: base.map(|b| b.cmdline).unwrap_or_default(),
+            start_ns: ts_ns,
+            watched,
+        };
+        self.procs.insert(child, p);
+        &self.procs[&child]
+    }
+
+    /// The process replaced its image.
+    pub fn exec(&mut self, pid: u32, uid: u32, exe: String, cmdline: Vec<String>, ts_ns: u64) -> &Process {
+        let p = self.procs.entry(pid).or_insert_with(|| Process {
+            pid,
+            ppid: read_ppid(Path::new("/proc"), pid).unwrap_or(0),
+            uid,
+            exe: String::new(),
+            cmdline: Vec::new(),
+            start_ns: ts_ns,
+            watched: false,
+        });
+        p.uid = uid;
+        p.exe = exe;
+        p.cmdline = cmdline;
+        p
+    }
+
+    pub fn exit(&mut self, pid: u32) -> Option<Process> {
+        self.procs.remove(&pid)
+    }
+
+    /// Whether `pid` is `ancestor` or descends from it.
+    pub fn descends_from(&self, mut pid: u32, ancestor: u32) -> bool {
+        for _ in 0..64 {
+            if pid == ancestor {
+                return true;
+            }
+            match self.procs.get(&pid) {
+                Some(p) if p.ppid != 0 && p.ppid != pid => pid = p.ppid,
+                _ => return false,
+            }
+        }
+        false
+    }
+}
+
+fn read_proc(root: &Path, pid: u32) -> Option<Process> {
+    let dir = root.join(pid.to_string());
+    let status = fs::read_to_string(dir.join("status")).ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let cmdline = fs::read(dir.join("cmdline"))
+        .map(|b| split_nul(&b))
+        .unwrap_or_default();
+    let exe = fs::read_link(dir.join("exe"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Some(Process {
+        pid,
+        ppid: read_ppid(root, pid).unwrap_or(0),
+        uid,
+        exe,
+        cmdline,
+        start_ns: 0,
+        watched: false,
+    })
+}
+
+/// Field 4 of /proc/PID/stat; the command name in field 2 may hold spaces and parentheses.
+fn read_ppid(root: &Path, pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(root.join(pid.to_string()).join("stat")).ok()?;
+    parse_stat_ppid(&stat)
+}
+
+fn parse_stat_ppid(stat: &str) -> Option<u32> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// NUL-separated bytes (argv) as lossy UTF-8 strings.
+pub fn split_nul(buf: &[u8]) -> Vec<String> {
+    let buf = buf.strip_suffix(&[0]).unwrap_or(buf);
+    if buf.is_empty() {
+        return Vec::new();
+    }
+    buf.split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// /proc/PID/cmdline, for a process whose argv the kernel could not give.
+pub fn read_cmdline(pid: u32) -> Vec<String> {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| split_nul(&b))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ppid_survives_odd_command_names() {
+        assert_eq!(parse_stat_ppid("123 (a) b (c)) S 77 123 123 0"), Some(77));
+        assert_eq!(parse_stat_ppid("1 (systemd) S 0 1 1"), Some(0));
+        assert_eq!(parse_stat_ppid("garbage"), None);
+    }
+
+    #[test]
+    fn fork_copies_parent_and_tracks_ancestry() {
+        let mut t = ProcessTable::default();
+        t.exec(
+            10,
+            1000,
+            "/usr/bin/node".into(),
+            vec!["node".into(), "srv.js".into()],
+            5,
+        );
+        t.get_mut(10).unwrap().ppid = 1;
+        let child = t.fork(10, 11, 9, true).clone();
+        assert_eq!(child.ppid, 10);
+        assert_eq!(child.uid, 1000);
+        assert_eq!(child.cmdline_string(), "node srv.js");
+        assert!(child.watched);
+        t.fork(11, 12, 10, true);
+        assert!(t.descends_from(12, 10));
+        assert!(!t.descends_from(10, 12));
+        assert!(t.exit(11).is_some());
+        assert!(t.get(11).is_none());
+    }
+
+    #[test]
+    fn scan_sees_this_process() {
+        let t = ProcessTable::scan(Path::new("/proc"));
+        let me = t.get(std::process::id()).expect("own pid in /proc scan");
+        assert!(!me.cmdline.is_empty());
+        assert!(
+            me.exe.ends_with(
+                &*std::env::current_exe()
+                    .unwrap()
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+            )
+        );
+    }
+
+    #[test]
+    fn split_nul_handles_trailing_and_empty() {
+        assert_eq!(split_nul(b"a\0b c\0"), vec!["a".to_string(), "b c".to_string()]);
+        assert!(split_nul(b"").is_empty());
+        assert_eq!(split_nul(&[0xff, 0]), vec!["\u{fffd}".to_string()]);
+    }
+}

@@ -1,0 +1,364 @@
+//! Decoding of ring-buffer records. Every length is checked against the bytes the
+//! kernel actually sent; nothing is transmuted, and a malformed record is an error
+//! (counted by the caller), never a panic.
+use std::mem::{offset_of, size_of};
+
+use monitor_common::{
+    ConnectRecord, DataMeta, ExecMeta, ExecRecord, ExitRecord, FdChangeRecord, ForkRecord, Header, MAX_ARGV,
+    MAX_CHUNK, MAX_FILENAME, MAX_PATH, OpenMeta, OpenRecord, data_flags, direction, kind,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Exec(Exec),
+    Fork {
+        header: Header,
+        child_pid: u32,
+        watched: bool,
+    },
+    Exit {
+        header: Header,
+    },
+    Data(Data),
+    Open(Open),
+    Connect(Connect),
+    FdChange {
+        header: Header,
+        syscall: u32,
+        fd: i32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    pub header: Header,
+    pub uid: u32,
+    pub gid: u32,
+    pub old_tid: u32,
+    pub filename: Vec<u8>,
+    pub argv: Vec<Vec<u8>>,
+    pub argv_truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Data {
+    pub header: Header,
+    pub fd: i32,
+    pub syscall: u32,
+    pub direction: Direction,
+    pub truncated: bool,
+    pub total: u64,
+    pub chunk_offset: u64,
+    pub stream_offset: u64,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Read,
+    Write,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Open {
+    pub header: Header,
+    pub syscall: u32,
+    pub dirfd: i32,
+    pub flags: u64,
+    pub ret: i64,
+    pub path: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connect {
+    pub header: Header,
+    pub fd: i32,
+    pub ret: i64,
+    pub addr: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    Short { kind: u32, need: usize, got: usize },
+    UnknownKind(u32),
+    BadField(&'static str),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Short { kind, need, got } => {
+                write!(f, "record of kind {kind} has {got} bytes, needs {need}")
+            }
+            Self::UnknownKind(k) => write!(f, "unknown record kind {k}"),
+            Self::BadField(name) => write!(f, "record field `{name}` out of range"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Reads a `T` from the start of `buf` when it holds at least `size_of::<T>()` bytes.
+/// Only used with the all-integer `#[repr(C)]` structs of monitor-common, for which
+/// every bit pattern is valid.
+fn read<T: Copy>(buf: &[u8], kind: u32) -> Result<T, DecodeError> {
+    if buf.len() < size_of::<T>() {
+        return Err(DecodeError::Short {
+            kind,
+            need: size_of::<T>(),
+            got: buf.len(),
+        });
+    }
+    // Safety: length checked above; read_unaligned has no alignment requirement.
+    Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast::<T>()) })
+}
+
+/// Used bytes of a trailing array: `len` as claimed by the kernel, checked against
+/// both the array's size and what was actually received.
+fn tail<'a>(
+    buf: &'a [u8],
+    start: usize,
+    len: u32,
+    cap: usize,
+    field: &'static str,
+) -> Result<&'a [u8], DecodeError> {
+    let len = len as usize;
+    if len > cap {
+        return Err(DecodeError::BadField(field));
+    }
+    buf.get(start..start + len).ok_or(DecodeError::BadField(field))
+}
+
+impl TryFrom<&[u8]> for Record {
+    type Error = DecodeError;
+
+    fn try_from(buf: &[u8]) -> Result<Self, Self::Error> {
+        let header: Header = read(buf, 0)?;
+        match header.kind {
+            kind::EXEC => {
+                let r: ExecMeta = read(buf, kind::EXEC)?;
+                let start = offset_of!(ExecRecord, filename);
+                let filename = tail(buf, start, r.filename_len, MAX_FILENAME, "filename_len")?.to_vec();
+                let argv_start = offset_of!(ExecRecord, argv);
+                let argv = tail(buf, argv_start, r.argv_len, MAX_ARGV, "argv_len")?;
+                Ok(Record::Exec(Exec {
+                    header,
+                    uid: r.uid,
+                    gid: r.gid,
+                    old_tid: r.old_tid,
+                    filename,
+                    argv: split_argv(argv),
+                    argv_truncated: r.argv_truncated != 0,
+                }))
+            }
+            kind::FORK => {
+                let r: ForkRecord = read(buf, kind::FORK)?;
+                Ok(Record::Fork {
+                    header,
+                    child_pid: r.child_pid,
+                    watched: r.watched != 0,
+                })
+            }
+            kind::EXIT => {
+                let _: ExitRecord = read(buf, kind::EXIT)?;
+                Ok(Record::Exit { header })
+            }
+            kind::DATA => {
+                let r: DataMeta = read(buf, kind::DATA)?;
+                let bytes = tail(buf, size_of::<DataMeta>(), r.len, MAX_CHUNK, "len")?.to_vec();
+                let direction = match r.direction {
+                    direction::READ => Direction::Read,
+                    direction::WRITE => Direction::Write,
+                    _ => return Err(DecodeError::BadField("direction")),
+                };
+                Ok(Record::Data(Data {
+                    header,
+                    fd: r.fd,
+                    syscall: r.syscall,
+                    direction,
+                    truncated: r.flags & data_flags::TRUNCATED != 0,
+                    total: r.total,
+                    chunk_offset: r.chunk_offset,
+                    stream_offset: r.stream_offset,
+                    bytes,
+                }))
+            }
+            kind::OPEN => {
+                let r: OpenMeta = read(buf, kind::OPEN)?;
+                let start = offset_of!(OpenRecord, path);
+                let path = tail(buf, start, r.path_len, MAX_PATH, "path_len")?.to_vec();
+                Ok(Record::Open(Open {
+                    header,
+                    syscall: r.syscall,
+                    dirfd: r.dirfd,
+                    flags: r.flags,
+                    ret: r.ret,
+                    path,
+                }))
+            }
+            kind::CONNECT => {
+                let r: ConnectRecord = read(buf, kind::CONNECT)?;
+                let addr = tail(
+                    buf,
+                    offset_of!(ConnectRecord, addr),
+                    r.addr_len,
+                    r.addr.len(),
+                    "addr_len",
+                )?
+                .to_vec();
+                Ok(Record::Connect(Connect {
+                    header,
+                    fd: r.fd,
+                    ret: r.ret,
+                    addr,
+                }))
+            }
+            kind::FD_CHANGE => {
+                let r: FdChangeRecord = read(buf, kind::FD_CHANGE)?;
+                Ok(Record::FdChange {
+                    header,
+                    syscall: r.syscall,
+                    fd: r.fd,
+                })
+            }
+            other => Err(DecodeError::UnknownKind(other)),
+        }
+    }
+}
+
+/// NUL-terminated arguments back to back.
+fn split_argv(buf: &[u8]) -> Vec<Vec<u8>> {
+    let buf = buf.strip_suffix(&[0]).unwrap_or(buf);
+    if buf.is_empty() {
+        return Vec::new();
+    }
+    buf.split(|&b| b == 0).map(<[u8]>::to_vec).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of<T>(v: &T, len: usize) -> Vec<u8> {
+        // Safety: test-only view of a plain #[repr(C)] value.
+        let all = unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) };
+        all[..len].to_vec()
+    }
+
+    fn hdr(kind: u32) -> Header {
+        Header {
+            kind,
+            pid: 42,
+            tid: 43,
+            _pad: 0,
+            ts_ns: 7,
+        }
+    }
+
+    fn data_meta(len: u32, dir: u8) -> DataMeta {
+        DataMeta {
+            header: hdr(kind::DATA),
+            fd: 1,
+            syscall: 1,
+            direction: dir,
+            len,
+            total: len as u64,
+            stream_offset: 10,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn data_record_uses_only_the_sent_bytes() {
+        let mut buf = bytes_of(&data_meta(5, direction::WRITE), size_of::<DataMeta>());
+        buf.extend_from_slice(b"hello");
+        let Record::Data(d) = Record::try_from(buf.as_slice()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(d.bytes, b"hello");
+        assert_eq!(d.direction, Direction::Write);
+        assert_eq!(d.stream_offset, 10);
+        assert_eq!(d.header.pid, 42);
+    }
+
+    #[test]
+    fn data_record_claiming_more_than_sent_is_rejected() {
+        let mut buf = bytes_of(&data_meta(100, direction::READ), size_of::<DataMeta>());
+        buf.extend_from_slice(&[0; 10]);
+        assert_eq!(
+            Record::try_from(buf.as_slice()),
+            Err(DecodeError::BadField("len"))
+        );
+        let buf = bytes_of(&data_meta(u32::MAX, direction::READ), size_of::<DataMeta>());
+        assert_eq!(
+            Record::try_from(buf.as_slice()),
+            Err(DecodeError::BadField("len"))
+        );
+    }
+
+    #[test]
+    fn bad_direction_and_kind_and_short_records_are_errors() {
+        let buf = bytes_of(&data_meta(0, 9), size_of::<DataMeta>());
+        assert_eq!(
+            Record::try_from(buf.as_slice()),
+            Err(DecodeError::BadField("direction"))
+        );
+        let buf = bytes_of(&hdr(99), size_of::<Header>());
+        assert_eq!(
+            Record::try_from(buf.as_slice()),
+            Err(DecodeError::UnknownKind(99))
+        );
+        assert!(matches!(
+            Record::try_from(&[1u8, 0, 0][..]),
+            Err(DecodeError::Short { .. })
+        ));
+        let buf = bytes_of(&hdr(kind::FORK), size_of::<Header>());
+        assert!(matches!(
+            Record::try_from(buf.as_slice()),
+            Err(DecodeError::Short { kind: kind::FORK, .. })
+        ));
+    }
+
+    #[test]
+    fn exec_record_splits_argv() {
+        let argv = b"node\0server.js\0--root\0/tmp\0";
+        let mut r = Box::new(ExecRecord {
+            meta: ExecMeta {
+                header: hdr(kind::EXEC),
+                uid: 1000,
+                filename_len: 9,
+                argv_len: argv.len() as u32,
+                ..Default::default()
+            },
+            filename: [0; MAX_FILENAME],
+            argv: [0; MAX_ARGV],
+        });
+        r.filename[..9].copy_from_slice(b"/bin/node");
+        r.argv[..argv.len()].copy_from_slice(argv);
+        let buf = bytes_of(&*r, offset_of!(ExecRecord, argv) + argv.len());
+        let Record::Exec(e) = Record::try_from(buf.as_slice()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.filename, b"/bin/node");
+        assert_eq!(
+            e.argv,
+            vec![
+                b"node".to_vec(),
+                b"server.js".to_vec(),
+                b"--root".to_vec(),
+                b"/tmp".to_vec()
+            ]
+        );
+        assert_eq!(e.uid, 1000);
+    }
+
+    #[test]
+    fn empty_argv_is_empty() {
+        assert!(split_argv(b"").is_empty());
+        assert_eq!(
+            split_argv(b"a\0\0b\0"),
+            vec![b"a".to_vec(), b"".to_vec(), b"b".to_vec()]
+        );
+    }
+}
