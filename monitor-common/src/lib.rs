@@ -213,8 +213,19 @@ pub struct TracepointOffsets {
     pub execveat_argv: u32,
 }
 
+/// Value of the `WATCHED` map (key: thread-group id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WatchState {
+    /// Bumped on every exec, so fds opened before it stop counting as files.
+    pub generation: u32,
+    pub _reserved: u32,
+}
+
 #[cfg(feature = "user")]
 mod user {
-    // Safety: plain `#[repr(C)]` data with no padding-sensitive invariants.
+    // Safety: plain `#[repr(C)]` integers, no padding.
     unsafe impl aya::Pod for super::TracepointOffsets {}
+    // Safety: plain `#[repr(C)]` integers, no padding.
+    unsafe impl aya::Pod for super::WatchState {}
 }

@@ -3,7 +3,9 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use monitor_common::{ConnectRecord, DataRecord, ExecRecord, OpenRecord, TracepointOffsets, stat};
+use monitor_common::{
+    ConnectRecord, DataRecord, ExecRecord, OpenRecord, TracepointOffsets, WatchState, stat,
+};
 
 /// Every record for userspace.
 #[map]
@@ -59,14 +61,6 @@ pub fn offsets() -> TracepointOffsets {
     // Safety: a global that userspace patches before load; volatile so the
     // compiler does not fold the defaults above into the code.
     unsafe { core::ptr::read_volatile(&TP_OFFSETS) }
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct WatchState {
-    /// Bumped on every exec, so fds opened before it stop counting as files.
-    pub generation: u32,
-    pub _reserved: u32,
 }
 
 #[repr(C)]

@@ -11,7 +11,7 @@ use aya::{
     programs::{ProgramError, RawTracePoint, TracePoint},
 };
 use log::info;
-use monitor_common::{TracepointOffsets, stat};
+use monitor_common::{TracepointOffsets, WatchState, stat};
 
 /// The eBPF object built by monitor/build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -36,17 +36,6 @@ pub struct Capture {
     /// (program name, kernel program id) of what was attached.
     pub attached: Vec<(String, u32)>,
 }
-
-/// Same layout as the eBPF side's `WatchState`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct WatchState {
-    pub generation: u32,
-    pub _reserved: u32,
-}
-
-// Safety: plain #[repr(C)] integers.
-unsafe impl aya::Pod for WatchState {}
 
 /// Kernel-side loss counters, summed over CPUs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -199,10 +188,6 @@ impl Capture {
         self.watched
             .insert(pid, WatchState::default(), 0)
             .with_context(|| format!("adding pid {pid} to the watched set"))
-    }
-
-    pub fn is_watched(&self, pid: u32) -> bool {
-        self.watched.get(&pid, 0).is_ok()
     }
 
     pub fn stats(&self) -> anyhow::Result<KernelStats> {

@@ -2,7 +2,6 @@
 //! records into JSON events, report loss, stop cleanly on SIGTERM/SIGINT.
 use std::{collections::HashMap, net::SocketAddr, path::Path, sync::atomic::Ordering, time::Duration};
 
-use anyhow::Context as _;
 use base64::Engine as _;
 use log::{info, warn};
 use serde_json::json;
@@ -51,6 +50,9 @@ struct State {
     loss: Loss,
     reported: Loss,
     self_pid: u32,
+    /// The daemon and its ancestors (a shell, sudo, a test harness): their command
+    /// lines hold the watch patterns themselves, so they are never watched.
+    never_watch: Vec<u32>,
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -76,7 +78,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         loss: Loss::default(),
         reported: Loss::default(),
         self_pid: std::process::id(),
+        never_watch: Vec::new(),
     };
+    state.never_watch = state.procs.ancestry(state.self_pid);
     state.watch_existing();
     state.ready(metrics_addr)?;
 
@@ -129,31 +133,50 @@ impl State {
     fn watch_existing(&mut self) {
         let candidates: Vec<(u32, String)> = self.procs.iter().map(|p| (p.pid, p.cmdline_string())).collect();
         for (pid, cmdline) in candidates {
-            self.consider(pid, &cmdline);
+            if let Err(e) = self.consider(pid, &cmdline) {
+                warn!("writing events: {e}");
+            }
         }
     }
 
-    /// Watches `pid` if its command line matches; returns whether it did.
-    fn consider(&mut self, pid: u32, cmdline: &str) -> bool {
-        if pid == self.self_pid {
-            return false;
+    /// Watches `pid` as a server if its command line matches a pattern.
+    fn consider(&mut self, pid: u32, cmdline: &str) -> std::io::Result<()> {
+        if self.never_watch.contains(&pid) {
+            return Ok(());
         }
         let Some(pattern) = self.patterns.matches(cmdline).map(str::to_string) else {
-            return false;
+            return Ok(());
         };
-        if self.procs.get(pid).is_some_and(|p| p.watched) {
-            return true;
+        let Some(p) = self.procs.get(pid) else {
+            return Ok(());
+        };
+        if p.server_pattern.is_some() {
+            return Ok(());
         }
-        if let Err(e) = self.capture.watch(pid) {
-            warn!("{e:#}");
-            return false;
+        // A child of a server is watched already (by the kernel); it becomes a server
+        // of its own when it execs into something that matches.
+        if !p.watched {
+            if let Err(e) = self.capture.watch(pid) {
+                warn!("{e:#}");
+                return Ok(());
+            }
+            self.metrics.servers_watched.inc();
         }
-        if let Some(p) = self.procs.get_mut(pid) {
-            p.watched = true;
-        }
-        self.metrics.servers_watched.inc();
+        let Some(p) = self.procs.get_mut(pid) else {
+            return Ok(());
+        };
+        p.watched = true;
+        p.server_pattern = Some(pattern.clone());
         info!("watching pid {pid} ({cmdline}), matched {pattern:?}");
-        true
+        let fields = json!({
+            "server": {"name": null, "pid": pid, "exe": p.exe, "cmdline": cmdline, "uid": p.uid, "ppid": p.ppid},
+            "matched": pattern,
+        });
+        let ts = match p.start_ns {
+            0 => self.events.now(),
+            ns => self.events.kernel_time(ns),
+        };
+        self.events.emit("server_started", ts, fields)
     }
 
     fn ready(&mut self, metrics_addr: SocketAddr) -> anyhow::Result<()> {
@@ -230,7 +253,7 @@ impl State {
                     .exec(pid, e.uid, exe, argv, e.header.ts_ns)
                     .cmdline_string();
                 self.fds.forget_process(pid);
-                self.consider(pid, &cmdline);
+                self.consider(pid, &cmdline)?;
             }
             Record::Fork {
                 header,
@@ -246,6 +269,11 @@ impl State {
                 if let Some(p) = self.procs.exit(header.pid) {
                     if p.watched {
                         self.metrics.servers_watched.dec();
+                    }
+                    if p.server_pattern.is_some() {
+                        let ts = self.events.kernel_time(header.ts_ns);
+                        let server = json!({"server": {"name": null, "pid": p.pid, "exe": p.exe, "cmdline": p.cmdline_string()}});
+                        self.events.emit("server_exited", ts, server)?;
                     }
                 }
                 self.fds.forget_process(header.pid);

@@ -14,6 +14,9 @@ pub struct Process {
     /// 0 when the process predates the daemon and /proc did not say.
     pub start_ns: u64,
     pub watched: bool,
+    /// The watch pattern that made this process a server (children of servers are
+    /// watched without being servers themselves).
+    pub server_pattern: Option<String>,
 }
 
 impl Process {
@@ -58,14 +61,6 @@ impl ProcessTable {
         self.procs.values()
     }
 
-    pub fn len(&self) -> usize {
-        self.procs.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.procs.is_empty()
-    }
-
     /// A new process: it starts as a copy of its parent (same exe, cmdline, uid).
     pub fn fork(&mut self, parent: u32, child: u32, ts_ns: u64, watched: bool) -> &Process {
         let base = self.procs.get(&parent).cloned();
@@ -77,6 +72,7 @@ impl ProcessTable {
             cmdline: base.map(|b| b.cmdline).unwrap_or_default(),
             start_ns: ts_ns,
             watched,
+            server_pattern: None,
         };
         self.procs.insert(child, p);
         &self.procs[&child]
@@ -92,6 +88,7 @@ impl ProcessTable {
             cmdline: Vec::new(),
             start_ns: ts_ns,
             watched: false,
+            server_pattern: None,
         });
         p.uid = uid;
         p.exe = exe;
@@ -103,18 +100,17 @@ impl ProcessTable {
         self.procs.remove(&pid)
     }
 
-    /// Whether `pid` is `ancestor` or descends from it.
-    pub fn descends_from(&self, mut pid: u32, ancestor: u32) -> bool {
-        for _ in 0..64 {
-            if pid == ancestor {
-                return true;
+    /// `pid` and its ancestors, nearest first (bounded, in case of a cycle).
+    pub fn ancestry(&self, mut pid: u32) -> Vec<u32> {
+        let mut chain = vec![pid];
+        while let Some(p) = self.procs.get(&pid) {
+            if p.ppid == 0 || p.ppid == pid || chain.len() >= 64 {
+                break;
             }
-            match self.procs.get(&pid) {
-                Some(p) if p.ppid != 0 && p.ppid != pid => pid = p.ppid,
-                _ => return false,
-            }
+            pid = p.ppid;
+            chain.push(pid);
         }
-        false
+        chain
     }
 }
 
@@ -141,6 +137,7 @@ fn read_proc(root: &Path, pid: u32) -> Option<Process> {
         cmdline,
         start_ns: 0,
         watched: false,
+        server_pattern: None,
     })
 }
 
@@ -201,8 +198,8 @@ mod tests {
         assert_eq!(child.cmdline_string(), "node srv.js");
         assert!(child.watched);
         t.fork(11, 12, 10, true);
-        assert!(t.descends_from(12, 10));
-        assert!(!t.descends_from(10, 12));
+        assert_eq!(t.ancestry(12), vec![12, 11, 10, 1]);
+        assert_eq!(t.ancestry(10), vec![10, 1]);
         assert!(t.exit(11).is_some());
         assert!(t.get(11).is_none());
     }

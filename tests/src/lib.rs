@@ -1,1 +1,236 @@
+//! Harness for tests that run the real daemon as root: start it with arguments, read
+//! its JSON events as they come, stop it with SIGTERM.
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Condvar, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
 
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use serde_json::Value;
+
+/// The daemon binary: `MCP_MONITOR_BIN` (set by `cargo xtask test`), else the release build.
+pub fn daemon_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("MCP_MONITOR_BIN") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/mcp-monitor")
+}
+
+/// A tag unique to one test, for `--watch '*TAG*'` and the command lines it should match.
+pub fn unique_tag(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "t{}x{}x{}",
+        name.replace(['_', ' '], ""),
+        std::process::id(),
+        nanos % 1_000_000_000
+    )
+}
+
+pub fn require_root() {
+    // Safety: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "these tests load eBPF programs: run them as root (`cargo xtask test`)"
+    );
+}
+
+#[derive(Default)]
+struct Shared {
+    events: Vec<Value>,
+    closed: bool,
+}
+
+pub struct Daemon {
+    child: Child,
+    shared: Arc<(Mutex<Shared>, Condvar)>,
+    stderr: Arc<Mutex<String>>,
+    pub ready: Value,
+}
+
+impl Daemon {
+    /// Starts `mcp-monitor run ARGS --events - --metrics-addr 127.0.0.1:0` and waits for
+    /// its `ready` status event.
+    pub fn start(args: &[&str]) -> anyhow::Result<Self> {
+        require_root();
+        let bin = daemon_binary();
+        let mut child = Command::new(&bin)
+            .arg("run")
+            .args(args)
+            .args(["--events", "-", "--metrics-addr", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {} (build it with `cargo xtask build`)", bin.display()))?;
+        let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
+        let stdout = child.stdout.take().context("daemon stdout")?;
+        let s = shared.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("daemon wrote a line that is not JSON ({e}): {line}"));
+                s.0.lock().unwrap().events.push(v);
+                s.1.notify_all();
+            }
+            s.0.lock().unwrap().closed = true;
+            s.1.notify_all();
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let err_pipe = child.stderr.take().context("daemon stderr")?;
+        let e = stderr.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(err_pipe).lines() {
+                let Ok(line) = line else { break };
+                e.lock().unwrap().push_str(&line);
+                e.lock().unwrap().push('\n');
+            }
+        });
+        let mut d = Self {
+            child,
+            shared,
+            stderr,
+            ready: Value::Null,
+        };
+        let ready = d.wait_for(Duration::from_secs(60), |e| {
+            e["type"] == "monitor_status" && e["status"] == "ready"
+        });
+        match ready {
+            Ok(r) => d.ready = r,
+            Err(err) => bail!("{err:#}\ndaemon stderr:\n{}", d.stderr()),
+        }
+        Ok(d)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every event so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.shared.0.lock().unwrap().events.clone()
+    }
+
+    /// The first event matching `pred`, waiting up to `timeout` for it.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        let mut found = Value::Null;
+        self.wait_until(timeout, |events| match events.iter().find(|e| pred(e)) {
+            Some(e) => {
+                found = e.clone();
+                true
+            }
+            None => false,
+        })?;
+        Ok(found)
+    }
+
+    /// Waits up to `timeout` until `pred` holds for the events so far.
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&[Value]) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.shared;
+        let mut g = lock.lock().unwrap();
+        loop {
+            if pred(&g.events) {
+                return Ok(());
+            }
+            if g.closed {
+                bail!("daemon exited before the expected event");
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                bail!(
+                    "no matching event within {timeout:?}; {} events so far",
+                    g.events.len()
+                );
+            }
+            g = cv.wait_timeout(g, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit.
+    pub fn stop(mut self, timeout: Duration) -> anyhow::Result<(ExitStatus, Duration, Vec<Value>)> {
+        let started = Instant::now();
+        // Safety: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                let elapsed = started.elapsed();
+                // Let the reader thread take the last lines.
+                let (lock, cv) = &*self.shared;
+                let g = lock.lock().unwrap();
+                let g = cv
+                    .wait_timeout_while(g, Duration::from_secs(5), |s| !s.closed)
+                    .unwrap()
+                    .0;
+                return Ok((status, elapsed, g.events.clone()));
+            }
+            if started.elapsed() > timeout {
+                let _ = self.child.kill();
+                bail!(
+                    "daemon still running {timeout:?} after SIGTERM; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The bytes of one (pid, fd, direction) stream, from `capture` events, in stream order.
+/// Fails on a gap or overlap, so a test sees lost bytes as an error.
+pub fn stream(events: &[Value], pid: u32, fd: i32, direction: &str) -> anyhow::Result<Vec<u8>> {
+    let mut chunks: Vec<(u64, Vec<u8>)> = Vec::new();
+    for e in events {
+        if e["type"] == "capture" && e["pid"] == pid && e["fd"] == fd && e["direction"] == direction {
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(e["data"].as_str().context("capture without data")?)?;
+            chunks.push((e["offset"].as_u64().context("capture without offset")?, data));
+        }
+    }
+    chunks.sort_by_key(|c| c.0);
+    let mut out = Vec::new();
+    let base = chunks.first().map_or(0, |c| c.0);
+    for (off, data) in chunks {
+        if off != base + out.len() as u64 {
+            bail!(
+                "stream pid {pid} fd {fd} {direction}: chunk at {off}, expected {}",
+                base + out.len() as u64
+            );
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out)
+}
+
+/// `capture` events of one process.
+pub fn captures_of(events: &[Value], pid: u32) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "capture" && e["pid"] == pid)
+        .collect()
+}

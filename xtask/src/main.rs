@@ -1,1 +1,279 @@
-fn main() {}
+//! Project tasks: `cargo xtask setup | build | run | test`.
+//!
+//! Every task installs what it needs first (idempotently), so each works on a fresh
+//! machine of the kind described in ../shared/TOOLCHAIN.md.
+mod toolchain;
+
+use std::{
+    env,
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    time::Instant,
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the eBPF toolchain (nightly rust-src, bpf-linker) if missing.
+    Setup,
+    /// Set up, then build the daemon (release).
+    Build,
+    /// Set up, build, and run `mcp-monitor run ARGS` as root.
+    Run {
+        /// Arguments for `mcp-monitor run` (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then fmt, clippy, unit tests and the root integration tests.
+    Test,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup => setup().map(|_| ()),
+        Task::Build => setup().and_then(|env| build(&env)),
+        Task::Run { args } => run(args),
+        Task::Test => test(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn step(msg: &str) {
+    eprintln!("xtask: {msg}");
+}
+
+/// Runs a command, failing with its command line when it fails.
+fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+fn output_of(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What set-up leaves for the later steps: the PATH with bpf-linker on it.
+struct BuildEnv {
+    path: OsString,
+}
+
+impl BuildEnv {
+    fn cargo(&self) -> Command {
+        let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        cmd.current_dir(workspace_root()).env("PATH", &self.path);
+        cmd
+    }
+
+    /// cargo of the nightly toolchain, for the bpf target.
+    fn nightly_cargo(&self) -> Command {
+        let mut cmd = Command::new("rustup");
+        cmd.args(["run", toolchain::NIGHTLY, "cargo"])
+            .current_dir(workspace_root())
+            .env("PATH", &self.path)
+            .env_remove("RUSTC")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO");
+        cmd
+    }
+}
+
+fn setup() -> anyhow::Result<BuildEnv> {
+    let started = Instant::now();
+    let components = output_of(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        toolchain::NIGHTLY,
+    ]))
+    .context("is the nightly toolchain installed? (`rustup toolchain install nightly`)")?;
+    if components.lines().any(|l| l.starts_with("rust-src")) {
+        step("nightly rust-src: present");
+    } else {
+        step("installing nightly rust-src (needed for -Z build-std=core on bpfel-unknown-none)");
+        run_cmd(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            toolchain::NIGHTLY,
+        ]))?;
+    }
+
+    let linker = toolchain::BpfLinker::locate()?;
+    let works = Command::new(linker.binary())
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if works {
+        step(&format!(
+            "bpf-linker {}: present in {}",
+            toolchain::BPF_LINKER_VERSION,
+            linker.root.display()
+        ));
+    } else {
+        install_bpf_linker(&linker)?;
+    }
+    let path = env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![linker.bin_dir()];
+    dirs.extend(env::split_paths(&path));
+    let path = env::join_paths(dirs)?;
+    step(&format!("set-up done in {:.1}s", started.elapsed().as_secs_f64()));
+    Ok(BuildEnv { path })
+}
+
+/// bpf-linker linked dynamically against the nightly toolchain's own libLLVM
+/// (Debian has no LLVM 22): LLVM_PREFIX points at a folder of links to it.
+fn install_bpf_linker(linker: &toolchain::BpfLinker) -> anyhow::Result<()> {
+    step(&format!(
+        "installing bpf-linker {} against {} into {} (about a minute)",
+        toolchain::BPF_LINKER_VERSION,
+        linker.llvm_lib.display(),
+        linker.root.display()
+    ));
+    let lib = linker.llvm_prefix().join("lib");
+    std::fs::create_dir_all(&lib).with_context(|| format!("creating {}", lib.display()))?;
+    let versioned = linker
+        .llvm_lib
+        .file_name()
+        .context("libLLVM path has no file name")?;
+    for name in [OsString::from("libLLVM.so"), versioned.to_os_string()] {
+        let link = lib.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&linker.llvm_lib, &link)
+            .with_context(|| format!("linking {} to {}", link.display(), linker.llvm_lib.display()))?;
+    }
+    let llvm_major = versioned
+        .to_string_lossy()
+        .strip_prefix("libLLVM.so.")
+        .and_then(|v| v.split('.').next().map(str::to_string))
+        .unwrap_or_else(|| "22".to_string());
+    run_cmd(
+        Command::new("cargo")
+            .args([
+                "install",
+                &format!("bpf-linker@{}", toolchain::BPF_LINKER_VERSION),
+            ])
+            .args([
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{llvm_major}"),
+            ])
+            .arg("--root")
+            .arg(&linker.root)
+            .env("LLVM_PREFIX", linker.llvm_prefix())
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO_TARGET_DIR"),
+    )
+}
+
+fn build(env: &BuildEnv) -> anyhow::Result<()> {
+    let started = Instant::now();
+    run_cmd(env.cargo().args(["build", "--release", "--package", "monitor"]))?;
+    step(&format!("build done in {:.1}s", started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+fn daemon_binary() -> PathBuf {
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("release").join("mcp-monitor")
+}
+
+fn is_root() -> bool {
+    // Reading our own /proc status avoids a libc dependency for one call.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Uid:")
+                    .map(|v| v.split_whitespace().nth(1) == Some("0"))
+            })
+        })
+        .unwrap_or(false)
+}
+
+fn run(args: Vec<String>) -> anyhow::Result<()> {
+    let env = setup()?;
+    build(&env)?;
+    let bin = daemon_binary();
+    let mut cmd = if is_root() {
+        Command::new(&bin)
+    } else {
+        step("not root: running the daemon through sudo");
+        let mut c = Command::new("sudo");
+        c.arg(&bin);
+        c
+    };
+    cmd.arg("run").args(&args);
+    step(&format!("starting {cmd:?} (Ctrl-C to stop)"));
+    run_cmd(&mut cmd)
+}
+
+fn test() -> anyhow::Result<()> {
+    let started = Instant::now();
+    if !is_root() {
+        bail!("the integration tests load eBPF programs: run `cargo xtask test` as root");
+    }
+    let env = setup()?;
+    step("cargo fmt --check");
+    run_cmd(env.cargo().args(["fmt", "--all", "--", "--check"]))?;
+    step("clippy -D warnings");
+    run_cmd(
+        env.cargo()
+            .args(["clippy", "--release", "--all-targets", "--", "-D", "warnings"]),
+    )?;
+    step("clippy -D warnings on the eBPF crate (bpf target)");
+    run_cmd(
+        env.nightly_cargo()
+            .args(["clippy", "--release", "--package", "monitor-ebpf"])
+            .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+            .args(["--target-dir", "target/bpf-clippy", "--", "-D", "warnings"]),
+    )?;
+    // One release build serves the daemon binary and every test below.
+    build(&env)?;
+    step("unit and integration tests");
+    run_cmd(
+        env.cargo()
+            .args(["test", "--release"])
+            .env("MCP_MONITOR_BIN", daemon_binary()),
+    )?;
+    step(&format!(
+        "all checks passed in {:.0}s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}

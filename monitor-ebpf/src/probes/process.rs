@@ -9,12 +9,12 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use monitor_common::{ExecRecord, ExitRecord, ForkRecord, MAX_ARGS, MAX_ARGV, kind, stat};
+use monitor_common::{ExecRecord, ExitRecord, ForkRecord, MAX_ARGS, MAX_ARGV, WatchState, kind, stat};
 
 use crate::{
     bounds::clamp,
     emit::{header, output},
-    maps::{EXEC_ARGS, EXEC_SCRATCH, WATCHED, WatchState, count, offsets},
+    maps::{EXEC_ARGS, EXEC_SCRATCH, WATCHED, count, offsets},
 };
 
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -75,6 +75,8 @@ fn save_argv(ctx: &TracePointContext, argv_offset: u32) {
     }
     rec.meta.argv_len = used as u32;
     let tid = bpf_get_current_pid_tgid() as u32;
+    // By reference: a copy of the 4.6 KB record would not fit the 512-byte BPF stack.
+    #[allow(clippy::needless_borrows_for_generic_args)]
     let _ = EXEC_ARGS.insert(tid, &*rec, 0);
 }
 

@@ -128,11 +128,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         SYS_FCNTL if args[1] == F_DUPFD || args[1] == F_DUPFD_CLOEXEC => {
             dup(pid_tgid, regs.orig_rax, args[0], ret)
         }
-        SYS_CLOSE_RANGE => {
-            if ret == 0 {
-                fd_change(pid_tgid, regs.orig_rax, -1);
-            }
-        }
+        SYS_CLOSE_RANGE if ret == 0 => fd_change(pid_tgid, regs.orig_rax, -1),
         _ => {}
     }
     0
@@ -184,8 +180,8 @@ fn data(pid_tgid: u64, generation: u32, syscall: u64, fd: u64, buf: u64, iovcnt:
         direction: dir as u32,
     };
     // Safety: map value pointer read once.
-    let stream_offset = STREAM_OFFSETS.get_ptr(&key).map(|p| unsafe { *p }).unwrap_or(0);
-    let _ = STREAM_OFFSETS.insert(&key, stream_offset.wrapping_add(total), 0);
+    let stream_offset = STREAM_OFFSETS.get_ptr(key).map(|p| unsafe { *p }).unwrap_or(0);
+    let _ = STREAM_OFFSETS.insert(key, stream_offset.wrapping_add(total), 0);
     let Some(copy) = COPY_STATE.get_ptr_mut(0) else {
         return;
     };
