@@ -266,7 +266,7 @@ fn test() -> anyhow::Result<()> {
     // One release build serves the daemon binary and every test below.
     build(&env)?;
     step("unit and integration tests");
-    run_cmd(
+    let (passed, failed) = run_tests(
         env.cargo()
             .args(["test", "--release"])
             .env("MCP_MONITOR_BIN", daemon_binary()),
@@ -275,5 +275,57 @@ fn test() -> anyhow::Result<()> {
         "all checks passed in {:.0}s",
         started.elapsed().as_secs_f64()
     ));
+    println!("xtask: {passed} passed, {failed} failed");
     Ok(())
+}
+
+/// Runs `cargo test`, passing its output through, and adds up its `test result:` lines
+/// so the run ends with one total over every test binary.
+fn run_tests(cmd: &mut Command) -> anyhow::Result<(u64, u64)> {
+    use std::io::{BufRead as _, BufReader};
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {shown}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    let stdout = child.stdout.take().context("test stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some((p, f)) = parse_test_result(&line) {
+            passed += p;
+            failed += f;
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        println!("xtask: {passed} passed, {failed} failed");
+        bail!("{shown} failed ({status})");
+    }
+    Ok((passed, failed))
+}
+
+/// `test result: ok. 7 passed; 0 failed; ...` -> (7, 0).
+fn parse_test_result(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("test result: ")?;
+    let count = |word: &str| {
+        rest.split(['.', ';'])
+            .find_map(|part| part.trim().strip_suffix(word))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+    };
+    Some((count(" passed")?, count(" failed")?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn adds_up_cargo_test_results() {
+        let ok =
+            "test result: ok. 7 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.61s";
+        assert_eq!(super::parse_test_result(ok), Some((7, 0)));
+        let bad = "test result: FAILED. 5 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out";
+        assert_eq!(super::parse_test_result(bad), Some((5, 2)));
+        assert_eq!(super::parse_test_result("test foo ... ok"), None);
+    }
 }
