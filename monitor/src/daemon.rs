@@ -57,6 +57,9 @@ struct State {
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     crate::capture::preflight()?;
+    // Handlers first: a SIGTERM right after `ready` must stop us cleanly, not kill us.
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
     let patterns = WatchPatterns::new(&opts.watch)?;
     let events = EventWriter::open(&opts.events)?;
     let metrics = Metrics::new()?;
@@ -92,8 +95,6 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 e.into_parts().1
             )
         })?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
