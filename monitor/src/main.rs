@@ -1,16 +1,9 @@
 //! mcp-monitor: watches MCP servers from the kernel.
-mod capture;
-mod daemon;
-mod events;
-mod fds;
-mod metrics;
-mod procs;
-mod records;
-mod watch;
 
 use std::{net::SocketAddr, process::ExitCode};
 
 use clap::{Parser, Subcommand};
+use monitor::{daemon, watch};
 
 #[derive(Parser)]
 #[command(

@@ -1,0 +1,10 @@
+//! mcp-monitor's userspace: kernel programs loaded by `capture`, records decoded by
+//! `records`, the daemon loop in `daemon`. A library so benches and tools share it.
+pub mod capture;
+pub mod daemon;
+pub mod events;
+pub mod fds;
+pub mod metrics;
+pub mod procs;
+pub mod records;
+pub mod watch;
