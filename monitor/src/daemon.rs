@@ -14,9 +14,12 @@ use crate::{
     capture::{Capture, KernelStats},
     events::EventWriter,
     fds::{FdKind, FdTable},
+    identity,
+    mcp::Output,
     metrics::Metrics,
     procs::{ProcessTable, read_cmdline},
     records::{Data, Direction, Record},
+    servers::{ClientProcess, Server, event_type},
     watch::WatchPatterns,
 };
 
@@ -26,6 +29,10 @@ pub struct Options {
     pub metrics_addr: SocketAddr,
     pub debug_captures: bool,
     pub ring_buffer_bytes: u32,
+    /// Longest JSON-RPC message reassembled; longer ones are dropped and counted.
+    pub max_message_bytes: usize,
+    /// Arguments and error texts longer than this are cut in events.
+    pub max_field_bytes: usize,
 }
 
 /// Userspace view of loss: what the kernel counted, and gaps seen in the streams.
@@ -35,6 +42,8 @@ struct Loss {
     parse_errors: u64,
     stream_gaps: u64,
     bytes_missing: u64,
+    /// Lines on a server's stdio that were not JSON-RPC.
+    message_errors: u64,
 }
 
 struct State {
@@ -53,6 +62,10 @@ struct State {
     /// The daemon and its ancestors (a shell, sudo, a test harness): their command
     /// lines hold the watch patterns themselves, so they are never watched.
     never_watch: Vec<u32>,
+    /// Servers by pid.
+    servers: HashMap<u32, Server>,
+    max_message_bytes: usize,
+    max_field_bytes: usize,
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -82,6 +95,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         reported: Loss::default(),
         self_pid: std::process::id(),
         never_watch: Vec::new(),
+        servers: HashMap::new(),
+        max_message_bytes: opts.max_message_bytes,
+        max_field_bytes: opts.max_field_bytes,
     };
     state.never_watch = state.procs.ancestry(state.self_pid);
     state.watch_existing();
@@ -154,8 +170,14 @@ impl State {
         if p.server_pattern.is_some() {
             return Ok(());
         }
-        // A child of a server is watched already (by the kernel); it becomes a server
-        // of its own when it execs into something that matches.
+        let stdio = identity::stdio_of(Path::new("/proc"), pid);
+        // A child of a server on the same stdio (node under npx, a shell wrapper) is part
+        // of that server; one with stdio of its own is a server its parent talks to.
+        if let Some(outer) = self.server_root(pid) {
+            if self.servers.get(&outer).is_some_and(|s| s.stdio == stdio) {
+                return Ok(());
+            }
+        }
         if !p.watched {
             if let Err(e) = self.capture.watch(pid) {
                 warn!("{e:#}");
@@ -168,7 +190,10 @@ impl State {
         };
         p.watched = true;
         p.server_pattern = Some(pattern.clone());
+        let process = p.clone();
         info!("watching pid {pid} ({cmdline}), matched {pattern:?}");
+        let client = self.find_client(&process, stdio);
+        let p = &process;
         let fields = json!({
             "server": {"name": null, "pid": pid, "exe": p.exe, "cmdline": cmdline, "uid": p.uid, "ppid": p.ppid},
             "matched": pattern,
@@ -177,7 +202,41 @@ impl State {
             0 => self.events.now(),
             ns => self.events.kernel_time(ns),
         };
+        let mut fields = fields;
+        fields["client"] = json!(
+            client
+                .as_ref()
+                .map(|c| json!({"pid": c.pid, "uid": c.uid, "exe": c.exe, "cmdline": c.cmdline}))
+        );
+        self.servers
+            .insert(pid, Server::new(p, stdio, client, self.max_message_bytes));
         self.events.emit("server_started", ts, fields)
+    }
+
+    /// The process on the other end of the server's stdin pipe (or its parent).
+    fn find_client(&self, server: &crate::procs::Process, stdio: identity::Stdio) -> Option<ClientProcess> {
+        let holders = match stdio.stdin {
+            Some(inode) => identity::holders_of(Path::new("/proc"), inode, &[server.pid, self.self_pid]),
+            None => Vec::new(),
+        };
+        let pid = identity::pick_client(&holders, server.ppid)?;
+        match self.procs.get(pid) {
+            Some(p) => Some(ClientProcess::from_process(p)),
+            None => Some(ClientProcess {
+                pid,
+                uid: 0,
+                exe: String::new(),
+                cmdline: String::new(),
+            }),
+        }
+    }
+
+    /// The nearest process in `pid`'s ancestry (itself included) that is a server.
+    fn server_root(&self, pid: u32) -> Option<u32> {
+        self.procs
+            .ancestry(pid)
+            .into_iter()
+            .find(|p| self.procs.get(*p).is_some_and(|p| p.server_pattern.is_some()))
     }
 
     fn ready(&mut self, metrics_addr: SocketAddr) -> anyhow::Result<()> {
@@ -271,10 +330,20 @@ impl State {
                     if p.watched {
                         self.metrics.servers_watched.dec();
                     }
-                    if p.server_pattern.is_some() {
+                    if let Some(mut server) = self.servers.remove(&p.pid) {
+                        let outputs = server.session.close(header.ts_ns);
+                        self.emit_outputs(&server, outputs)?;
                         let ts = self.events.kernel_time(header.ts_ns);
-                        let server = json!({"server": {"name": null, "pid": p.pid, "exe": p.exe, "cmdline": p.cmdline_string()}});
-                        self.events.emit("server_exited", ts, server)?;
+                        let (lost, discarded) = server.stream_loss();
+                        let fields = json!({
+                            "server": server.server_json(),
+                            "session": server.session_id,
+                            "requests": server.session.stats.requests,
+                            "parse_errors": server.parse_errors,
+                            "bytes_lost": lost,
+                            "bytes_discarded": discarded,
+                        });
+                        self.events.emit("server_exited", ts, fields)?;
                     }
                 }
                 self.fds.forget_process(header.pid);
@@ -307,22 +376,22 @@ impl State {
             .inc_by(d.bytes.len() as u64);
         let key = (d.header.pid, d.fd, d.direction);
         let end = d.stream_offset + d.bytes.len() as u64;
-        match self.streams.insert(key, end) {
+        let gap = match self.streams.insert(key, end) {
             // A new stream (or one reset by close/dup) starts wherever the kernel is.
-            None => {}
-            Some(expected) if d.stream_offset > expected => {
-                self.loss.stream_gaps += 1;
-                self.loss.bytes_missing += d.stream_offset - expected;
-            }
-            Some(_) => {}
+            Some(expected) if d.stream_offset > expected => d.stream_offset - expected,
+            _ => 0,
+        };
+        if gap > 0 {
+            self.loss.stream_gaps += 1;
+            self.loss.bytes_missing += gap;
         }
-        if d.truncated && d.chunk_offset + d.bytes.len() as u64 >= monitor_common::MAX_CAPTURE_PER_SYSCALL {
-            self.loss.bytes_missing += d.total - monitor_common::MAX_CAPTURE_PER_SYSCALL;
+        let kind = self.fds.classify(d.header.pid, d.fd).clone();
+        if let FdKind::Pipe { inode } | FdKind::Socket { inode } = kind {
+            self.stdio_bytes(&d, inode, gap)?;
         }
         if !self.debug_captures {
             return Ok(());
         }
-        let kind = self.fds.classify(d.header.pid, d.fd).clone();
         let mut fields = json!({
             "pid": d.header.pid,
             "tid": d.header.tid,
@@ -345,6 +414,47 @@ impl State {
         }
         let ts = self.events.kernel_time(d.header.ts_ns);
         self.events.emit("capture", ts, fields)
+    }
+
+    /// Bytes on a pipe or socket: MCP messages when they are a server's stdio.
+    fn stdio_bytes(&mut self, d: &Data, inode: u64, gap: u64) -> std::io::Result<()> {
+        let Some(root) = self.server_root(d.header.pid) else {
+            return Ok(());
+        };
+        let Some(server) = self.servers.get_mut(&root) else {
+            return Ok(());
+        };
+        let Some(dir) = server.direction_of(inode, d.direction == Direction::Read) else {
+            return Ok(());
+        };
+        if gap > 0 {
+            server.lost(dir, gap);
+        }
+        let (outputs, errors) = server.feed(dir, &d.bytes, d.header.ts_ns);
+        for e in &errors {
+            self.loss.message_errors += 1;
+            self.metrics.parse_errors.inc();
+            log::debug!("server {root}: skipping a line: {e}");
+        }
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        // Take the server out while its events are written (they borrow both).
+        let Some(server) = self.servers.remove(&root) else {
+            return Ok(());
+        };
+        let result = self.emit_outputs(&server, outputs);
+        self.servers.insert(root, server);
+        result
+    }
+
+    fn emit_outputs(&mut self, server: &Server, outputs: Vec<Output>) -> std::io::Result<()> {
+        for Output::Completed(c) in outputs {
+            let fields = server.call_fields(&c, self.max_field_bytes);
+            let ts = self.events.kernel_time(c.start_ts_ns);
+            self.events.emit(event_type(&c.method), ts, fields)?;
+        }
+        Ok(())
     }
 
     /// A `monitor_status` event whenever something was lost since the last one.
@@ -389,6 +499,7 @@ impl State {
                     "watch_full": now.kernel.watch_full,
                 },
                 "parse_errors": now.parse_errors,
+                "message_errors": now.message_errors,
                 "stream_gaps": now.stream_gaps,
                 "bytes_missing": now.bytes_missing,
             }),

@@ -40,6 +40,12 @@ struct RunArgs {
     /// Size of the kernel ring buffer in MiB (a power of two).
     #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = ring_size)]
     ring_buffer_mb: u32,
+    /// Longest JSON-RPC message reassembled, in MiB; a longer one is dropped and counted.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    max_message_mb: usize,
+    /// Arguments and error texts longer than this many bytes are cut in events.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    max_field_bytes: usize,
 }
 
 fn ring_size(s: &str) -> Result<u32, String> {
@@ -77,6 +83,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics_addr: args.metrics_addr,
         debug_captures: args.debug_captures,
         ring_buffer_bytes: args.ring_buffer_mb * 1024 * 1024,
+        max_message_bytes: args.max_message_mb * 1024 * 1024,
+        max_field_bytes: args.max_field_bytes,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

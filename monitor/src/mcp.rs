@@ -1,0 +1,549 @@
+//! One MCP session as seen on a server's stdio: which client and server (from
+//! `initialize` or from each request's `_meta`), which requests are in flight, and the
+//! tool calls (and resource reads, prompt gets) that completed. Pure state: the caller
+//! feeds messages with kernel timestamps and turns the outputs into events.
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::jsonrpc::{Id, Message};
+
+/// `_meta` keys of the stateless protocol revision (2026-07-28).
+pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+
+/// Requests that become events of their own when they complete.
+const REPORTED_METHODS: &[&str] = &["tools/call", "resources/read", "prompts/get"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    ClientToServer,
+    ServerToClient,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerInfo {
+    pub name: String,
+    pub version: String,
+}
+
+impl PeerInfo {
+    fn from_value(v: &Value) -> Option<Self> {
+        let name = v.get("name")?.as_str()?.to_string();
+        let version = v.get("version").and_then(Value::as_str).unwrap_or("").to_string();
+        Some(Self { name, version })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Error,
+    /// No response: the server exited, or the id was reused while the call was open.
+    Incomplete,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::Incomplete => "incomplete",
+        }
+    }
+}
+
+/// How the session identifies its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    /// `initialize` + `clientInfo` (revisions up to 2025-11-25).
+    Initialize,
+    /// No initialize; `_meta` on every request (2026-07-28).
+    Stateless,
+}
+
+impl Era {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initialize => "initialize",
+            Self::Stateless => "stateless",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completed {
+    pub method: String,
+    pub id: Id,
+    /// tools/call: the tool name; prompts/get: the prompt name; resources/read: the URI.
+    pub target: Option<String>,
+    /// tools/call and prompts/get: `params.arguments`.
+    pub arguments: Value,
+    pub outcome: Outcome,
+    /// Why it failed: the JSON-RPC error message or the text of an `isError` result.
+    pub error: Option<String>,
+    /// When the server had read the whole request.
+    pub start_ts_ns: u64,
+    /// When the server had written the whole response (or the session ended).
+    pub end_ts_ns: u64,
+    /// The client's identity for this request: its `_meta` or the session's.
+    pub client: Option<PeerInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Completed(Completed),
+}
+
+#[derive(Debug)]
+struct Pending {
+    method: String,
+    params: Value,
+    ts_ns: u64,
+    client: Option<PeerInfo>,
+}
+
+/// Counters for what the session saw that is not a reported call.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Requests by method, both directions (servers send requests too).
+    pub requests: HashMap<String, u64>,
+    pub notifications: u64,
+    /// Responses whose id matched no request in flight.
+    pub unmatched_responses: u64,
+    /// Request ids reused while the first request was still open.
+    pub reused_ids: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Session {
+    pub client: Option<PeerInfo>,
+    pub server: Option<PeerInfo>,
+    pub protocol_version: Option<String>,
+    pub era: Option<Era>,
+    /// Client-to-server requests in flight.
+    pending: HashMap<Id, Pending>,
+    /// Server-to-client requests in flight (sampling, roots, elicitation).
+    pending_from_server: HashMap<Id, String>,
+    pub stats: SessionStats,
+}
+
+impl Session {
+    /// Feeds one message; `ts_ns` is when the server finished reading it
+    /// (client to server) or writing it (server to client).
+    pub fn on_message(&mut self, dir: Direction, msg: Message, ts_ns: u64) -> Vec<Output> {
+        match (dir, msg) {
+            (_, Message::Notification { .. }) => {
+                self.stats.notifications += 1;
+                Vec::new()
+            }
+            (Direction::ClientToServer, Message::Request { id, method, params }) => {
+                self.client_request(id, method, params, ts_ns)
+            }
+            (Direction::ServerToClient, Message::Request { id, method, .. }) => {
+                *self.stats.requests.entry(method.clone()).or_default() += 1;
+                self.pending_from_server.insert(id, method);
+                Vec::new()
+            }
+            (Direction::ServerToClient, Message::Response { id, result }) => {
+                self.server_answer(&id, Ok(result), ts_ns)
+            }
+            (
+                Direction::ServerToClient,
+                Message::Error {
+                    id: Some(id),
+                    message,
+                    ..
+                },
+            ) => self.server_answer(&id, Err(message), ts_ns),
+            (Direction::ServerToClient, Message::Error { id: None, .. }) => {
+                self.stats.unmatched_responses += 1;
+                Vec::new()
+            }
+            (Direction::ClientToServer, Message::Response { id, .. })
+            | (Direction::ClientToServer, Message::Error { id: Some(id), .. }) => {
+                if self.pending_from_server.remove(&id).is_none() {
+                    self.stats.unmatched_responses += 1;
+                }
+                Vec::new()
+            }
+            (Direction::ClientToServer, Message::Error { id: None, .. }) => {
+                self.stats.unmatched_responses += 1;
+                Vec::new()
+            }
+        }
+    }
+
+    fn client_request(&mut self, id: Id, method: String, params: Value, ts_ns: u64) -> Vec<Output> {
+        *self.stats.requests.entry(method.clone()).or_default() += 1;
+        let meta = params.get("_meta");
+        if let Some(info) = meta
+            .and_then(|m| m.get(META_CLIENT_INFO))
+            .and_then(PeerInfo::from_value)
+        {
+            self.client = Some(info);
+            if self.era.is_none() {
+                self.era = Some(Era::Stateless);
+            }
+        }
+        if let Some(v) = meta
+            .and_then(|m| m.get(META_PROTOCOL_VERSION))
+            .and_then(Value::as_str)
+        {
+            self.protocol_version = Some(v.to_string());
+        }
+        if method == "initialize" {
+            self.era = Some(Era::Initialize);
+            if let Some(info) = params.get("clientInfo").and_then(PeerInfo::from_value) {
+                self.client = Some(info);
+            }
+            if let Some(v) = params.get("protocolVersion").and_then(Value::as_str) {
+                self.protocol_version = Some(v.to_string());
+            }
+        }
+        let mut out = Vec::new();
+        let pending = Pending {
+            method,
+            params,
+            ts_ns,
+            client: self.client.clone(),
+        };
+        if let Some(old) = self.pending.insert(id.clone(), pending) {
+            self.stats.reused_ids += 1;
+            out.extend(self.complete(
+                id,
+                old,
+                Outcome::Incomplete,
+                Some("request id reused before a response".into()),
+                ts_ns,
+            ));
+        }
+        out
+    }
+
+    fn server_answer(&mut self, id: &Id, answer: Result<Value, String>, ts_ns: u64) -> Vec<Output> {
+        let Some(req) = self.pending.remove(id) else {
+            self.stats.unmatched_responses += 1;
+            return Vec::new();
+        };
+        if let Ok(result) = &answer {
+            let server = result
+                .get("serverInfo")
+                .or_else(|| result.get("_meta").and_then(|m| m.get(META_SERVER_INFO)))
+                .and_then(PeerInfo::from_value);
+            if server.is_some() {
+                self.server = server;
+            }
+            if req.method == "initialize" {
+                if let Some(v) = result.get("protocolVersion").and_then(Value::as_str) {
+                    self.protocol_version = Some(v.to_string());
+                }
+            }
+        }
+        let (outcome, error) = match answer {
+            Err(message) => (Outcome::Error, Some(message)),
+            Ok(result) if result.get("isError").and_then(Value::as_bool) == Some(true) => {
+                (Outcome::Error, Some(error_text(&result)))
+            }
+            Ok(_) => (Outcome::Ok, None),
+        };
+        self.complete(id.clone(), req, outcome, error, ts_ns)
+            .into_iter()
+            .collect()
+    }
+
+    fn complete(
+        &self,
+        id: Id,
+        req: Pending,
+        outcome: Outcome,
+        error: Option<String>,
+        end_ts_ns: u64,
+    ) -> Option<Output> {
+        if !REPORTED_METHODS.contains(&req.method.as_str()) {
+            return None;
+        }
+        let field = |name: &str| req.params.get(name).and_then(Value::as_str).map(str::to_string);
+        let target = match req.method.as_str() {
+            "resources/read" => field("uri"),
+            _ => field("name"),
+        };
+        let arguments = req.params.get("arguments").cloned().unwrap_or(Value::Null);
+        Some(Output::Completed(Completed {
+            method: req.method,
+            id,
+            target,
+            arguments,
+            outcome,
+            error,
+            start_ts_ns: req.ts_ns,
+            end_ts_ns,
+            client: req.client,
+        }))
+    }
+
+    /// The session ended (the server exited): every open call is incomplete.
+    pub fn close(&mut self, ts_ns: u64) -> Vec<Output> {
+        let mut open: Vec<(Id, Pending)> = self.pending.drain().collect();
+        open.sort_by_key(|(_, p)| p.ts_ns);
+        open.into_iter()
+            .filter_map(|(id, p)| {
+                self.complete(
+                    id,
+                    p,
+                    Outcome::Incomplete,
+                    Some("no response before the server exited".into()),
+                    ts_ns,
+                )
+            })
+            .collect()
+    }
+
+    /// Requests still waiting for an answer.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// The text of an `isError` tool result: its text content, joined.
+fn error_text(result: &Value) -> String {
+    let texts: Vec<&str> = result
+        .get("content")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|c| c.get("text").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    if texts.is_empty() {
+        "isError result".to_string()
+    } else {
+        texts.join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::jsonrpc::parse_value;
+
+    fn msg(v: Value) -> Message {
+        parse_value(v).unwrap()
+    }
+
+    fn c2s(s: &mut Session, v: Value, ts: u64) -> Vec<Output> {
+        s.on_message(Direction::ClientToServer, msg(v), ts)
+    }
+
+    fn s2c(s: &mut Session, v: Value, ts: u64) -> Vec<Output> {
+        s.on_message(Direction::ServerToClient, msg(v), ts)
+    }
+
+    fn completed(out: Vec<Output>) -> Completed {
+        assert_eq!(out.len(), 1, "{out:?}");
+        let Output::Completed(c) = out.into_iter().next().unwrap();
+        c
+    }
+
+    #[test]
+    fn initialize_era_identifies_client_and_server_and_pairs_a_call() {
+        let mut s = Session::default();
+        assert!(c2s(&mut s, json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","clientInfo":{"name":"claude-code","version":"2.1"},"capabilities":{}}}), 1).is_empty());
+        assert!(s2c(&mut s, json!({"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","serverInfo":{"name":"secure-filesystem-server","version":"0.2"},"capabilities":{}}}), 2).is_empty());
+        c2s(
+            &mut s,
+            json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+            3,
+        );
+        assert!(c2s(&mut s, json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_text_file","arguments":{"path":"/srv/a"}}}), 1_000_000).is_empty());
+        assert_eq!(s.in_flight(), 1);
+        let c = completed(s2c(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"hi"}]}}),
+            4_000_000,
+        ));
+        assert_eq!(c.target.as_deref(), Some("read_text_file"));
+        assert_eq!(c.arguments, json!({"path":"/srv/a"}));
+        assert_eq!(c.outcome, Outcome::Ok);
+        assert_eq!(c.end_ts_ns - c.start_ts_ns, 3_000_000);
+        assert_eq!(
+            c.client,
+            Some(PeerInfo {
+                name: "claude-code".into(),
+                version: "2.1".into()
+            })
+        );
+        assert_eq!(s.server.as_ref().unwrap().name, "secure-filesystem-server");
+        assert_eq!(s.protocol_version.as_deref(), Some("2025-06-18"));
+        assert_eq!(s.era, Some(Era::Initialize));
+        assert_eq!(s.stats.notifications, 1);
+        assert_eq!(s.in_flight(), 0);
+    }
+
+    #[test]
+    fn stateless_era_takes_identity_from_each_request() {
+        let mut s = Session::default();
+        let meta = |name: &str| json!({META_CLIENT_INFO: {"name": name, "version": "2.3"}, META_PROTOCOL_VERSION: "2026-07-28"});
+        c2s(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta": meta("agent-a")}}),
+            1,
+        );
+        s2c(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":1,"result":{"_meta":{META_SERVER_INFO:{"name":"demo","version":"1"}}}}),
+            2,
+        );
+        c2s(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2},"_meta": meta("agent-b")}}),
+            3,
+        );
+        let c = completed(s2c(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":2,"result":{"content":[]}}),
+            5,
+        ));
+        assert_eq!(c.client.unwrap().name, "agent-b");
+        assert_eq!(s.era, Some(Era::Stateless));
+        assert_eq!(s.server.unwrap().name, "demo");
+        assert_eq!(s.protocol_version.as_deref(), Some("2026-07-28"));
+    }
+
+    #[test]
+    fn is_error_results_and_jsonrpc_errors_are_errors() {
+        let mut s = Session::default();
+        c2s(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"nope"}}),
+            1,
+        );
+        let c = completed(s2c(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[{"type":"text","text":"Unknown tool: nope"}]}}),
+            2,
+        ));
+        assert_eq!(
+            (c.outcome, c.error.as_deref()),
+            (Outcome::Error, Some("Unknown tool: nope"))
+        );
+        assert_eq!(c.arguments, Value::Null);
+        c2s(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x","arguments":{}}}),
+            3,
+        );
+        let c = completed(s2c(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"bad params"}}),
+            4,
+        ));
+        assert_eq!(
+            (c.outcome, c.error.as_deref()),
+            (Outcome::Error, Some("bad params"))
+        );
+    }
+
+    #[test]
+    fn open_calls_are_incomplete_when_the_session_closes() {
+        let mut s = Session::default();
+        c2s(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow"}}),
+            1,
+        );
+        c2s(&mut s, json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}), 2);
+        let out = s.close(9);
+        let c = completed(out);
+        assert_eq!(c.outcome, Outcome::Incomplete);
+        assert_eq!(c.end_ts_ns, 9);
+        assert_eq!(s.in_flight(), 0);
+    }
+
+    #[test]
+    fn reused_id_closes_the_first_call_as_incomplete() {
+        let mut s = Session::default();
+        c2s(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"first"}}),
+            1,
+        );
+        let c = completed(c2s(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"second"}}),
+            2,
+        ));
+        assert_eq!(
+            (c.target.as_deref(), c.outcome),
+            (Some("first"), Outcome::Incomplete)
+        );
+        assert_eq!(s.stats.reused_ids, 1);
+        let c = completed(s2c(&mut s, json!({"jsonrpc":"2.0","id":5,"result":{}}), 3));
+        assert_eq!(c.target.as_deref(), Some("second"));
+    }
+
+    #[test]
+    fn server_requests_and_their_answers_are_counted_not_reported() {
+        let mut s = Session::default();
+        assert!(
+            s2c(
+                &mut s,
+                json!({"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{}}),
+                1
+            )
+            .is_empty()
+        );
+        assert!(
+            c2s(
+                &mut s,
+                json!({"jsonrpc":"2.0","id":"s1","result":{"content":{}}}),
+                2
+            )
+            .is_empty()
+        );
+        assert!(s2c(&mut s, json!({"jsonrpc":"2.0","id":99,"result":{}}), 3).is_empty());
+        assert_eq!(s.stats.requests.get("sampling/createMessage"), Some(&1));
+        assert_eq!(s.stats.unmatched_responses, 1);
+    }
+
+    #[test]
+    fn resources_and_prompts_are_reported_with_their_target() {
+        let mut s = Session::default();
+        c2s(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}),
+            1,
+        );
+        let c = completed(s2c(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":1,"result":{"contents":[]}}),
+            2,
+        ));
+        assert_eq!(
+            (c.method.as_str(), c.target.as_deref()),
+            ("resources/read", Some("file:///a"))
+        );
+        c2s(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"review","arguments":{"x":"1"}}}),
+            3,
+        );
+        let c = completed(s2c(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":2,"result":{"messages":[]}}),
+            4,
+        ));
+        assert_eq!(
+            (c.method.as_str(), c.target.as_deref()),
+            ("prompts/get", Some("review"))
+        );
+        c2s(&mut s, json!({"jsonrpc":"2.0","id":3,"method":"tools/list"}), 5);
+        assert!(s2c(&mut s, json!({"jsonrpc":"2.0","id":3,"result":{"tools":[]}}), 6).is_empty());
+        assert_eq!(s.stats.requests.get("tools/list"), Some(&1));
+    }
+}

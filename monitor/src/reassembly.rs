@@ -1,0 +1,239 @@
+//! Newline-delimited message reassembly for one byte stream (one direction of a
+//! server's stdio). Chunks arrive in order; the caller, which sees the kernel's stream
+//! offsets, reports lost bytes with [`LineReassembler::lost`], and the stream then
+//! resynchronises at the next newline. Nothing here can stop the monitor: bad input is
+//! dropped and counted.
+
+/// One complete line, without its newline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub bytes: Vec<u8>,
+    /// Kernel timestamp of the chunk that started the line.
+    pub first_ts_ns: u64,
+    /// Kernel timestamp of the chunk that completed the line.
+    pub last_ts_ns: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReassemblyStats {
+    pub lines: u64,
+    /// Bytes the kernel counted but never delivered (gaps in stream offsets).
+    pub bytes_lost: u64,
+    /// Bytes dropped while resynchronising, or because a line outgrew the limit.
+    pub bytes_discarded: u64,
+    /// Lines dropped whole because they outgrew the limit.
+    pub oversized_lines: u64,
+}
+
+pub struct LineReassembler {
+    buf: Vec<u8>,
+    first_ts_ns: u64,
+    /// Dropping bytes until the next newline (after a gap or an oversized line).
+    resync: bool,
+    max_line: usize,
+    pub stats: ReassemblyStats,
+}
+
+impl LineReassembler {
+    /// `max_line`: longest line kept, in bytes (a longer one is dropped and counted).
+    pub fn new(max_line: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            first_ts_ns: 0,
+            resync: false,
+            max_line,
+            stats: ReassemblyStats::default(),
+        }
+    }
+
+    /// Bytes currently held for an incomplete line.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Feeds the next chunk of the stream; returns the lines it completes.
+    pub fn push(&mut self, bytes: &[u8], ts_ns: u64) -> Vec<Line> {
+        self.feed(bytes, ts_ns)
+    }
+
+    /// The kernel or userspace lost `n` bytes of this stream at the current position.
+    pub fn lost(&mut self, n: u64) {
+        self.stats.bytes_lost += n;
+        self.stats.bytes_discarded += self.buf.len() as u64;
+        self.buf.clear();
+        self.resync = true;
+    }
+
+    /// Drops any partial line: the next chunk starts a fresh stream.
+    pub fn reset(&mut self) {
+        self.stats.bytes_discarded += self.buf.len() as u64;
+        self.buf.clear();
+        self.resync = false;
+    }
+
+    fn feed(&mut self, mut bytes: &[u8], ts_ns: u64) -> Vec<Line> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            match memchr(b'\n', bytes) {
+                Some(i) => {
+                    let (head, rest) = (&bytes[..i], &bytes[i + 1..]);
+                    bytes = rest;
+                    if self.resync {
+                        self.stats.bytes_discarded += head.len() as u64 + 1;
+                        self.resync = false;
+                        continue;
+                    }
+                    if self.buf.is_empty() {
+                        self.first_ts_ns = ts_ns;
+                    }
+                    if self.buf.len() + head.len() > self.max_line {
+                        self.stats.oversized_lines += 1;
+                        self.stats.bytes_discarded += (self.buf.len() + head.len() + 1) as u64;
+                        self.buf.clear();
+                        continue;
+                    }
+                    self.buf.extend_from_slice(head);
+                    let line = std::mem::take(&mut self.buf);
+                    // Blank lines (and the \r of \r\n framing) carry nothing.
+                    let line = strip_cr(line);
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    self.stats.lines += 1;
+                    out.push(Line {
+                        bytes: line,
+                        first_ts_ns: self.first_ts_ns,
+                        last_ts_ns: ts_ns,
+                    });
+                }
+                None => {
+                    if self.resync {
+                        self.stats.bytes_discarded += bytes.len() as u64;
+                    } else if self.buf.len() + bytes.len() > self.max_line {
+                        self.stats.oversized_lines += 1;
+                        self.stats.bytes_discarded += (self.buf.len() + bytes.len()) as u64;
+                        self.buf.clear();
+                        self.resync = true;
+                    } else {
+                        if self.buf.is_empty() {
+                            self.first_ts_ns = ts_ns;
+                        }
+                        self.buf.extend_from_slice(bytes);
+                    }
+                    break;
+                }
+            }
+        }
+        out
+    }
+}
+
+fn strip_cr(mut line: Vec<u8>) -> Vec<u8> {
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    line
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(lines: &[Line]) -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| String::from_utf8_lossy(&l.bytes).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn several_messages_in_one_chunk() {
+        let mut r = LineReassembler::new(1 << 20);
+        let out = r.push(b"{\"a\":1}\n{\"b\":2}\n\n{\"c\":3}\r\n", 5);
+        assert_eq!(texts(&out), ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]);
+        assert_eq!(r.pending(), 0);
+    }
+
+    #[test]
+    fn message_split_over_many_chunks_keeps_first_and_last_timestamps() {
+        let mut r = LineReassembler::new(1 << 20);
+        let msg = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\"}\n";
+        let mut out = Vec::new();
+        for (i, b) in msg.iter().enumerate() {
+            out.extend(r.push(&[*b], 100 + i as u64));
+        }
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].bytes, &msg[..msg.len() - 1]);
+        assert_eq!(out[0].first_ts_ns, 100);
+        assert_eq!(out[0].last_ts_ns, 100 + msg.len() as u64 - 1);
+    }
+
+    #[test]
+    fn ten_megabyte_line_is_reassembled() {
+        let mut r = LineReassembler::new(64 << 20);
+        let mut line = vec![b'x'; 10 << 20];
+        line.push(b'\n');
+        let mut out = Vec::new();
+        for c in line.chunks(16384) {
+            out.extend(r.push(c, 1));
+        }
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].bytes.len(), 10 << 20);
+    }
+
+    #[test]
+    fn gap_drops_the_broken_line_and_resynchronises() {
+        let mut r = LineReassembler::new(1 << 20);
+        assert!(r.push(b"{\"first\":", 1).is_empty());
+        // 5 bytes lost: the rest of this line is garbage until the newline.
+        r.lost(5);
+        let out = r.push(b"tail\"}\n{\"next\":1}\n", 2);
+        assert_eq!(texts(&out), ["{\"next\":1}"]);
+        assert_eq!(r.stats.bytes_lost, 5);
+        assert_eq!(r.stats.bytes_discarded, 9 + 7);
+        assert_eq!(r.stats.lines, 1);
+    }
+
+    #[test]
+    fn explicit_loss_resynchronises_too() {
+        let mut r = LineReassembler::new(1 << 20);
+        r.push(b"{\"partial", 1);
+        r.lost(100);
+        let out = r.push(b"rest}\n{\"ok\":true}\n", 2);
+        assert_eq!(texts(&out), ["{\"ok\":true}"]);
+    }
+
+    #[test]
+    fn oversized_line_is_dropped_and_counted_then_stream_goes_on() {
+        let mut r = LineReassembler::new(10);
+        assert!(r.push(b"0123456789abcdef", 1).is_empty());
+        let out = r.push(b"ghij\nshort\n", 2);
+        assert_eq!(texts(&out), ["short"]);
+        assert_eq!(r.stats.oversized_lines, 1);
+        let out = r.push(b"0123456789ABCDEF\nok\n", 3);
+        assert_eq!(texts(&out), ["ok"]);
+        assert_eq!(r.stats.oversized_lines, 2);
+    }
+
+    #[test]
+    fn non_utf8_bytes_pass_through_unchanged() {
+        let mut r = LineReassembler::new(100);
+        let out = r.push(&[0xff, 0xfe, b'{', b'\n'], 1);
+        assert_eq!(out[0].bytes, vec![0xff, 0xfe, b'{']);
+    }
+
+    #[test]
+    fn reset_starts_a_fresh_stream() {
+        let mut r = LineReassembler::new(100);
+        r.push(b"half", 1);
+        r.reset();
+        let out = r.push(b"new\n", 2);
+        assert_eq!(texts(&out), ["new"]);
+        assert_eq!(r.stats.bytes_discarded, 4);
+        assert_eq!(r.stats.bytes_lost, 0);
+    }
+}

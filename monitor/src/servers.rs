@@ -1,0 +1,211 @@
+//! A watched stdio MCP server: its stdio streams, reassembled into JSON-RPC messages,
+//! its MCP session, and the process on the other end of its pipes.
+use serde_json::{Value, json};
+
+use crate::{
+    identity::Stdio,
+    jsonrpc::{self, ParseError},
+    mcp::{Completed, Direction, Output, Session},
+    procs::Process,
+    reassembly::LineReassembler,
+};
+
+/// The process on the other end of the server's stdio.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientProcess {
+    pub pid: u32,
+    pub uid: u32,
+    pub exe: String,
+    pub cmdline: String,
+}
+
+impl ClientProcess {
+    pub fn from_process(p: &Process) -> Self {
+        Self {
+            pid: p.pid,
+            uid: p.uid,
+            exe: p.exe.clone(),
+            cmdline: p.cmdline_string(),
+        }
+    }
+}
+
+pub struct Server {
+    pub pid: u32,
+    pub exe: String,
+    pub cmdline: String,
+    pub uid: u32,
+    pub stdio: Stdio,
+    pub client: Option<ClientProcess>,
+    pub session: Session,
+    /// `stdio-<pid>-<stdin inode>`: names the session in events (stdio has no session id).
+    pub session_id: String,
+    from_client: LineReassembler,
+    to_client: LineReassembler,
+    pub parse_errors: u64,
+}
+
+impl Server {
+    pub fn new(p: &Process, stdio: Stdio, client: Option<ClientProcess>, max_message: usize) -> Self {
+        Self {
+            pid: p.pid,
+            exe: p.exe.clone(),
+            cmdline: p.cmdline_string(),
+            uid: p.uid,
+            stdio,
+            client,
+            session: Session::default(),
+            session_id: format!("stdio-{}-{}", p.pid, stdio.stdin.unwrap_or(0)),
+            from_client: LineReassembler::new(max_message),
+            to_client: LineReassembler::new(max_message),
+            parse_errors: 0,
+        }
+    }
+
+    /// Which direction of the session bytes on `inode` belong to, if any: what the
+    /// server's tree reads from its stdin, and what it writes to its stdout.
+    pub fn direction_of(&self, inode: u64, read: bool) -> Option<Direction> {
+        match read {
+            true if self.stdio.stdin == Some(inode) => Some(Direction::ClientToServer),
+            false if self.stdio.stdout == Some(inode) => Some(Direction::ServerToClient),
+            _ => None,
+        }
+    }
+
+    fn stream(&mut self, dir: Direction) -> &mut LineReassembler {
+        match dir {
+            Direction::ClientToServer => &mut self.from_client,
+            Direction::ServerToClient => &mut self.to_client,
+        }
+    }
+
+    /// Bytes of one direction were lost: resynchronise at the next message.
+    pub fn lost(&mut self, dir: Direction, n: u64) {
+        self.stream(dir).lost(n);
+    }
+
+    /// Feeds captured bytes; returns completed calls and the parse errors met.
+    pub fn feed(&mut self, dir: Direction, bytes: &[u8], ts_ns: u64) -> (Vec<Output>, Vec<ParseError>) {
+        let mut out = Vec::new();
+        let mut errors = Vec::new();
+        for line in self.stream(dir).push(bytes, ts_ns) {
+            for msg in jsonrpc::parse_line(&line.bytes) {
+                match msg {
+                    Ok(m) => out.extend(self.session.on_message(dir, m, line.last_ts_ns)),
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        self.parse_errors += errors.len() as u64;
+        (out, errors)
+    }
+
+    /// Lost and discarded bytes over both directions.
+    pub fn stream_loss(&self) -> (u64, u64) {
+        let (a, b) = (self.from_client.stats, self.to_client.stats);
+        (a.bytes_lost + b.bytes_lost, a.bytes_discarded + b.bytes_discarded)
+    }
+
+    pub fn server_json(&self) -> Value {
+        json!({
+            "name": null,
+            "pid": self.pid,
+            "exe": self.exe,
+            "cmdline": self.cmdline,
+            "info": self.session.server.as_ref().map(|s| json!({"name": s.name, "version": s.version})),
+        })
+    }
+
+    /// The fields of a `tool_call` (or `resource_read`, `prompt_get`) event.
+    pub fn call_fields(&self, c: &Completed, max_field_bytes: usize) -> Value {
+        let client = c.client.as_ref().or(self.session.client.as_ref());
+        let agent = json!({
+            "name": null,
+            "client": client.map(|i| json!({"name": i.name, "version": i.version})),
+            "pid": self.client.as_ref().map(|p| p.pid),
+            "uid": self.client.as_ref().map(|p| p.uid),
+            "exe": self.client.as_ref().map(|p| p.exe.clone()),
+        });
+        let (arguments, arguments_truncated) = bounded(&c.arguments, max_field_bytes);
+        let mut fields = json!({
+            "server": self.server_json(),
+            "agent": agent,
+            "transport": "stdio",
+            "session": self.session_id,
+            "protocol": {
+                "version": self.session.protocol_version,
+                "era": self.session.era.map(|e| e.as_str()),
+            },
+            "request_id": c.id.to_value(),
+        });
+        let target_key = match c.method.as_str() {
+            "tools/call" => "tool",
+            "resources/read" => "uri",
+            _ => "prompt",
+        };
+        fields[target_key] = json!(c.target);
+        fields["arguments"] = arguments;
+        if arguments_truncated {
+            fields["arguments_truncated"] = json!(true);
+        }
+        fields["duration_ms"] = json!(c.end_ts_ns.saturating_sub(c.start_ts_ns) as f64 / 1e6);
+        fields["outcome"] = json!(c.outcome.as_str());
+        if let Some(e) = &c.error {
+            fields["error"] = json!(truncate_str(e, max_field_bytes));
+        }
+        if c.method == "tools/call" {
+            fields["effects"] = json!({"files": [], "secrets": [], "exec": [], "connect": []});
+            fields["decision"] = json!("allow");
+            fields["violations"] = json!([]);
+        }
+        fields
+    }
+}
+
+/// The event type for a completed request.
+pub fn event_type(method: &str) -> &'static str {
+    match method {
+        "tools/call" => "tool_call",
+        "resources/read" => "resource_read",
+        _ => "prompt_get",
+    }
+}
+
+/// `v` itself when its JSON is at most `max` bytes; otherwise the start of its JSON
+/// text as a string, and `true`.
+pub fn bounded(v: &Value, max: usize) -> (Value, bool) {
+    let text = v.to_string();
+    if text.len() <= max {
+        return (v.clone(), false);
+    }
+    (Value::String(truncate_str(&text, max)), true)
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary, with `…` when cut.
+pub fn truncate_str(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_arguments_are_cut_to_a_string_and_flagged() {
+        let small = json!({"path": "/a"});
+        assert_eq!(bounded(&small, 100), (small.clone(), false));
+        let big = json!({"content": "é".repeat(100)});
+        let (v, cut) = bounded(&big, 20);
+        assert!(cut);
+        let s = v.as_str().unwrap();
+        assert!(s.starts_with("{\"content\":\"é") && s.ends_with('…'), "{s}");
+        assert!(s.len() <= 20 + '…'.len_utf8());
+    }
+}
