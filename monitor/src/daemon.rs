@@ -173,10 +173,10 @@ impl State {
         let stdio = identity::stdio_of(Path::new("/proc"), pid);
         // A child of a server on the same stdio (node under npx, a shell wrapper) is part
         // of that server; one with stdio of its own is a server its parent talks to.
-        if let Some(outer) = self.server_root(pid) {
-            if self.servers.get(&outer).is_some_and(|s| s.stdio == stdio) {
-                return Ok(());
-            }
+        if let Some(outer) = self.server_root(pid)
+            && self.servers.get(&outer).is_some_and(|s| s.stdio == stdio)
+        {
+            return Ok(());
         }
         if !p.watched {
             if let Err(e) = self.capture.watch(pid) {

@@ -235,10 +235,10 @@ impl Session {
             if server.is_some() {
                 self.server = server;
             }
-            if req.method == "initialize" {
-                if let Some(v) = result.get("protocolVersion").and_then(Value::as_str) {
-                    self.protocol_version = Some(v.to_string());
-                }
+            if req.method == "initialize"
+                && let Some(v) = result.get("protocolVersion").and_then(Value::as_str)
+            {
+                self.protocol_version = Some(v.to_string());
             }
         }
         let (outcome, error) = match answer {

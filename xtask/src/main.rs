@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build | run | test`.
+//! Project tasks: `cargo xtask setup | build | run | test | bench`.
 //!
 //! Every task installs what it needs first (idempotently), so each works on a fresh
 //! machine of the kind described in ../shared/TOOLCHAIN.md.
@@ -36,6 +36,8 @@ enum Task {
     },
     /// Set up, then fmt, clippy, unit tests and the root integration tests.
     Test,
+    /// Set up, then run the hook-cost benchmark as root (monitor/benches/hook_cost.rs).
+    Bench,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Task::Build => setup().and_then(|env| build(&env)),
         Task::Run { args } => run(args),
         Task::Test => test(),
+        Task::Bench => bench(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -277,6 +280,18 @@ fn test() -> anyhow::Result<()> {
     ));
     println!("xtask: {passed} passed, {failed} failed");
     Ok(())
+}
+
+fn bench() -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the benchmark loads and attaches eBPF programs: run `cargo xtask bench` as root");
+    }
+    let env = setup()?;
+    step("cargo bench --package monitor --bench hook_cost");
+    run_cmd(
+        env.cargo()
+            .args(["bench", "--package", "monitor", "--bench", "hook_cost"]),
+    )
 }
 
 /// Runs `cargo test`, passing its output through, and adds up its `test result:` lines

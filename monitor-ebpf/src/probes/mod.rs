@@ -1,4 +1,5 @@
 //! One module per probe family.
+mod bench;
 mod process;
 mod syscalls;
 
