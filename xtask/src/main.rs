@@ -266,6 +266,8 @@ fn test() -> anyhow::Result<()> {
             .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
             .args(["--target-dir", "target/bpf-clippy", "--", "-D", "warnings"]),
     )?;
+    step("real MCP peers for the tests (tests/mcp/setup.sh: npm ci, Python venv)");
+    run_cmd(Command::new("bash").arg(workspace_root().join("tests/mcp/setup.sh")))?;
     // One release build serves the daemon binary and every test below.
     build(&env)?;
     step("unit and integration tests");

@@ -1,0 +1,257 @@
+//! Real MCP servers driven by real clients (the official SDKs, pinned in tests/mcp),
+//! watched by the real daemon as root: every tool call a client makes appears as
+//! exactly one `tool_call` event with the right tool, arguments, outcome, clientInfo
+//! and client pid, and nothing else appears.
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use integration_tests::{Daemon, unique_tag};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn mcp_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("mcp")
+}
+
+fn venv_python() -> PathBuf {
+    mcp_dir().join(".venv/bin/python")
+}
+
+fn filesystem_server(root: &Path) -> Vec<String> {
+    let entry = mcp_dir().join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
+    assert!(
+        entry.exists(),
+        "{} missing: run tests/mcp/setup.sh (cargo xtask test does)",
+        entry.display()
+    );
+    vec![
+        "node".into(),
+        entry.display().to_string(),
+        root.display().to_string(),
+    ]
+}
+
+fn python_server(tag: &str) -> Vec<String> {
+    let script = mcp_dir().join("py_server.py");
+    vec![
+        venv_python().display().to_string(),
+        script.display().to_string(),
+        "--name".into(),
+        tag.into(),
+    ]
+}
+
+enum Client {
+    Python,
+    TypeScript,
+}
+
+/// Runs a driver against `server` (passed in MCP_SERVER_CMD, so the client's own
+/// command line does not match the server's watch glob) and returns its report.
+fn drive(client: Client, name: &str, server: &[String], calls: &Value) -> Value {
+    let mut cmd = match client {
+        Client::Python => {
+            let mut c = Command::new(venv_python());
+            c.arg(mcp_dir().join("py_client.py"));
+            c
+        }
+        Client::TypeScript => {
+            let mut c = Command::new("node");
+            c.arg(mcp_dir().join("ts_client.mjs"));
+            c
+        }
+    };
+    let out = cmd
+        .args([
+            "--client-name",
+            name,
+            "--client-version",
+            "9.8.7",
+            "--calls",
+            &calls.to_string(),
+        ])
+        .env("MCP_SERVER_CMD", serde_json::to_string(server).unwrap())
+        .stdin(Stdio::null())
+        .output()
+        .expect("starting the MCP client driver");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "driver failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("driver output is not JSON ({e}): {stdout}"))
+}
+
+fn start(glob: &str) -> Daemon {
+    Daemon::start(&["--watch", glob]).expect("daemon starts")
+}
+
+/// The tool_call events of one server, once the daemon has seen it exit.
+fn calls_of(d: &Daemon, server_pid: u64) -> Vec<Value> {
+    d.wait_for(WAIT, |e| {
+        e["type"] == "server_exited" && e["server"]["pid"] == server_pid
+    })
+    .unwrap_or_else(|e| panic!("server {server_pid} exit not seen: {e:#}\n{}", d.stderr()));
+    let mut calls: Vec<Value> = d
+        .events()
+        .into_iter()
+        .filter(|e| e["type"] == "tool_call" && e["server"]["pid"] == server_pid)
+        .collect();
+    calls.sort_by_key(|e| e["request_id"].as_i64());
+    calls
+}
+
+/// Each call the driver made is exactly one event, with what the driver saw.
+fn assert_calls_match(events: &[Value], report: &Value, name: &str) {
+    let made = report["calls"].as_array().expect("driver lists its calls");
+    assert_eq!(
+        events.len(),
+        made.len(),
+        "one tool_call event per call made\nevents: {events:#?}\nreport: {report:#}"
+    );
+    for (e, c) in events.iter().zip(made) {
+        assert_eq!(e["request_id"], c["request_id"], "{e:#}");
+        assert_eq!(e["tool"], c["tool"], "{e:#}");
+        assert_eq!(e["arguments"], c["arguments"], "{e:#}");
+        assert_eq!(e["outcome"], c["outcome"], "{e:#}");
+        assert_eq!(
+            e["agent"]["client"],
+            json!({"name": name, "version": "9.8.7"}),
+            "{e:#}"
+        );
+        assert_eq!(e["agent"]["pid"], report["client_pid"], "{e:#}");
+        assert_eq!(e["transport"], "stdio");
+        assert!(
+            e["duration_ms"]
+                .as_f64()
+                .is_some_and(|d| d >= 0.0 && d < 30_000.0),
+            "{e:#}"
+        );
+        if c["outcome"] == "error" {
+            assert!(
+                e["error"].as_str().is_some_and(|s| !s.is_empty()),
+                "error reason reported: {e:#}"
+            );
+        }
+    }
+}
+
+fn fs_root(tag: &str) -> PathBuf {
+    let root = std::env::temp_dir().join(tag).join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("notes.txt"), "hello from the test\n").unwrap();
+    root
+}
+
+fn filesystem_calls(root: &Path) -> Value {
+    json!([
+        {"tool": "list_directory", "arguments": {"path": root}},
+        {"tool": "read_text_file", "arguments": {"path": root.join("notes.txt")}},
+        {"tool": "read_text_file", "arguments": {"path": "/etc/hostname"}},
+        {"tool": "no_such_tool", "arguments": {}},
+    ])
+}
+
+fn check_filesystem_session(client: Client, name: &str) {
+    let tag = unique_tag(name);
+    let root = fs_root(&tag);
+    // Anchored on the server's own command line: `node <entry> <root>`.
+    let d = start(&format!("node *server-filesystem* {}", root.display()));
+    let report = drive(client, name, &filesystem_server(&root), &filesystem_calls(&root));
+    let outcomes: Vec<&Value> = report["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["outcome"])
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["ok", "ok", "error", "error"],
+        "the real server behaves as expected: {report:#}"
+    );
+    let events = calls_of(&d, report["server_pid"].as_u64().unwrap());
+    assert_calls_match(&events, &report, name);
+    for e in &events {
+        assert_eq!(e["server"]["info"]["name"], "secure-filesystem-server");
+        assert_eq!(e["protocol"]["era"], "initialize");
+        assert_eq!(e["server"]["pid"], report["server_pid"]);
+    }
+    // The client itself is not a server and reported nothing of its own.
+    let all = d.events();
+    assert!(
+        !all.iter()
+            .any(|e| e["type"] == "server_started" && e["server"]["pid"] == report["client_pid"])
+    );
+    assert_eq!(
+        all.iter().filter(|e| e["type"] == "tool_call").count(),
+        events.len(),
+        "no other tool_call events"
+    );
+    let _ = std::fs::remove_dir_all(root.parent().unwrap());
+}
+
+#[test]
+fn python_sdk_client_with_the_filesystem_server() {
+    check_filesystem_session(Client::Python, "py-alpha");
+}
+
+#[test]
+fn typescript_sdk_client_with_the_filesystem_server() {
+    check_filesystem_session(Client::TypeScript, "ts-gamma");
+}
+
+#[test]
+fn python_sdk_client_with_a_python_mcpserver_speaks_the_stateless_era() {
+    let tag = unique_tag("stateless");
+    let server = python_server(&tag);
+    let d = start(&format!("{} *py_server.py --name {tag}", venv_python().display()));
+    let calls = json!([
+        {"tool": "echo", "arguments": {"text": "héllo ✓"}},
+        {"tool": "add", "arguments": {"a": 2, "b": 3}},
+        {"tool": "fail", "arguments": {}},
+        {"tool": "rpc_fail", "arguments": {}},
+        {"tool": "no_such_tool", "arguments": {"x": [1, 2]}},
+    ]);
+    let report = drive(Client::Python, "py-beta", &server, &calls);
+    assert_eq!(report["protocol"], "2026-07-28", "{report:#}");
+    let events = calls_of(&d, report["server_pid"].as_u64().unwrap());
+    assert_calls_match(&events, &report, "py-beta");
+    for e in &events {
+        assert_eq!(e["protocol"]["era"], "stateless", "{e:#}");
+        assert_eq!(e["protocol"]["version"], "2026-07-28");
+        assert_eq!(e["server"]["info"]["name"], report["server_info"]["name"]);
+    }
+    let outcomes: Vec<&Value> = events.iter().map(|e| &e["outcome"]).collect();
+    assert_eq!(outcomes, ["ok", "ok", "error", "error", "error"]);
+}
+
+#[test]
+fn two_clients_on_two_server_instances_are_told_apart() {
+    let tag = unique_tag("twoclients");
+    let (root_a, root_b) = (fs_root(&format!("{tag}a")), fs_root(&format!("{tag}b")));
+    let d = start(&format!(
+        "node *server-filesystem* {}*",
+        std::env::temp_dir().join(&tag).display()
+    ));
+    let (server_a, server_b) = (filesystem_server(&root_a), filesystem_server(&root_b));
+    let (calls_a, calls_b) = (filesystem_calls(&root_a), filesystem_calls(&root_b));
+    let a = std::thread::spawn(move || drive(Client::Python, "agent-one", &server_a, &calls_a));
+    let report_b = drive(Client::TypeScript, "agent-two", &server_b, &calls_b);
+    let report_a = a.join().unwrap();
+    assert_ne!(report_a["client_pid"], report_b["client_pid"]);
+    let events_a = calls_of(&d, report_a["server_pid"].as_u64().unwrap());
+    let events_b = calls_of(&d, report_b["server_pid"].as_u64().unwrap());
+    assert_calls_match(&events_a, &report_a, "agent-one");
+    assert_calls_match(&events_b, &report_b, "agent-two");
+    assert_ne!(events_a[0]["session"], events_b[0]["session"]);
+    for dir in [root_a, root_b] {
+        let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+    }
+}
