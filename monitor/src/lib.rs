@@ -8,6 +8,7 @@ pub mod identity;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod metrics;
+pub mod policy;
 pub mod procs;
 pub mod reassembly;
 pub mod records;
