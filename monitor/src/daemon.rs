@@ -1,6 +1,13 @@
 //! `mcp-monitor run`: attach, keep the process table and watched set, turn kernel
 //! records into JSON events, report loss, stop cleanly on SIGTERM/SIGINT.
-use std::{collections::HashMap, net::SocketAddr, path::Path, sync::atomic::Ordering, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    rc::Rc,
+    sync::atomic::Ordering,
+    time::Duration,
+};
 
 use base64::Engine as _;
 use log::{info, warn};
@@ -12,14 +19,17 @@ use tokio::{
 
 use crate::{
     capture::{Capture, KernelStats},
+    effects::{self, Effect},
     events::EventWriter,
     fds::{FdKind, FdTable},
     identity,
     mcp::Output,
     metrics::Metrics,
+    policy::{EffectKind, Policy, Unregistered},
     procs::{ProcessTable, read_cmdline},
     records::{Data, Direction, Record},
     servers::{ClientProcess, Server, event_type},
+    verdict,
     watch::WatchPatterns,
 };
 
@@ -33,6 +43,9 @@ pub struct Options {
     pub max_message_bytes: usize,
     /// Arguments and error texts longer than this are cut in events.
     pub max_field_bytes: usize,
+    /// The policy in force at start, and the file it came from (reloaded on SIGHUP).
+    pub policy: Policy,
+    pub policy_path: Option<PathBuf>,
 }
 
 /// Userspace view of loss: what the kernel counted, and gaps seen in the streams.
@@ -66,6 +79,9 @@ struct State {
     servers: HashMap<u32, Server>,
     max_message_bytes: usize,
     max_field_bytes: usize,
+    /// Policies by epoch: calls are judged by the policy in force when they started.
+    policies: Vec<(u64, Rc<Policy>)>,
+    policy_path: Option<PathBuf>,
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -74,6 +90,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let patterns = WatchPatterns::new(&opts.watch)?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let events = EventWriter::open(&opts.events)?;
     let metrics = Metrics::new()?;
     let metrics_addr = metrics.serve(opts.metrics_addr).await?;
@@ -98,6 +115,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         servers: HashMap::new(),
         max_message_bytes: opts.max_message_bytes,
         max_field_bytes: opts.max_field_bytes,
+        policies: vec![(0, Rc::new(opts.policy))],
+        policy_path: opts.policy_path,
     };
     state.never_watch = state.procs.ancestry(state.self_pid);
     state.watch_existing();
@@ -125,6 +144,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
             _ = tick.tick() => {
                 state.report_loss()?;
+                state.events.flush()?;
+            }
+            _ = sighup.recv() => {
+                state.reload_policy()?;
                 state.events.flush()?;
             }
             _ = sigterm.recv() => break,
@@ -208,9 +231,75 @@ impl State {
                 .as_ref()
                 .map(|c| json!({"pid": c.pid, "uid": c.uid, "exe": c.exe, "cmdline": c.cmdline}))
         );
-        self.servers
-            .insert(pid, Server::new(p, stdio, client, self.max_message_bytes));
-        self.events.emit("server_started", ts, fields)
+        let mut server = Server::new(p, stdio, client, self.max_message_bytes);
+        let policy = self.policy().clone();
+        server.session.epoch = self.epoch();
+        server.rule = policy
+            .match_server(cmdline, &p.exe)
+            .map(|i| policy.servers[i].name.clone());
+        fields["server"]["name"] = json!(server.rule);
+        self.events.emit("server_started", ts.clone(), fields)?;
+        if server.rule.is_none() && policy.unregistered_servers == Unregistered::Violation {
+            let fields = json!({
+                "server": server.server_json(),
+                "kind": "unregistered_server",
+                "detail": format!("recognised as an MCP server (watch pattern {pattern:?}) but no server entry of {} matches it", policy.source),
+                "rule": "unregistered_servers",
+            });
+            self.events.emit("violation", ts, fields)?;
+        }
+        self.servers.insert(pid, server);
+        Ok(())
+    }
+
+    fn policy(&self) -> &Rc<Policy> {
+        &self.policies.last().expect("at least one policy").1
+    }
+
+    fn epoch(&self) -> u64 {
+        self.policies.last().map_or(0, |p| p.0)
+    }
+
+    /// SIGHUP: a valid new policy applies to calls that start after it; an invalid one
+    /// is refused, logged and reported, and the old one stays.
+    fn reload_policy(&mut self) -> std::io::Result<()> {
+        let ts = self.events.now();
+        let Some(path) = self.policy_path.clone() else {
+            info!("SIGHUP: running with the built-in policy, nothing to reload");
+            return Ok(());
+        };
+        match Policy::load_file(&path) {
+            Err(e) => {
+                warn!("SIGHUP: keeping the current policy; the new one is invalid:\n{e}");
+                let errors: Vec<String> = e.to_string().lines().map(str::to_string).collect();
+                self.events.emit(
+                    "monitor_status",
+                    ts,
+                    json!({"status": "policy_rejected", "policy": path, "errors": errors}),
+                )
+            }
+            Ok(policy) => {
+                info!("SIGHUP: {}", policy.summary());
+                let epoch = self.epoch() + 1;
+                for s in self.servers.values_mut() {
+                    s.session.epoch = epoch;
+                    s.rule = policy
+                        .match_server(&s.cmdline, &s.exe)
+                        .map(|i| policy.servers[i].name.clone());
+                }
+                let summary = policy.summary();
+                self.policies.push((epoch, Rc::new(policy)));
+                // Calls still open may need an older epoch; a few are plenty.
+                if self.policies.len() > 8 {
+                    self.policies.remove(0);
+                }
+                self.events.emit(
+                    "monitor_status",
+                    ts,
+                    json!({"status": "policy_loaded", "policy": path, "epoch": epoch, "summary": summary}),
+                )
+            }
+        }
     }
 
     /// The process on the other end of the server's stdin pipe (or its parent).
@@ -314,6 +403,13 @@ impl State {
                     .cmdline_string();
                 self.fds.forget_process(pid);
                 self.consider(pid, &cmdline)?;
+                if let Some(root) = self.server_root(pid)
+                    && root != pid
+                {
+                    let argv = self.procs.get(pid).map(|p| p.cmdline.clone()).unwrap_or_default();
+                    let path = String::from_utf8_lossy(&e.filename).into_owned();
+                    self.effect(root, e.header.ts_ns, Effect::Exec { path, argv })?;
+                }
             }
             Record::Fork {
                 header,
@@ -359,8 +455,15 @@ impl State {
                         .retain(|&(pid, f, _), _| !(pid == header.pid && f == fd));
                 }
             }
-            // Opens and connects feed the policy checks (a later step); counted above.
-            Record::Open(_) | Record::Connect(_) => {}
+            Record::Open(o) => self.open(o)?,
+            Record::Connect(c) => {
+                if let Some(root) = self.server_root(c.header.pid)
+                    && let Some(address) = effects::sockaddr(&c.addr)
+                {
+                    let ok = effects::connect_ok(c.ret);
+                    self.effect(root, c.header.ts_ns, Effect::Connect { address, ok })?;
+                }
+            }
         }
         Ok(())
     }
@@ -448,9 +551,108 @@ impl State {
         result
     }
 
+    /// An open by a process of a server's tree: runtime noise is counted, failed opens
+    /// matter only for secrets, the rest is an effect.
+    fn open(&mut self, o: crate::records::Open) -> std::io::Result<()> {
+        let Some(root) = self.server_root(o.header.pid) else {
+            return Ok(());
+        };
+        let raw = String::from_utf8_lossy(&o.path);
+        let path = effects::resolve(o.header.pid, o.dirfd, &raw);
+        let policy = self.policy().clone();
+        let Some(server) = self.servers.get_mut(&root) else {
+            return Ok(());
+        };
+        let index = server
+            .rule
+            .as_deref()
+            .and_then(|n| policy.servers.iter().position(|s| s.name == n));
+        let secret = policy.secret(index, &path, &server.home);
+        let ok = o.ret >= 0;
+        if secret.is_none() {
+            if !ok {
+                return Ok(());
+            }
+            if policy.is_noise(&path, &server.home) {
+                server.session.attach_noise();
+                self.metrics.noise_opens.inc();
+                return Ok(());
+            }
+        }
+        let write = effects::is_write(o.flags);
+        self.effect(
+            root,
+            o.header.ts_ns,
+            Effect::File {
+                path,
+                write,
+                ok,
+                secret,
+            },
+        )
+    }
+
+    /// Gives an effect to the server's calls in flight; outside any call, a secret
+    /// read is a `secret_access` event and an out-of-scope effect a `violation` event.
+    fn effect(&mut self, root: u32, ts_ns: u64, effect: Effect) -> std::io::Result<()> {
+        let policy = self.policy().clone();
+        let Some(server) = self.servers.get_mut(&root) else {
+            return Ok(());
+        };
+        if server.session.attach(&effect) > 0 {
+            return Ok(());
+        }
+        let index = server
+            .rule
+            .as_deref()
+            .and_then(|n| policy.servers.iter().position(|s| s.name == n));
+        let ts = self.events.kernel_time(ts_ns);
+        let server_json = server.server_json();
+        let agent = server
+            .client
+            .as_ref()
+            .map(|c| json!({"pid": c.pid, "uid": c.uid, "exe": c.exe}));
+        let (kind, what) = match &effect {
+            Effect::File {
+                secret: Some(hit),
+                path,
+                write,
+                ok,
+            } => {
+                let fields = json!({
+                    "server": server_json,
+                    "agent": agent,
+                    "path": path,
+                    "access": if *write { "write" } else { "read" },
+                    "ok": ok,
+                    "class": hit.class,
+                    "rule": hit.rule,
+                    "allowed_by": hit.allowed_by,
+                });
+                return self.events.emit("secret_access", ts, fields);
+            }
+            Effect::File { path, .. } => (EffectKind::File, path.as_str()),
+            Effect::Exec { path, .. } => (EffectKind::Exec, path.as_str()),
+            Effect::Connect { address, .. } => (EffectKind::Connect, address.as_str()),
+        };
+        let Some(v) = policy.check_effect(index, kind, what, &server.home) else {
+            return Ok(());
+        };
+        let fields = json!({"server": server_json, "agent": agent, "kind": v.kind, "detail": v.detail, "rule": v.rule, "effect": effect.to_json(false)});
+        self.events.emit("violation", ts, fields)
+    }
+
     fn emit_outputs(&mut self, server: &Server, outputs: Vec<Output>) -> std::io::Result<()> {
         for Output::Completed(c) in outputs {
-            let fields = server.call_fields(&c, self.max_field_bytes);
+            let verdict = (c.method == "tools/call").then(|| {
+                let policy = self
+                    .policies
+                    .iter()
+                    .find(|p| p.0 == c.epoch)
+                    .map_or_else(|| self.policy().clone(), |p| p.1.clone());
+                verdict::judge(&policy, server, &c)
+            });
+            let fields = server.call_fields(&c, self.max_field_bytes, verdict.as_ref());
             let ts = self.events.kernel_time(c.start_ts_ns);
             self.events.emit(event_type(&c.method), ts, fields)?;
         }

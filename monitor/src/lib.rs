@@ -2,6 +2,7 @@
 //! `records`, the daemon loop in `daemon`. A library so benches and tools share it.
 pub mod capture;
 pub mod daemon;
+pub mod effects;
 pub mod events;
 pub mod fds;
 pub mod identity;
@@ -13,4 +14,5 @@ pub mod procs;
 pub mod reassembly;
 pub mod records;
 pub mod servers;
+pub mod verdict;
 pub mod watch;

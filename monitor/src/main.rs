@@ -1,9 +1,9 @@
 //! mcp-monitor: watches MCP servers from the kernel.
 
-use std::{net::SocketAddr, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use monitor::{daemon, watch};
+use monitor::{daemon, policy::Policy, watch};
 
 #[derive(Parser)]
 #[command(
@@ -20,10 +20,21 @@ struct Cli {
 enum Command {
     /// Run the daemon (as root): attach the kernel programs and write events.
     Run(RunArgs),
+    /// Check a policy file: exit 0 with a summary, or list every mistake (file:line:column).
+    CheckPolicy {
+        /// The YAML policy file.
+        file: PathBuf,
+    },
+    /// Print the built-in policy (a starting point for your own).
+    DefaultPolicy,
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
+    /// The policy (YAML). Without it, the built-in policy (`mcp-monitor default-policy`).
+    /// SIGHUP reloads it; an invalid new version is refused and the old one kept.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// Watch processes whose command line matches this glob (repeatable; `*` crosses `/`).
     /// Given at least once, replaces the built-in patterns that recognise MCP servers.
     #[arg(long = "watch", value_name = "GLOB")]
@@ -61,6 +72,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::CheckPolicy { file } => match Policy::load_file(&file) {
+            Ok(p) => {
+                println!("{}", p.summary());
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                eprintln!("mcp-monitor: {} mistake(s) in {}", e.errors.len(), file.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        Command::DefaultPolicy => {
+            print!("{}", monitor::policy::DEFAULT_POLICY);
+            return ExitCode::SUCCESS;
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -72,11 +98,21 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let watch = if args.watch.is_empty() {
+    let policy = match &args.policy {
+        Some(path) => Policy::load_file(path).map_err(|e| anyhow::anyhow!("invalid policy:\n{e}"))?,
+        None => Policy::builtin(),
+    };
+    log::info!("{}", policy.summary());
+    // --watch replaces the built-in patterns (which are the built-in policy's servers);
+    // a policy given with --policy adds its own servers' command lines.
+    let mut watch: Vec<String> = if args.watch.is_empty() {
         watch::DEFAULT_PATTERNS.iter().map(|s| s.to_string()).collect()
     } else {
         args.watch
     };
+    if args.policy.is_some() {
+        watch.extend(policy.cmdline_globs());
+    }
     let opts = daemon::Options {
         watch,
         events: args.events,
@@ -85,6 +121,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         ring_buffer_bytes: args.ring_buffer_mb * 1024 * 1024,
         max_message_bytes: args.max_message_mb * 1024 * 1024,
         max_field_bytes: args.max_field_bytes,
+        policy,
+        policy_path: args.policy,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

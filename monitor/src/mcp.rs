@@ -6,7 +6,10 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::jsonrpc::{Id, Message};
+use crate::{
+    effects::Effect,
+    jsonrpc::{Id, Message},
+};
 
 /// `_meta` keys of the stateless protocol revision (2026-07-28).
 pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
@@ -89,6 +92,12 @@ pub struct Completed {
     pub end_ts_ns: u64,
     /// The client's identity for this request: its `_meta` or the session's.
     pub client: Option<PeerInfo>,
+    /// Side effects while it ran; `true` when other calls were in flight too.
+    pub effects: Vec<(Effect, bool)>,
+    /// Runtime-noise opens while it ran (counted, not listed).
+    pub noise: u64,
+    /// The policy epoch when the call started (a reload applies to later calls).
+    pub epoch: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +111,9 @@ struct Pending {
     params: Value,
     ts_ns: u64,
     client: Option<PeerInfo>,
+    effects: Vec<(Effect, bool)>,
+    noise: u64,
+    epoch: u64,
 }
 
 /// Counters for what the session saw that is not a reported call.
@@ -122,6 +134,8 @@ pub struct Session {
     pub server: Option<PeerInfo>,
     pub protocol_version: Option<String>,
     pub era: Option<Era>,
+    /// Policy epoch stamped on calls as they start.
+    pub epoch: u64,
     /// Client-to-server requests in flight.
     pending: HashMap<Id, Pending>,
     /// Server-to-client requests in flight (sampling, roots, elicitation).
@@ -208,6 +222,9 @@ impl Session {
             params,
             ts_ns,
             client: self.client.clone(),
+            effects: Vec::new(),
+            noise: 0,
+            epoch: self.epoch,
         };
         if let Some(old) = self.pending.insert(id.clone(), pending) {
             self.stats.reused_ids += 1;
@@ -280,6 +297,9 @@ impl Session {
             start_ts_ns: req.ts_ns,
             end_ts_ns,
             client: req.client,
+            effects: req.effects,
+            noise: req.noise,
+            epoch: req.epoch,
         }))
     }
 
@@ -303,6 +323,28 @@ impl Session {
     /// Requests still waiting for an answer.
     pub fn in_flight(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Gives a side effect to every tool call in flight, marked ambiguous when there
+    /// are several (the kernel cannot say which one caused it). Returns how many got it.
+    pub fn attach(&mut self, effect: &Effect) -> usize {
+        let mut calls: Vec<&mut Pending> = self
+            .pending
+            .values_mut()
+            .filter(|p| p.method == "tools/call")
+            .collect();
+        let ambiguous = calls.len() > 1;
+        for p in calls.iter_mut() {
+            p.effects.push((effect.clone(), ambiguous));
+        }
+        calls.len()
+    }
+
+    /// Counts a runtime-noise open for every tool call in flight.
+    pub fn attach_noise(&mut self) {
+        for p in self.pending.values_mut().filter(|p| p.method == "tools/call") {
+            p.noise += 1;
+        }
     }
 }
 
@@ -509,6 +551,36 @@ mod tests {
         assert!(s2c(&mut s, json!({"jsonrpc":"2.0","id":99,"result":{}}), 3).is_empty());
         assert_eq!(s.stats.requests.get("sampling/createMessage"), Some(&1));
         assert_eq!(s.stats.unmatched_responses, 1);
+    }
+
+    #[test]
+    fn effects_go_to_the_calls_in_flight_and_are_ambiguous_when_several_are() {
+        let mut s = Session::default();
+        let file = |p: &str| Effect::File {
+            path: p.into(),
+            write: false,
+            ok: true,
+            secret: None,
+        };
+        assert_eq!(s.attach(&file("/before")), 0, "no call in flight");
+        c2s(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}}),
+            1,
+        );
+        c2s(&mut s, json!({"jsonrpc":"2.0","id":9,"method":"tools/list"}), 1);
+        assert_eq!(s.attach(&file("/one")), 1, "tools/list is not a call");
+        c2s(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"b"}}),
+            2,
+        );
+        assert_eq!(s.attach(&file("/both")), 2);
+        let a = completed(s2c(&mut s, json!({"jsonrpc":"2.0","id":1,"result":{}}), 3));
+        assert_eq!(a.effects, vec![(file("/one"), false), (file("/both"), true)]);
+        s.attach(&file("/b-only"));
+        let b = completed(s2c(&mut s, json!({"jsonrpc":"2.0","id":2,"result":{}}), 4));
+        assert_eq!(b.effects, vec![(file("/both"), true), (file("/b-only"), false)]);
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub parse_errors: IntCounter,
     pub records: IntCounterVec,
     pub captured_bytes: IntCounterVec,
+    pub noise_opens: IntCounter,
     pub ready: Arc<AtomicBool>,
 }
 
@@ -55,6 +56,10 @@ impl Metrics {
             ),
             &["direction"],
         )?;
+        let noise_opens = IntCounter::new(
+            "mcp_monitor_noise_opens_total",
+            "Files opened by servers that the runtime-noise list covers (counted, not listed).",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("mcp_monitor_build_info", "Build information; always 1."),
             &["version"],
@@ -66,6 +71,7 @@ impl Metrics {
             Box::new(parse_errors.clone()),
             Box::new(records.clone()),
             Box::new(captured_bytes.clone()),
+            Box::new(noise_opens.clone()),
             Box::new(build_info),
         ] {
             registry.register(c)?;
@@ -77,6 +83,7 @@ impl Metrics {
             parse_errors,
             records,
             captured_bytes,
+            noise_opens,
             ready: Arc::new(AtomicBool::new(false)),
         })
     }

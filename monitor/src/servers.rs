@@ -8,6 +8,7 @@ use crate::{
     mcp::{Completed, Direction, Output, Session},
     procs::Process,
     reassembly::LineReassembler,
+    verdict::Verdict,
 };
 
 /// The process on the other end of the server's stdio.
@@ -31,6 +32,10 @@ impl ClientProcess {
 }
 
 pub struct Server {
+    /// The policy's server entry that matched, by name; None: unregistered.
+    pub rule: Option<String>,
+    /// Home of the server's owner, for `~` in the policy's path globs.
+    pub home: String,
     pub pid: u32,
     pub exe: String,
     pub cmdline: String,
@@ -48,6 +53,8 @@ pub struct Server {
 impl Server {
     pub fn new(p: &Process, stdio: Stdio, client: Option<ClientProcess>, max_message: usize) -> Self {
         Self {
+            rule: None,
+            home: crate::policy::home_of(p.uid),
             pid: p.pid,
             exe: p.exe.clone(),
             cmdline: p.cmdline_string(),
@@ -108,7 +115,7 @@ impl Server {
 
     pub fn server_json(&self) -> Value {
         json!({
-            "name": null,
+            "name": self.rule,
             "pid": self.pid,
             "exe": self.exe,
             "cmdline": self.cmdline,
@@ -117,10 +124,10 @@ impl Server {
     }
 
     /// The fields of a `tool_call` (or `resource_read`, `prompt_get`) event.
-    pub fn call_fields(&self, c: &Completed, max_field_bytes: usize) -> Value {
+    pub fn call_fields(&self, c: &Completed, max_field_bytes: usize, verdict: Option<&Verdict>) -> Value {
         let client = c.client.as_ref().or(self.session.client.as_ref());
         let agent = json!({
-            "name": null,
+            "name": verdict.and_then(|v| v.agent.clone()),
             "client": client.map(|i| json!({"name": i.name, "version": i.version})),
             "pid": self.client.as_ref().map(|p| p.pid),
             "uid": self.client.as_ref().map(|p| p.uid),
@@ -153,10 +160,10 @@ impl Server {
         if let Some(e) = &c.error {
             fields["error"] = json!(truncate_str(e, max_field_bytes));
         }
-        if c.method == "tools/call" {
-            fields["effects"] = json!({"files": [], "secrets": [], "exec": [], "connect": []});
-            fields["decision"] = json!("allow");
-            fields["violations"] = json!([]);
+        if let Some(v) = verdict {
+            fields["effects"] = v.effects.clone();
+            fields["decision"] = json!(v.decision());
+            fields["violations"] = json!(v.violations);
         }
         fields
     }

@@ -1,0 +1,185 @@
+//! Side effects of a server's process tree, as the kernel reported them: files opened,
+//! programs executed, addresses connected to. Turned into plain facts here (absolute
+//! paths, `host:port`), judged by the policy elsewhere.
+use std::{
+    fs,
+    path::{Component, Path, PathBuf},
+};
+
+use serde_json::{Value, json};
+
+use crate::policy::SecretHit;
+
+const AT_FDCWD: i32 = -100;
+const O_ACCMODE: u64 = 0o3;
+const O_WRONLY: u64 = 0o1;
+const O_RDWR: u64 = 0o2;
+const O_CREAT: u64 = 0o100;
+const O_TRUNC: u64 = 0o1000;
+const EINPROGRESS: i64 = 115;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    File {
+        path: String,
+        write: bool,
+        /// The open succeeded (failed attempts matter only for secrets).
+        ok: bool,
+        secret: Option<SecretHit>,
+    },
+    Exec {
+        path: String,
+        argv: Vec<String>,
+    },
+    Connect {
+        address: String,
+        ok: bool,
+    },
+}
+
+impl Effect {
+    pub fn to_json(&self, ambiguous: bool) -> Value {
+        let mut v = match self {
+            Effect::File {
+                path,
+                write,
+                ok,
+                secret,
+            } => {
+                let mut v = json!({"path": path, "access": if *write { "write" } else { "read" }, "ok": ok});
+                if let Some(s) = secret {
+                    v["class"] = json!(s.class);
+                    v["rule"] = json!(s.rule);
+                    if let Some(a) = &s.allowed_by {
+                        v["allowed_by"] = json!(a);
+                    }
+                }
+                v
+            }
+            Effect::Exec { path, argv } => json!({"path": path, "argv": argv}),
+            Effect::Connect { address, ok } => json!({"address": address, "ok": ok}),
+        };
+        if ambiguous {
+            v["ambiguous"] = json!(true);
+        }
+        v
+    }
+}
+
+/// Whether open flags ask for writing.
+pub fn is_write(flags: u64) -> bool {
+    matches!(flags & O_ACCMODE, O_WRONLY | O_RDWR) || flags & (O_CREAT | O_TRUNC) != 0
+}
+
+/// The absolute path an open referred to: relative paths start at the process's
+/// working directory or at `dirfd`, read from /proc now (the process may have moved
+/// on; then the path is kept relative, prefixed with `?/`).
+pub fn resolve(pid: u32, dirfd: i32, raw: &str) -> String {
+    if raw.starts_with('/') {
+        return normalize(Path::new(raw));
+    }
+    let base = if dirfd == AT_FDCWD {
+        fs::read_link(format!("/proc/{pid}/cwd"))
+    } else {
+        fs::read_link(format!("/proc/{pid}/fd/{dirfd}"))
+    };
+    match base {
+        Ok(b) => normalize(&b.join(raw)),
+        Err(_) => format!("?/{raw}"),
+    }
+}
+
+/// Removes `.` and `..` lexically (no symlinks are followed: the process may be gone).
+fn normalize(p: &Path) -> String {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out.to_string_lossy().into_owned()
+}
+
+/// `host:port` (IPv6 in brackets) or `unix:/path` from a `struct sockaddr`.
+pub fn sockaddr(bytes: &[u8]) -> Option<String> {
+    let family = u16::from_ne_bytes([*bytes.first()?, *bytes.get(1)?]);
+    let port = || bytes.get(2..4).map(|p| u16::from_be_bytes([p[0], p[1]]));
+    match family {
+        2 => {
+            let a = bytes.get(4..8)?;
+            Some(format!("{}.{}.{}.{}:{}", a[0], a[1], a[2], a[3], port()?))
+        }
+        10 => {
+            let a: [u8; 16] = bytes.get(8..24)?.try_into().ok()?;
+            Some(format!("[{}]:{}", std::net::Ipv6Addr::from(a), port()?))
+        }
+        1 => {
+            let path = bytes.get(2..)?;
+            let path = match path.first() {
+                // Abstract socket: a leading NUL, name not NUL-terminated.
+                Some(0) => format!("@{}", String::from_utf8_lossy(&path[1..]).trim_end_matches('\0')),
+                _ => String::from_utf8_lossy(path.split(|&b| b == 0).next().unwrap_or_default()).into_owned(),
+            };
+            Some(format!("unix:{path}"))
+        }
+        _ => None,
+    }
+}
+
+/// A connect that succeeded or is under way (non-blocking).
+pub fn connect_ok(ret: i64) -> bool {
+    ret == 0 || ret == -EINPROGRESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_socket_addresses() {
+        let mut v4 = vec![2, 0, 0x1f, 0x90, 127, 0, 0, 1];
+        v4.extend([0; 8]);
+        assert_eq!(sockaddr(&v4).as_deref(), Some("127.0.0.1:8080"));
+        let mut v6 = vec![10, 0, 0x01, 0xbb, 0, 0, 0, 0];
+        v6.extend(std::net::Ipv6Addr::LOCALHOST.octets());
+        assert_eq!(sockaddr(&v6).as_deref(), Some("[::1]:443"));
+        let mut unix = vec![1, 0];
+        unix.extend(b"/run/x.sock\0junk");
+        assert_eq!(sockaddr(&unix).as_deref(), Some("unix:/run/x.sock"));
+        assert_eq!(sockaddr(&[1, 0, 0, b'a', b'b']).as_deref(), Some("unix:@ab"));
+        assert_eq!(sockaddr(&[2, 0, 1]), None, "short");
+        assert_eq!(
+            sockaddr(&[17, 0, 0, 0]),
+            None,
+            "AF_PACKET is not a connect target"
+        );
+    }
+
+    #[test]
+    fn resolves_relative_paths_against_cwd_and_dirfd() {
+        let me = std::process::id();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            resolve(me, AT_FDCWD, "a/../b.txt"),
+            cwd.join("b.txt").display().to_string()
+        );
+        assert_eq!(resolve(me, AT_FDCWD, "/etc/./x/../hosts"), "/etc/hosts");
+        let dir = fs::File::open("/usr").unwrap();
+        use std::os::fd::AsRawFd;
+        assert_eq!(resolve(me, dir.as_raw_fd(), "lib/x"), "/usr/lib/x");
+        assert_eq!(resolve(u32::MAX, AT_FDCWD, "rel"), "?/rel");
+    }
+
+    #[test]
+    fn write_flags() {
+        assert!(!is_write(0));
+        assert!(is_write(O_WRONLY));
+        assert!(is_write(O_RDWR));
+        assert!(is_write(O_CREAT));
+        assert!(connect_ok(0) && connect_ok(-115) && !connect_ok(-111));
+    }
+}
