@@ -567,13 +567,13 @@ impl State {
             .rule
             .as_deref()
             .and_then(|n| policy.servers.iter().position(|s| s.name == n));
-        let secret = policy.secret(index, &path, &server.home);
+        let secret = policy.secret(index, &path, &server.homes);
         let ok = o.ret >= 0;
         if secret.is_none() {
             if !ok {
                 return Ok(());
             }
-            if policy.is_noise(&path, &server.home) {
+            if policy.is_noise(&path, &server.homes) {
                 server.session.attach_noise();
                 self.metrics.noise_opens.inc();
                 return Ok(());
@@ -635,7 +635,7 @@ impl State {
             Effect::Exec { path, .. } => (EffectKind::Exec, path.as_str()),
             Effect::Connect { address, .. } => (EffectKind::Connect, address.as_str()),
         };
-        let Some(v) = policy.check_effect(index, kind, what, &server.home) else {
+        let Some(v) = policy.check_effect(index, kind, what, &server.homes) else {
             return Ok(());
         };
         let fields = json!({"server": server_json, "agent": agent, "kind": v.kind, "detail": v.detail, "rule": v.rule, "effect": effect.to_json(false)});

@@ -152,10 +152,12 @@ impl PathGlobs {
         Ok(set)
     }
 
-    /// The first glob matching `path` for a process whose owner's home is `home`.
-    pub fn matching(&self, path: &str, home: &str) -> Option<&str> {
-        let set = self.set_for(home).ok()?;
-        set.matches(path).first().map(|&i| self.items[i].as_str())
+    /// The first glob matching `path`, `~` standing for each of `homes` in turn.
+    pub fn matching(&self, path: &str, homes: &[String]) -> Option<&str> {
+        homes.iter().find_map(|home| {
+            let set = self.set_for(home).ok()?;
+            set.matches(path).first().map(|&i| self.items[i].as_str())
+        })
     }
 }
 
@@ -237,8 +239,8 @@ pub struct CallFacts<'a> {
     pub client_name: Option<&'a str>,
     pub client_uid: Option<u32>,
     pub client_exe: Option<&'a str>,
-    /// Home of the server's owner, for `~` in path globs.
-    pub home: &'a str,
+    /// What `~` stands for in path globs (see `Server::homes`).
+    pub homes: &'a [String],
     /// Files opened (resolved paths) other than runtime noise.
     pub files: &'a [String],
     pub exec: &'a [String],
@@ -312,18 +314,18 @@ impl Policy {
         })
     }
 
-    pub fn is_noise(&self, path: &str, home: &str) -> bool {
-        self.noise.matching(path, home).is_some()
+    pub fn is_noise(&self, path: &str, homes: &[String]) -> bool {
+        self.noise.matching(path, homes).is_some()
     }
 
     /// The secret class of `path`, and whether the server's entry allows it.
-    pub fn secret(&self, server: Option<usize>, path: &str, home: &str) -> Option<SecretHit> {
-        let glob = self.secret_globs.matching(path, home)?;
+    pub fn secret(&self, server: Option<usize>, path: &str, homes: &[String]) -> Option<SecretHit> {
+        let glob = self.secret_globs.matching(path, homes)?;
         let (i, rule) = self.secrets.iter().enumerate().find(|(_, r)| r.glob == glob)?;
         let allowed_by = server.and_then(|s| {
             let rule = &self.servers[s];
             rule.secrets
-                .matching(path, home)
+                .matching(path, homes)
                 .map(|g| format!("servers.{}.secrets {g}", rule.name))
         });
         Some(SecretHit {
@@ -384,7 +386,7 @@ impl Policy {
         }
         if let Some(files) = &s.files {
             for f in call.files {
-                if files.matching(f, call.home).is_none() && self.secret(server, f, call.home).is_none() {
+                if files.matching(f, call.homes).is_none() && self.secret(server, f, call.homes).is_none() {
                     out.push(Violation {
                         kind: "file_out_of_scope",
                         detail: format!("opened {f}"),
@@ -395,7 +397,7 @@ impl Policy {
         }
         if let Some(exec) = &s.exec {
             for e in call.exec {
-                if exec.matching(e, call.home).is_none() {
+                if exec.matching(e, call.homes).is_none() {
                     out.push(Violation {
                         kind: "exec_out_of_scope",
                         detail: format!("executed {e}"),
@@ -424,14 +426,14 @@ impl Policy {
         server: Option<usize>,
         kind: EffectKind,
         what: &str,
-        home: &str,
+        homes: &[String],
     ) -> Option<Violation> {
         let s = &self.servers[server?];
         let base = format!("servers.{}", s.name);
         match kind {
             EffectKind::File => {
                 let files = s.files.as_ref()?;
-                (files.matching(what, home).is_none() && self.secret(server, what, home).is_none()).then(
+                (files.matching(what, homes).is_none() && self.secret(server, what, homes).is_none()).then(
                     || Violation {
                         kind: "file_out_of_scope",
                         detail: format!("opened {what} outside any tool call"),
@@ -441,7 +443,7 @@ impl Policy {
             }
             EffectKind::Exec => {
                 let exec = s.exec.as_ref()?;
-                exec.matching(what, home).is_none().then(|| Violation {
+                exec.matching(what, homes).is_none().then(|| Violation {
                     kind: "exec_out_of_scope",
                     detail: format!("executed {what} outside any tool call"),
                     rule: format!("{base}.exec"),
@@ -972,6 +974,12 @@ pub fn home_of(uid: u32) -> String {
 mod tests {
     use super::*;
 
+    static HOMES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| vec!["/home/u".to_string()]);
+
+    fn homes() -> Vec<String> {
+        HOMES.clone()
+    }
+
     fn errors(text: &str) -> Vec<PolicyError> {
         Policy::parse("p.yaml", text)
             .expect_err("policy should be invalid")
@@ -1008,7 +1016,7 @@ unregistered_servers: violation
             client_name: Some(client),
             client_uid: Some(uid),
             client_exe: Some("/usr/bin/node"),
-            home: "/home/u",
+            homes: &HOMES,
             files: &[],
             exec: &[],
             connect: &[],
@@ -1075,26 +1083,24 @@ unregistered_servers: violation
                 ("connect_out_of_scope", "connected to [::1]:22")
             ]
         );
-        let hit = p.secret(Some(0), "/home/u/.ssh/id_rsa", "/home/u").unwrap();
+        let hit = p.secret(Some(0), "/home/u/.ssh/id_rsa", &homes()).unwrap();
         assert_eq!(
             (hit.class.as_str(), hit.rule.as_str(), hit.allowed_by),
             ("ssh_key", "secrets[0] ~/.ssh/**", None)
         );
-        let hit = p.secret(Some(0), "/srv/docs/.env", "/home/u").unwrap();
+        let hit = p.secret(Some(0), "/srv/docs/.env", &homes()).unwrap();
         assert_eq!(hit.class, "env_file");
         assert_eq!(
             hit.allowed_by.as_deref(),
             Some("servers.filesystem.secrets /srv/docs/.env")
         );
         assert_eq!(
-            p.secret(Some(0), "/home/u/.kube/config", "/home/u")
-                .unwrap()
-                .class,
+            p.secret(Some(0), "/home/u/.kube/config", &homes()).unwrap().class,
             "kube_config"
         );
-        assert!(p.secret(Some(0), "/home/u/notes.txt", "/home/u").is_none());
+        assert!(p.secret(Some(0), "/home/u/notes.txt", &homes()).is_none());
         assert!(
-            p.secret(Some(0), "/root/.ssh/id_rsa", "/home/u").is_none(),
+            p.secret(Some(0), "/root/.ssh/id_rsa", &homes()).is_none(),
             "~ is the owner's home"
         );
     }
@@ -1109,10 +1115,10 @@ unregistered_servers: violation
             "/app/node_modules/x/index.js",
             "/proc/self/maps",
         ] {
-            assert!(p.is_noise(path, "/home/u"), "{path}");
+            assert!(p.is_noise(path, &homes()), "{path}");
         }
-        assert!(!p.is_noise("/home/u/.ssh/id_rsa", "/home/u"));
-        assert!(!p.is_noise("/srv/docs/a.md", "/home/u"));
+        assert!(!p.is_noise("/home/u/.ssh/id_rsa", &homes()));
+        assert!(!p.is_noise("/srv/docs/a.md", &homes()));
     }
 
     #[test]

@@ -34,8 +34,10 @@ impl ClientProcess {
 pub struct Server {
     /// The policy's server entry that matched, by name; None: unregistered.
     pub rule: Option<String>,
-    /// Home of the server's owner, for `~` in the policy's path globs.
-    pub home: String,
+    /// What `~` stands for in the policy's path globs: the owner's home from the
+    /// password database, and the HOME the server was started with when it differs
+    /// (matching both can only find more, never hide an access).
+    pub homes: Vec<String>,
     pub pid: u32,
     pub exe: String,
     pub cmdline: String,
@@ -54,7 +56,7 @@ impl Server {
     pub fn new(p: &Process, stdio: Stdio, client: Option<ClientProcess>, max_message: usize) -> Self {
         Self {
             rule: None,
-            home: crate::policy::home_of(p.uid),
+            homes: homes(p),
             pid: p.pid,
             exe: p.exe.clone(),
             cmdline: p.cmdline_string(),
@@ -167,6 +169,22 @@ impl Server {
         }
         fields
     }
+}
+
+fn homes(p: &Process) -> Vec<String> {
+    let mut homes = vec![crate::policy::home_of(p.uid)];
+    let environ = std::fs::read(format!("/proc/{}/environ", p.pid)).unwrap_or_default();
+    let env_home = environ
+        .split(|&b| b == 0)
+        .find_map(|kv| kv.strip_prefix(b"HOME="))
+        .map(|h| String::from_utf8_lossy(h).into_owned());
+    if let Some(h) = env_home
+        && h.starts_with('/')
+        && !homes.contains(&h)
+    {
+        homes.push(h);
+    }
+    homes
 }
 
 /// The event type for a completed request.

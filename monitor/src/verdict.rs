@@ -74,7 +74,7 @@ pub fn judge(policy: &Policy, server: &Server, c: &Completed) -> Verdict {
         client_name: client.map(|i| i.name.as_str()),
         client_uid: server.client.as_ref().map(|p| p.uid),
         client_exe: server.client.as_ref().map(|p| p.exe.as_str()),
-        home: &server.home,
+        homes: &server.homes,
         files: &file_paths,
         exec: &exec_paths,
         connect: &addresses,

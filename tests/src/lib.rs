@@ -1,5 +1,7 @@
 //! Harness for tests that run the real daemon as root: start it with arguments, read
 //! its JSON events as they come, stop it with SIGTERM.
+pub mod mcp;
+
 use std::{
     io::{BufRead, BufReader},
     path::PathBuf,

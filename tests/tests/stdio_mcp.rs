@@ -2,91 +2,17 @@
 //! watched by the real daemon as root: every tool call a client makes appears as
 //! exactly one `tool_call` event with the right tool, arguments, outcome, clientInfo
 //! and client pid, and nothing else appears.
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::path::{Path, PathBuf};
 
-use integration_tests::{Daemon, unique_tag};
+use integration_tests::{
+    Daemon,
+    mcp::{Client, filesystem_server, python_server, python_server_glob, server_events},
+    unique_tag,
+};
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(30);
-
-fn mcp_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("mcp")
-}
-
-fn venv_python() -> PathBuf {
-    mcp_dir().join(".venv/bin/python")
-}
-
-fn filesystem_server(root: &Path) -> Vec<String> {
-    let entry = mcp_dir().join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
-    assert!(
-        entry.exists(),
-        "{} missing: run tests/mcp/setup.sh (cargo xtask test does)",
-        entry.display()
-    );
-    vec![
-        "node".into(),
-        entry.display().to_string(),
-        root.display().to_string(),
-    ]
-}
-
-fn python_server(tag: &str) -> Vec<String> {
-    let script = mcp_dir().join("py_server.py");
-    vec![
-        venv_python().display().to_string(),
-        script.display().to_string(),
-        "--name".into(),
-        tag.into(),
-    ]
-}
-
-enum Client {
-    Python,
-    TypeScript,
-}
-
-/// Runs a driver against `server` (passed in MCP_SERVER_CMD, so the client's own
-/// command line does not match the server's watch glob) and returns its report.
 fn drive(client: Client, name: &str, server: &[String], calls: &Value) -> Value {
-    let mut cmd = match client {
-        Client::Python => {
-            let mut c = Command::new(venv_python());
-            c.arg(mcp_dir().join("py_client.py"));
-            c
-        }
-        Client::TypeScript => {
-            let mut c = Command::new("node");
-            c.arg(mcp_dir().join("ts_client.mjs"));
-            c
-        }
-    };
-    let out = cmd
-        .args([
-            "--client-name",
-            name,
-            "--client-version",
-            "9.8.7",
-            "--calls",
-            &calls.to_string(),
-        ])
-        .env("MCP_SERVER_CMD", serde_json::to_string(server).unwrap())
-        .stdin(Stdio::null())
-        .output()
-        .expect("starting the MCP client driver");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "driver failed: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("driver output is not JSON ({e}): {stdout}"))
+    integration_tests::mcp::drive(client, name, server, calls, &[])
 }
 
 fn start(glob: &str) -> Daemon {
@@ -95,17 +21,7 @@ fn start(glob: &str) -> Daemon {
 
 /// The tool_call events of one server, once the daemon has seen it exit.
 fn calls_of(d: &Daemon, server_pid: u64) -> Vec<Value> {
-    d.wait_for(WAIT, |e| {
-        e["type"] == "server_exited" && e["server"]["pid"] == server_pid
-    })
-    .unwrap_or_else(|e| panic!("server {server_pid} exit not seen: {e:#}\n{}", d.stderr()));
-    let mut calls: Vec<Value> = d
-        .events()
-        .into_iter()
-        .filter(|e| e["type"] == "tool_call" && e["server"]["pid"] == server_pid)
-        .collect();
-    calls.sort_by_key(|e| e["request_id"].as_i64());
-    calls
+    server_events(d, "tool_call", &json!(server_pid))
 }
 
 /// Each call the driver made is exactly one event, with what the driver saw.
@@ -211,7 +127,7 @@ fn typescript_sdk_client_with_the_filesystem_server() {
 fn python_sdk_client_with_a_python_mcpserver_speaks_the_stateless_era() {
     let tag = unique_tag("stateless");
     let server = python_server(&tag);
-    let d = start(&format!("{} *py_server.py --name {tag}", venv_python().display()));
+    let d = start(&python_server_glob(&tag));
     let calls = json!([
         {"tool": "echo", "arguments": {"text": "héllo ✓"}},
         {"tool": "add", "arguments": {"a": 2, "b": 3}},

@@ -1,0 +1,114 @@
+//! The real MCP peers pinned in tests/mcp (installed by tests/mcp/setup.sh): paths,
+//! server command lines, and the client drivers that report what they did as JSON.
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use serde_json::Value;
+
+pub fn mcp_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("mcp")
+}
+
+pub fn venv_python() -> PathBuf {
+    mcp_dir().join(".venv/bin/python")
+}
+
+/// `node <server-filesystem entry> ROOT`
+pub fn filesystem_server(root: &Path) -> Vec<String> {
+    let entry = mcp_dir().join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
+    assert!(
+        entry.exists(),
+        "{} missing: run tests/mcp/setup.sh (cargo xtask test does)",
+        entry.display()
+    );
+    vec![
+        "node".into(),
+        entry.display().to_string(),
+        root.display().to_string(),
+    ]
+}
+
+/// The MCPServer-based test server (PyPI `mcp` 2.x), named `name`.
+pub fn python_server(name: &str) -> Vec<String> {
+    let script = mcp_dir().join("py_server.py");
+    vec![
+        venv_python().display().to_string(),
+        script.display().to_string(),
+        "--name".into(),
+        name.into(),
+    ]
+}
+
+/// A glob matching exactly `python_server(name)`'s command line.
+pub fn python_server_glob(name: &str) -> String {
+    format!("{} *py_server.py --name {name}", venv_python().display())
+}
+
+#[derive(Clone, Copy)]
+pub enum Client {
+    /// The official Python SDK (`mcp` 2.x).
+    Python,
+    /// The official TypeScript SDK.
+    TypeScript,
+}
+
+/// Runs a client driver against `server` and returns its report. The server command
+/// goes in MCP_SERVER_CMD so the client's own command line does not match the server's
+/// watch glob; `server_env` is passed to the server (KEY=VALUE).
+pub fn drive(client: Client, name: &str, server: &[String], calls: &Value, server_env: &[String]) -> Value {
+    let mut cmd = match client {
+        Client::Python => {
+            let mut c = Command::new(venv_python());
+            c.arg(mcp_dir().join("py_client.py"));
+            c
+        }
+        Client::TypeScript => {
+            let mut c = Command::new("node");
+            c.arg(mcp_dir().join("ts_client.mjs"));
+            c
+        }
+    };
+    cmd.args([
+        "--client-name",
+        name,
+        "--client-version",
+        "9.8.7",
+        "--calls",
+        &calls.to_string(),
+    ]);
+    for kv in server_env {
+        cmd.args(["--env", kv]);
+    }
+    let out = cmd
+        .env("MCP_SERVER_CMD", serde_json::to_string(server).unwrap())
+        .stdin(Stdio::null())
+        .output()
+        .expect("starting the MCP client driver");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "driver failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("driver output is not JSON ({e}): {stdout}"))
+}
+
+/// The events of `kind` about one server, once the daemon has seen the server exit.
+pub fn server_events(d: &crate::Daemon, kind: &str, server_pid: &Value) -> Vec<Value> {
+    let wait = std::time::Duration::from_secs(30);
+    d.wait_for(wait, |e| {
+        e["type"] == "server_exited" && e["server"]["pid"] == *server_pid
+    })
+    .unwrap_or_else(|e| panic!("server {server_pid} exit not seen: {e:#}\n{}", d.stderr()));
+    let mut events: Vec<Value> = d
+        .events()
+        .into_iter()
+        .filter(|e| e["type"] == kind && e["server"]["pid"] == *server_pid)
+        .collect();
+    events.sort_by_key(|e| e["request_id"].as_i64());
+    events
+}
