@@ -24,7 +24,7 @@ use crate::{
     fds::{FdKind, FdTable},
     identity,
     mcp::Output,
-    metrics::Metrics,
+    metrics::{self, Metrics},
     policy::{EffectKind, Policy, Unregistered},
     procs::{ProcessTable, read_cmdline},
     records::{Data, Direction, Record},
@@ -43,6 +43,8 @@ pub struct Options {
     pub max_message_bytes: usize,
     /// Arguments and error texts longer than this are cut in events.
     pub max_field_bytes: usize,
+    /// Distinct tool and client names per server in metric labels.
+    pub max_label_values: usize,
     /// The policy in force at start, and the file it came from (reloaded on SIGHUP).
     pub policy: Policy,
     pub policy_path: Option<PathBuf>,
@@ -92,7 +94,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let patterns = WatchPatterns::new(&opts.watch)?;
     let mut sighup = signal(SignalKind::hangup())?;
     let events = EventWriter::open(&opts.events)?;
-    let metrics = Metrics::new()?;
+    let metrics = Metrics::new(opts.max_label_values)?;
     let metrics_addr = metrics.serve(opts.metrics_addr).await?;
     info!("metrics on http://{metrics_addr}/metrics");
 
@@ -360,7 +362,7 @@ impl State {
             Ok(r) => r,
             Err(e) => {
                 self.loss.parse_errors += 1;
-                self.metrics.parse_errors.inc();
+                self.metrics.parse_errors.with_label_values(&["record"]).inc();
                 warn!("dropping a kernel record: {e}");
                 return;
             }
@@ -533,10 +535,29 @@ impl State {
         if gap > 0 {
             server.lost(dir, gap);
         }
+        let before = server.messages;
         let (outputs, errors) = server.feed(dir, &d.bytes, d.header.ts_ns);
+        let label = server.rule.clone().unwrap_or_else(|| "unregistered".into());
+        for (i, direction) in ["to_server", "to_client"].iter().enumerate() {
+            let n = server.messages[i] - before[i];
+            if n > 0 {
+                self.metrics.messages.with_label_values(&[direction]).inc_by(n);
+            }
+        }
+        for (from, method) in server.take_requests() {
+            let from = if from == crate::mcp::Direction::ClientToServer {
+                "client"
+            } else {
+                "server"
+            };
+            self.metrics
+                .requests
+                .with_label_values(&[&label, metrics::method_label(&method), from])
+                .inc();
+        }
         for e in &errors {
             self.loss.message_errors += 1;
-            self.metrics.parse_errors.inc();
+            self.metrics.parse_errors.with_label_values(&["message"]).inc();
             log::debug!("server {root}: skipping a line: {e}");
         }
         if outputs.is_empty() {
@@ -629,6 +650,9 @@ impl State {
                     "rule": hit.rule,
                     "allowed_by": hit.allowed_by,
                 });
+                let agent = agent_label(&self.metrics, server, None, None);
+                let s = server.rule.as_deref().unwrap_or("unregistered");
+                self.metrics.secret_access.with_label_values(&[s, &agent]).inc();
                 return self.events.emit("secret_access", ts, fields);
             }
             Effect::File { path, .. } => (EffectKind::File, path.as_str()),
@@ -652,6 +676,9 @@ impl State {
                     .map_or_else(|| self.policy().clone(), |p| p.1.clone());
                 verdict::judge(&policy, server, &c)
             });
+            if let Some(v) = &verdict {
+                count_call(&self.metrics, server, &c, v);
+            }
             let fields = server.call_fields(&c, self.max_field_bytes, verdict.as_ref());
             let ts = self.events.kernel_time(c.start_ts_ns);
             self.events.emit(event_type(&c.method), ts, fields)?;
@@ -708,6 +735,43 @@ impl State {
         )?;
         self.reported = now;
         Ok(())
+    }
+}
+
+/// Metrics of one judged tool call; names from watched processes are capped.
+fn count_call(m: &Metrics, server: &Server, c: &crate::mcp::Completed, v: &verdict::Verdict) {
+    let s = server.rule.as_deref().unwrap_or("unregistered");
+    let agent = agent_label(m, server, v.agent.as_deref(), c.client.as_ref());
+    let tool = m.bounded(s, "tool", c.target.as_deref().unwrap_or(""));
+    m.tool_calls
+        .with_label_values(&[s, &agent, &tool, v.decision()])
+        .inc();
+    let seconds = c.end_ts_ns.saturating_sub(c.start_ts_ns) as f64 / 1e9;
+    m.call_duration.with_label_values(&[s, &tool]).observe(seconds);
+    for violation in &v.violations {
+        m.violations.with_label_values(&[s, &agent, violation.kind]).inc();
+    }
+    let secrets = v.effects["secrets"].as_array().map_or(0, Vec::len);
+    if secrets > 0 {
+        m.secret_access
+            .with_label_values(&[s, &agent])
+            .inc_by(secrets as u64);
+    }
+}
+
+/// The agent label: the policy's agent entry, else the client's name (capped), else
+/// `unknown`.
+fn agent_label(
+    m: &Metrics,
+    server: &Server,
+    entry: Option<&str>,
+    client: Option<&crate::mcp::PeerInfo>,
+) -> String {
+    let s = server.rule.as_deref().unwrap_or("unregistered");
+    match (entry, client.or(server.session.client.as_ref())) {
+        (Some(a), _) => a.to_string(),
+        (None, Some(c)) => m.bounded(s, "agent", &c.name),
+        (None, None) => "unknown".to_string(),
     }
 }
 

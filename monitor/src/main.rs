@@ -57,6 +57,10 @@ struct RunArgs {
     /// Arguments and error texts longer than this many bytes are cut in events.
     #[arg(long, value_name = "BYTES", default_value_t = 4096)]
     max_field_bytes: usize,
+    /// Distinct tool names (and client names) per server in metric labels; the rest
+    /// are counted as `__other__`.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    max_label_values: usize,
 }
 
 fn ring_size(s: &str) -> Result<u32, String> {
@@ -121,6 +125,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         ring_buffer_bytes: args.ring_buffer_mb * 1024 * 1024,
         max_message_bytes: args.max_message_mb * 1024 * 1024,
         max_field_bytes: args.max_field_bytes,
+        max_label_values: args.max_label_values,
         policy,
         policy_path: args.policy,
     };

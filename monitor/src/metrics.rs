@@ -1,64 +1,154 @@
 //! Prometheus metrics and the small HTTP endpoint that serves them.
 use std::{
+    collections::{HashMap, HashSet},
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
 };
 
 use anyhow::Context as _;
 use log::{debug, warn};
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
 };
 
+/// Label values taken from watched processes (tool names, client names) are capped per
+/// server: past `max_label_values` distinct values, the rest count as `__other__`, and
+/// `mcp_monitor_label_overflow_total` says how often that happened.
+pub const OTHER: &str = "__other__";
+
 pub struct Metrics {
     pub registry: Registry,
+    pub tool_calls: IntCounterVec,
+    pub violations: IntCounterVec,
+    pub secret_access: IntCounterVec,
+    pub call_duration: HistogramVec,
+    pub requests: IntCounterVec,
     pub servers_watched: IntGauge,
     pub events_lost: IntCounterVec,
-    pub parse_errors: IntCounter,
+    pub parse_errors: IntCounterVec,
     pub records: IntCounterVec,
     pub captured_bytes: IntCounterVec,
+    pub messages: IntCounterVec,
     pub noise_opens: IntCounter,
+    pub label_overflow: IntCounterVec,
     pub ready: Arc<AtomicBool>,
+    max_label_values: usize,
+    /// Distinct values seen per (server, label name).
+    seen: Mutex<HashMap<(String, &'static str), HashSet<String>>>,
+}
+
+/// Methods counted under their own name; anything else a peer sends is `other`.
+const KNOWN_METHODS: &[&str] = &[
+    "initialize",
+    "server/discover",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "sampling/createMessage",
+    "roots/list",
+    "elicitation/create",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+];
+
+pub fn method_label(method: &str) -> &str {
+    if KNOWN_METHODS.contains(&method) {
+        method
+    } else {
+        "other"
+    }
 }
 
 impl Metrics {
-    pub fn new() -> anyhow::Result<Self> {
+    pub fn new(max_label_values: usize) -> anyhow::Result<Self> {
         let registry = Registry::new();
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels);
+        let tool_calls = counter(
+            "mcp_tool_calls_total",
+            "Completed tool calls, by server entry, agent, tool and policy decision.",
+            &["server", "agent", "tool", "decision"],
+        )?;
+        let violations = counter(
+            "mcp_scope_violations_total",
+            "Policy violations, by server entry, agent and kind.",
+            &["server", "agent", "kind"],
+        )?;
+        let secret_access = counter(
+            "mcp_secret_access_total",
+            "Opens of files matching a secret pattern, in calls or outside them.",
+            &["server", "agent"],
+        )?;
+        let call_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "mcp_tool_call_duration_seconds",
+                "Tool call duration, from the server reading the request to it writing the response.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                120.0, 300.0,
+            ]),
+            &["server", "tool"],
+        )?;
+        let requests = counter(
+            "mcp_requests_total",
+            "JSON-RPC requests seen on servers' stdio, by method and who sent them.",
+            &["server", "method", "from"],
+        )?;
         let servers_watched =
             IntGauge::new("mcp_servers_watched", "Processes currently in the watched set.")?;
-        let events_lost = IntCounterVec::new(
-            Opts::new(
-                "mcp_monitor_events_lost_total",
-                "Records lost before userspace could use them, by where they were lost.",
-            ),
+        let events_lost = counter(
+            "mcp_monitor_events_lost_total",
+            "Records or bytes lost before they could be used, by where.",
             &["where"],
         )?;
-        let parse_errors = IntCounter::new(
+        let parse_errors = counter(
             "mcp_monitor_parse_errors_total",
-            "Records from the kernel that could not be decoded.",
+            "Input that could not be decoded: kernel records, or stdio lines that are not JSON-RPC.",
+            &["what"],
         )?;
-        let records = IntCounterVec::new(
-            Opts::new(
-                "mcp_monitor_records_total",
-                "Records received from the kernel, by kind.",
-            ),
+        let records = counter(
+            "mcp_monitor_records_total",
+            "Records received from the kernel, by kind.",
             &["kind"],
         )?;
-        let captured_bytes = IntCounterVec::new(
-            Opts::new(
-                "mcp_monitor_captured_bytes_total",
-                "Payload bytes captured from watched processes.",
-            ),
+        let captured_bytes = counter(
+            "mcp_monitor_captured_bytes_total",
+            "Payload bytes captured from watched processes.",
+            &["direction"],
+        )?;
+        let messages = counter(
+            "mcp_monitor_messages_total",
+            "JSON-RPC messages reassembled from servers' stdio, by direction.",
             &["direction"],
         )?;
         let noise_opens = IntCounter::new(
             "mcp_monitor_noise_opens_total",
             "Files opened by servers that the runtime-noise list covers (counted, not listed).",
+        )?;
+        let label_overflow = counter(
+            "mcp_monitor_label_overflow_total",
+            "Label values folded into __other__ because a server went past the per-server cap.",
+            &["server", "label"],
         )?;
         let build_info = IntGaugeVec::new(
             Opts::new("mcp_monitor_build_info", "Build information; always 1."),
@@ -66,26 +156,58 @@ impl Metrics {
         )?;
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         for c in [
-            Box::new(servers_watched.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(tool_calls.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(violations.clone()),
+            Box::new(secret_access.clone()),
+            Box::new(call_duration.clone()),
+            Box::new(requests.clone()),
+            Box::new(servers_watched.clone()),
             Box::new(events_lost.clone()),
             Box::new(parse_errors.clone()),
             Box::new(records.clone()),
             Box::new(captured_bytes.clone()),
+            Box::new(messages.clone()),
             Box::new(noise_opens.clone()),
+            Box::new(label_overflow.clone()),
             Box::new(build_info),
         ] {
             registry.register(c)?;
         }
         Ok(Self {
             registry,
+            tool_calls,
+            violations,
+            secret_access,
+            call_duration,
+            requests,
             servers_watched,
             events_lost,
             parse_errors,
             records,
             captured_bytes,
+            messages,
             noise_opens,
+            label_overflow,
             ready: Arc::new(AtomicBool::new(false)),
+            max_label_values,
+            seen: Mutex::default(),
         })
+    }
+
+    /// `value` if the server has used fewer than the cap of distinct values for this
+    /// label (or used this one before); otherwise `__other__`, counted.
+    pub fn bounded(&self, server: &str, label: &'static str, value: &str) -> String {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let values = seen.entry((server.to_string(), label)).or_default();
+        if values.contains(value) {
+            return value.to_string();
+        }
+        if values.len() < self.max_label_values {
+            values.insert(value.to_string());
+            return value.to_string();
+        }
+        self.label_overflow.with_label_values(&[server, label]).inc();
+        OTHER.to_string()
     }
 
     /// Binds now (so a busy port is a start-up error) and serves in the background.
@@ -174,13 +296,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn label_values_are_capped_per_server_and_the_overflow_counted() {
+        let m = Metrics::new(3).unwrap();
+        let got: Vec<String> = ["a", "b", "a", "c", "d", "e", "b"]
+            .iter()
+            .map(|t| m.bounded("fs", "tool", t))
+            .collect();
+        assert_eq!(got, ["a", "b", "a", "c", OTHER, OTHER, "b"]);
+        assert_eq!(
+            m.bounded("other-server", "tool", "d"),
+            "d",
+            "the cap is per server"
+        );
+        assert_eq!(m.bounded("fs", "agent", "d"), "d", "and per label");
+        assert_eq!(m.label_overflow.with_label_values(&["fs", "tool"]).get(), 2);
+    }
+
+    #[test]
     fn serves_metrics_health_and_index() {
-        let m = Metrics::new().unwrap();
-        m.parse_errors.inc();
+        let m = Metrics::new(10).unwrap();
+        m.parse_errors.with_label_values(&["record"]).inc();
         let (status, _, body) = respond(b"GET /metrics HTTP/1.1\r\n\r\n", &m.registry, false);
         assert_eq!(status, "200 OK");
         let text = String::from_utf8(body).unwrap();
-        assert!(text.contains("mcp_monitor_parse_errors_total 1"), "{text}");
+        assert!(
+            text.contains("mcp_monitor_parse_errors_total{what=\"record\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("mcp_monitor_build_info{version=\""), "{text}");
         assert_eq!(
             respond(b"GET /healthz HTTP/1.1\r\n", &m.registry, false).0,

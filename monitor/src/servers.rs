@@ -50,6 +50,10 @@ pub struct Server {
     from_client: LineReassembler,
     to_client: LineReassembler,
     pub parse_errors: u64,
+    /// Messages by direction (client to server, server to client), for metrics.
+    pub messages: [u64; 2],
+    /// Requests seen since the last `take_requests`: (who sent it, method).
+    seen: Vec<(Direction, String)>,
 }
 
 impl Server {
@@ -68,6 +72,8 @@ impl Server {
             from_client: LineReassembler::new(max_message),
             to_client: LineReassembler::new(max_message),
             parse_errors: 0,
+            messages: [0; 2],
+            seen: Vec::new(),
         }
     }
 
@@ -100,13 +106,24 @@ impl Server {
         for line in self.stream(dir).push(bytes, ts_ns) {
             for msg in jsonrpc::parse_line(&line.bytes) {
                 match msg {
-                    Ok(m) => out.extend(self.session.on_message(dir, m, line.last_ts_ns)),
+                    Ok(m) => {
+                        if let jsonrpc::Message::Request { method, .. } = &m {
+                            self.seen.push((dir, method.clone()));
+                        }
+                        self.messages[dir as usize] += 1;
+                        out.extend(self.session.on_message(dir, m, line.last_ts_ns))
+                    }
                     Err(e) => errors.push(e),
                 }
             }
         }
         self.parse_errors += errors.len() as u64;
         (out, errors)
+    }
+
+    /// Requests fed since the last call: who sent them and their method.
+    pub fn take_requests(&mut self) -> Vec<(Direction, String)> {
+        std::mem::take(&mut self.seen)
     }
 
     /// Lost and discarded bytes over both directions.
