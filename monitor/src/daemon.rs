@@ -249,6 +249,10 @@ impl State {
                 "rule": "unregistered_servers",
             });
             self.events.emit("violation", ts, fields)?;
+            self.metrics
+                .violations
+                .with_label_values(&["unregistered", "unknown", "unregistered_server"])
+                .inc();
         }
         self.servers.insert(pid, server);
         Ok(())
@@ -662,6 +666,12 @@ impl State {
         let Some(v) = policy.check_effect(index, kind, what, &server.homes) else {
             return Ok(());
         };
+        let label = agent_label(&self.metrics, server, None, None);
+        let s = server.rule.as_deref().unwrap_or("unregistered");
+        self.metrics
+            .violations
+            .with_label_values(&[s, &label, v.kind])
+            .inc();
         let fields = json!({"server": server_json, "agent": agent, "kind": v.kind, "detail": v.detail, "rule": v.rule, "effect": effect.to_json(false)});
         self.events.emit("violation", ts, fields)
     }
