@@ -1,10 +1,11 @@
 //! Harness for tests that run the real daemon as root: start it with arguments, read
-//! its JSON events as they come, stop it with SIGTERM.
+//! its JSON events as they come (from its stdout, or from an event file), stop it with
+//! SIGTERM.
 pub mod mcp;
 
 use std::{
     io::{BufRead, BufReader},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Condvar, Mutex},
     thread,
@@ -56,6 +57,8 @@ pub struct Daemon {
     child: Child,
     shared: Arc<(Mutex<Shared>, Condvar)>,
     stderr: Arc<Mutex<String>>,
+    /// `--events PATH` when the events go to a file rather than stdout.
+    events_file: Option<PathBuf>,
     pub ready: Value,
 }
 
@@ -63,12 +66,38 @@ impl Daemon {
     /// Starts `mcp-monitor run ARGS --events - --metrics-addr 127.0.0.1:0` and waits for
     /// its `ready` status event.
     pub fn start(args: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn(args, None)
+    }
+
+    /// Starts `mcp-monitor run ARGS --events PATH --metrics-addr 127.0.0.1:0`, with the
+    /// regular file `path` emptied first, and waits for the `ready` status event in it.
+    /// The harness reads the file only when asked ([`Daemon::events`],
+    /// [`Daemon::wait_for`], [`Daemon::stop`]), so it costs a busy daemon nothing.
+    pub fn start_with_events(args: &[&str], path: &Path) -> anyhow::Result<Self> {
+        Self::spawn(args, Some(path))
+    }
+
+    fn spawn(args: &[&str], events_file: Option<&Path>) -> anyhow::Result<Self> {
         require_root();
         let bin = daemon_binary();
+        let events_arg = match events_file {
+            Some(path) => {
+                // Emptied, since the daemon appends; a regular file, so that it can be read back.
+                let f = std::fs::File::create(path)
+                    .with_context(|| format!("emptying the event file {}", path.display()))?;
+                if !f.metadata()?.is_file() {
+                    bail!("{} is not a regular file", path.display());
+                }
+                path.as_os_str().to_owned()
+            }
+            None => "-".into(),
+        };
         let mut child = Command::new(&bin)
             .arg("run")
             .args(args)
-            .args(["--events", "-", "--metrics-addr", "127.0.0.1:0"])
+            .arg("--events")
+            .arg(&events_arg)
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -77,6 +106,7 @@ impl Daemon {
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
         let stdout = child.stdout.take().context("daemon stdout")?;
         let s = shared.clone();
+        // With an event file, stdout stays silent: its end still tells that the daemon exited.
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
@@ -102,6 +132,7 @@ impl Daemon {
             child,
             shared,
             stderr,
+            events_file: events_file.map(Path::to_path_buf),
             ready: Value::Null,
         };
         let ready = d.wait_for(Duration::from_secs(60), |e| {
@@ -124,7 +155,15 @@ impl Daemon {
 
     /// Every event so far.
     pub fn events(&self) -> Vec<Value> {
-        self.shared.0.lock().unwrap().events.clone()
+        match &self.events_file {
+            None => self.shared.0.lock().unwrap().events.clone(),
+            Some(path) => read_events(path).unwrap_or_else(|e| panic!("{e:#}")),
+        }
+    }
+
+    /// The `--events` file, when the daemon was started with one.
+    pub fn events_file(&self) -> Option<&Path> {
+        self.events_file.as_deref()
     }
 
     /// The first event matching `pred`, waiting up to `timeout` for it.
@@ -147,6 +186,9 @@ impl Daemon {
         mut pred: impl FnMut(&[Value]) -> bool,
     ) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
+        if let Some(path) = &self.events_file {
+            return self.poll_file(path, deadline, timeout, pred);
+        }
         let (lock, cv) = &*self.shared;
         let mut g = lock.lock().unwrap();
         loop {
@@ -167,6 +209,34 @@ impl Daemon {
         }
     }
 
+    /// `wait_until` for an event file: reads it again every few milliseconds.
+    fn poll_file(
+        &self,
+        path: &Path,
+        deadline: Instant,
+        timeout: Duration,
+        mut pred: impl FnMut(&[Value]) -> bool,
+    ) -> anyhow::Result<()> {
+        loop {
+            // Whether the daemon had exited before this read: then nothing more will come.
+            let closed = self.shared.0.lock().unwrap().closed;
+            let events = read_events(path)?;
+            if pred(&events) {
+                return Ok(());
+            }
+            if closed {
+                bail!("daemon exited before the expected event");
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "no matching event within {timeout:?}; {} events so far",
+                    events.len()
+                );
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for the exit.
     pub fn stop(mut self, timeout: Duration) -> anyhow::Result<(ExitStatus, Duration, Vec<Value>)> {
         let started = Instant::now();
@@ -182,7 +252,11 @@ impl Daemon {
                     .wait_timeout_while(g, Duration::from_secs(5), |s| !s.closed)
                     .unwrap()
                     .0;
-                return Ok((status, elapsed, g.events.clone()));
+                let events = match &self.events_file {
+                    None => g.events.clone(),
+                    Some(path) => read_events(path)?,
+                };
+                return Ok((status, elapsed, events));
             }
             if started.elapsed() > timeout {
                 let _ = self.child.kill();
@@ -201,6 +275,28 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The complete lines of an event file, each a JSON event. A last line without its
+/// newline is still being written and left out.
+pub fn read_events(path: &Path) -> anyhow::Result<Vec<Value>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading the event file {}", path.display()))?;
+    let complete = match bytes.iter().rposition(|&b| b == b'\n') {
+        Some(i) => &bytes[..=i],
+        None => return Ok(Vec::new()),
+    };
+    complete
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            serde_json::from_slice(l).with_context(|| {
+                format!(
+                    "daemon wrote a line that is not JSON: {}",
+                    String::from_utf8_lossy(l)
+                )
+            })
+        })
+        .collect()
 }
 
 /// The bytes of one (pid, fd, direction) stream, from `capture` events, in stream order.

@@ -182,7 +182,7 @@ fn effects_and_violations_of_each_call_are_exactly_the_expected_ones() {
     assert_eq!(paths(&e[1], "files", "path"), Vec::<String>::new());
     // An ordinary file inside `files`: listed, allowed.
     assert_eq!(violations(&e[2]), []);
-    assert_eq!(paths(&e[2], "files", "path"), [notes.clone()]);
+    assert_eq!(paths(&e[2], "files", "path"), [notes]);
     // A file outside `files`.
     assert_eq!(
         violations(&e[3]),

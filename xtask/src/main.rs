@@ -268,6 +268,7 @@ fn test() -> anyhow::Result<()> {
     )?;
     step("real MCP peers for the tests (tests/mcp/setup.sh: npm ci, Python venv)");
     run_cmd(Command::new("bash").arg(workspace_root().join("tests/mcp/setup.sh")))?;
+    ensure_prometheus()?;
     // One release build serves the daemon binary and every test below.
     build(&env)?;
     step("unit and integration tests");
@@ -284,6 +285,52 @@ fn test() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Debian's `prometheus` package (prometheus, promtool) for tests/tests/prometheus.rs;
+/// skipped when `promtool --version` works. Installed without starting its service.
+fn ensure_prometheus() -> anyhow::Result<()> {
+    let present = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        step("prometheus and promtool: present");
+        return Ok(());
+    }
+    step("installing Debian's prometheus package (apt-get update, install; service not started)");
+    // invoke-rc.d asks policy-rc.d whether to start services: 101 says no. One already
+    // there (containers have one) is left alone.
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let ours = !policy.exists();
+    if ours {
+        std::fs::write(policy, "#!/bin/sh\nexit 101\n").context("writing /usr/sbin/policy-rc.d")?;
+        std::fs::set_permissions(policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+    let installed = run_cmd(Command::new("apt-get").arg("update")).and_then(|()| {
+        run_cmd(
+            Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends", "prometheus"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    });
+    if ours {
+        let _ = std::fs::remove_file(policy);
+    }
+    installed?;
+    // A service started anyway (policy-rc.d allowing it) would hold port 9090: stop it.
+    if Path::new("/run/systemd/system").exists() {
+        let _ = Command::new("systemctl").args(["stop", "prometheus"]).status();
+    }
+    if let Ok(pid) = std::fs::read_to_string("/run/prometheus/prometheus.pid") {
+        let pid = pid.trim();
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        if exe.ends_with("prometheus") {
+            step(&format!("stopping the packaged prometheus service (pid {pid})"));
+            let _ = Command::new("kill").arg(pid).status();
+        }
+    }
+    Ok(())
+}
+
 fn bench() -> anyhow::Result<()> {
     if !is_root() {
         bail!("the benchmark loads and attaches eBPF programs: run `cargo xtask bench` as root");
@@ -293,6 +340,20 @@ fn bench() -> anyhow::Result<()> {
     run_cmd(
         env.cargo()
             .args(["bench", "--package", "monitor", "--bench", "hook_cost"]),
+    )?;
+    step("cargo bench --package monitor --bench pipeline");
+    run_cmd(
+        env.cargo()
+            .args(["bench", "--package", "monitor", "--bench", "pipeline"]),
+    )?;
+    // The round-trip bench starts the real daemon: build it first, as `test()` does.
+    build(&env)?;
+    step("cargo bench --package integration-tests --bench stdio_roundtrip");
+    run_cmd(
+        env.cargo()
+            .args(["bench", "--package", "integration-tests"])
+            .args(["--bench", "stdio_roundtrip"])
+            .env("MCP_MONITOR_BIN", daemon_binary()),
     )
 }
 

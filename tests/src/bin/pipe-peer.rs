@@ -3,9 +3,13 @@
 //! on what the kernel programs must have seen.
 //!
 //! Usage: pipe-peer --tag TAG MODE [ARGS]
-//! Every mode but `echo` first reads one line ("go") from stdin, so the test can
-//! start talking once the daemon says it watches this process.
+//! Every mode but `echo` and `jsonrpc` first reads one line ("go") from stdin, so the
+//! test can start talking once the daemon says it watches this process.
 //!   echo            copy stdin to stdout, read by read, until EOF
+//!   jsonrpc         a minimal stdio MCP server for benchmarks: answers every
+//!                   newline-delimited JSON-RPC request that has an id with
+//!                   {"jsonrpc":"2.0","id":ID,"result":{"content":[{"type":"text","text":"ok"}]}}
+//!                   in one write(), until EOF
 //!   split N FILE    write FILE's bytes to stdout in N write() calls of near-equal size
 //!   burst FILE      write FILE's bytes to stdout in one write() call
 //!   writev A B C    write the three strings with one writev() (B may be empty)
@@ -27,7 +31,7 @@ fn write_all(fd: i32, mut buf: &[u8]) {
 fn main() {
     let args: Vec<String> = env::args().skip(3).collect();
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
-    if arg(0) != "echo" {
+    if arg(0) != "echo" && arg(0) != "jsonrpc" {
         let mut b = [0u8; 1];
         // Safety: reading one byte at a time until the newline.
         while unsafe { libc::read(0, b.as_mut_ptr().cast(), 1) } == 1 && b[0] != b'\n' {}
@@ -44,6 +48,7 @@ fn main() {
                 write_all(1, &buf[..n as usize]);
             }
         }
+        "jsonrpc" => jsonrpc(),
         "split" => {
             let parts: usize = arg(1).parse().expect("split count");
             let data = std::fs::read(arg(2)).expect("split file");
@@ -90,4 +95,38 @@ fn main() {
             exit(2);
         }
     }
+}
+
+/// Reads newline-delimited JSON-RPC messages from stdin; answers each request with an id.
+fn jsonrpc() {
+    let mut buf = vec![0u8; 65536];
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        // Safety: reading into a live buffer.
+        let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        pending.extend_from_slice(&buf[..n as usize]);
+        let mut start = 0;
+        while let Some(i) = pending[start..].iter().position(|&b| b == b'\n') {
+            let line = &pending[start..start + i];
+            start += i + 1;
+            if let Some(reply) = answer(line) {
+                write_all(1, &reply);
+            }
+        }
+        pending.drain(..start);
+    }
+}
+
+fn answer(line: &[u8]) -> Option<Vec<u8>> {
+    let msg: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let id = msg.get("id").filter(|id| !id.is_null())?;
+    msg.get("method")?;
+    let mut reply =
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"ok"}}]}}}}"#)
+            .into_bytes();
+    reply.push(b'\n');
+    Some(reply)
 }

@@ -1,0 +1,440 @@
+//! What the daemon adds to a stdio `tools/call` round trip, as root.
+//!
+//! This process is the MCP client: it sends a 200-byte `tools/call` request line to
+//! `pipe-peer jsonrpc` (the server) over its stdin pipe and waits for the one-line
+//! result on its stdout pipe, one request at a time. Timed per round trip, with
+//! (a) no daemon, (b) the daemon running with a `--watch` glob that does not match the
+//! server, and (c) the daemon watching the server, so that every request and response
+//! is captured in the kernel and becomes a `tool_call` event (written to a file, which
+//! is checked at the end: one event per request). The three are interleaved over
+//! several rounds, each with a fresh server (and daemon), the order rotating.
+//!
+//! Each is measured in two CPU layouts: `free` (the scheduler's choice: what users
+//! get) and `pinned` (client and server on the last CPU, the daemon on CPU 0). On a
+//! small VM, `free` round trips are dominated by waking an idle CPU, which a busy
+//! daemon can make cheaper; `pinned` takes idle CPUs out of the path and shows what
+//! the capture adds to the server's syscalls.
+//!
+//! `cargo xtask bench` builds the daemon and runs this; by hand, after
+//! `cargo xtask build`: `cargo bench --package integration-tests --bench stdio_roundtrip`.
+use std::{
+    io::{Read as _, Write as _},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use integration_tests::{Daemon, daemon_binary, unique_tag};
+
+const ROUNDS: usize = 5;
+/// Timed round trips per configuration, over all rounds.
+const REQUESTS: usize = 20_000;
+/// Untimed round trips before each timed series.
+const WARM_UP: usize = 1_000;
+const REQUEST_BYTES: usize = 200;
+const WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// No affinity set: the scheduler places client, server and daemon.
+    Free,
+    /// Client and server on the last CPU, the daemon on CPU 0.
+    Pinned,
+}
+
+impl Layout {
+    const ALL: [Layout; 2] = [Layout::Free, Layout::Pinned];
+
+    fn label(self) -> &'static str {
+        match self {
+            Layout::Free => "free",
+            Layout::Pinned => "pinned",
+        }
+    }
+}
+
+/// Sets this thread's CPU affinity (inherited by the processes it starts then).
+fn set_affinity(cpus: impl IntoIterator<Item = usize>) -> anyhow::Result<()> {
+    // Safety: a zeroed cpu_set_t is an empty set; CPU_SET stays within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Config {
+    NoDaemon,
+    Unwatched,
+    Watched,
+}
+
+impl Config {
+    const ALL: [Config; 3] = [Config::NoDaemon, Config::Unwatched, Config::Watched];
+
+    fn label(self) -> &'static str {
+        match self {
+            Config::NoDaemon => "(a) no daemon",
+            Config::Unwatched => "(b) daemon, server not watched",
+            Config::Watched => "(c) daemon, server watched",
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // Safety: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "stdio_roundtrip: must run as root (it starts the daemon): run `cargo xtask bench` as root"
+        );
+        return ExitCode::FAILURE;
+    }
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stdio_roundtrip: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The server under test, and the client's ends of its pipes.
+struct Peer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+    next_id: u64,
+    reply: Vec<u8>,
+}
+
+impl Peer {
+    fn spawn(tag: &str) -> anyhow::Result<Self> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pipe-peer"))
+            .args(["--tag", tag, "jsonrpc"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting pipe-peer")?;
+        let stdin = child.stdin.take().context("peer stdin")?;
+        let stdout = child.stdout.take().context("peer stdout")?;
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+            next_id: 1,
+            reply: Vec::with_capacity(256),
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// One round trip: the request in one write(), then reads until the result's newline.
+    fn call(&mut self, request: &[u8]) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        self.stdin.write_all(request)?;
+        self.reply.clear();
+        let mut buf = [0u8; 256];
+        loop {
+            let n = self.stdout.read(&mut buf)?;
+            if n == 0 {
+                bail!("the server closed its stdout");
+            }
+            self.reply.extend_from_slice(&buf[..n]);
+            if self.reply.last() == Some(&b'\n') {
+                break;
+            }
+        }
+        let elapsed = start.elapsed();
+        if !self.reply.starts_with(b"{\"jsonrpc\":\"2.0\",\"id\":") {
+            bail!("unexpected reply: {}", String::from_utf8_lossy(&self.reply));
+        }
+        Ok(elapsed)
+    }
+
+    /// `n` round trips, each timed into `samples` when given.
+    fn calls(&mut self, n: usize, mut samples: Option<&mut Vec<u64>>) -> anyhow::Result<()> {
+        for _ in 0..n {
+            let request = request_line(self.next_id);
+            self.next_id += 1;
+            let t = self.call(&request)?;
+            if let Some(s) = samples.as_deref_mut() {
+                s.push(t.as_nanos() as u64);
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the server's stdin (it exits at EOF) and waits for it.
+    fn finish(self) -> anyhow::Result<u64> {
+        let Peer {
+            mut child,
+            stdin,
+            stdout,
+            next_id,
+            ..
+        } = self;
+        drop(stdin);
+        let status = child.wait()?;
+        drop(stdout);
+        if !status.success() {
+            bail!("pipe-peer exited with {status}");
+        }
+        Ok(next_id - 1)
+    }
+}
+
+/// A `tools/call` request line of exactly `REQUEST_BYTES` bytes with its newline.
+fn request_line(id: u64) -> Vec<u8> {
+    let make = |pad: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"read_text_file","arguments":{{"path":"/home/user/project/{pad}.rs"}}}}}}"#
+        )
+    };
+    let pad = "x".repeat(REQUEST_BYTES.saturating_sub(make("").len() + 1));
+    let mut line = make(&pad).into_bytes();
+    line.push(b'\n');
+    line
+}
+
+/// Where the watched daemon's events go: memory-backed when possible, so the file
+/// system does not weigh on the daemon.
+fn event_file() -> PathBuf {
+    let dir = Path::new("/dev/shm");
+    let dir = if dir.is_dir() {
+        dir.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    dir.join(format!("mcp-monitor-bench-{}.jsonl", std::process::id()))
+}
+
+/// What one watched round left in the event file.
+#[derive(Default)]
+struct Checked {
+    requests: u64,
+    tool_calls: u64,
+    loss_reports: u64,
+}
+
+fn run() -> anyhow::Result<()> {
+    let bin = daemon_binary();
+    if !bin.exists() {
+        bail!(
+            "{} missing: build it first (`cargo xtask build`, or set MCP_MONITOR_BIN)",
+            bin.display()
+        );
+    }
+    let per_round = REQUESTS / ROUNDS;
+    // Safety: sysconf has no preconditions.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+    println!("stdio_roundtrip: latency of a stdio tools/call round trip, without and with the daemon");
+    println!(
+        "machine: nproc {online}, Linux {}; daemon {}",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
+        bin.display()
+    );
+    println!(
+        "{ROUNDS} rounds, configurations interleaved (order rotating), a fresh server (and daemon) each; \
+         per configuration and round: {WARM_UP} warm-up then {per_round} timed sequential \
+         {REQUEST_BYTES}-byte tools/call requests; layouts: free (no affinity) and pinned \
+         (client and server on CPU {}, daemon on CPU 0)",
+        online - 1
+    );
+    let tag = unique_tag("roundtrip");
+    let events_path = event_file();
+    // samples[layout][config]: nanoseconds per round trip.
+    let mut samples: [[Vec<u64>; 3]; 2] = Default::default();
+    // round_p50[layout][config]: each round's median, to show the spread between rounds.
+    let mut round_p50: [[Vec<f64>; 3]; 2] = Default::default();
+    let mut checked = Checked::default();
+    let result = (|| {
+        for round in 0..ROUNDS {
+            for (l, layout) in Layout::ALL.into_iter().enumerate() {
+                for k in 0..Config::ALL.len() {
+                    let i = (round + k) % Config::ALL.len();
+                    let config = Config::ALL[i];
+                    let mut sample = Vec::with_capacity(per_round);
+                    measure(
+                        config,
+                        layout,
+                        online,
+                        &tag,
+                        &events_path,
+                        per_round,
+                        &mut sample,
+                        &mut checked,
+                    )
+                    .with_context(|| format!("{} {}, round {}", layout.label(), config.label(), round + 1))?;
+                    sample.sort_unstable();
+                    round_p50[l][i].push(percentile(&sample, 50.0));
+                    samples[l][i].extend(sample);
+                }
+            }
+            eprintln!("stdio_roundtrip: round {}/{ROUNDS} done", round + 1);
+        }
+        anyhow::Ok(())
+    })();
+    set_affinity(0..online)?;
+    let _ = std::fs::remove_file(&events_path);
+    result?;
+
+    println!();
+    println!(
+        "{:<6} {:<32} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} | {:>9}",
+        "layout", "configuration", "p50 us", "p90 us", "p99 us", "p50 x", "p90 x", "p99 x", "+p50 us"
+    );
+    println!("{}", "-".repeat(7 + 32 + 3 + 26 + 3 + 26 + 3 + 9));
+    for (l, layout) in Layout::ALL.into_iter().enumerate() {
+        let pct: Vec<[f64; 3]> = samples[l]
+            .iter_mut()
+            .map(|s| {
+                s.sort_unstable();
+                [percentile(s, 50.0), percentile(s, 90.0), percentile(s, 99.0)]
+            })
+            .collect();
+        let bare = pct[0];
+        for (i, config) in Config::ALL.into_iter().enumerate() {
+            let p = pct[i];
+            println!(
+                "{:<6} {:<32} | {:>8.1} {:>8.1} {:>8.1} | {:>8} {:>8} {:>8} | {:>+9.1}",
+                layout.label(),
+                config.label(),
+                p[0] / 1e3,
+                p[1] / 1e3,
+                p[2] / 1e3,
+                format!("x{:.2}", p[0] / bare[0]),
+                format!("x{:.2}", p[1] / bare[1]),
+                format!("x{:.2}", p[2] / bare[2]),
+                (p[0] - bare[0]) / 1e3,
+            );
+        }
+    }
+    println!();
+    println!(
+        "{} timed round trips per layout and configuration; x: this configuration's percentile \
+         over (a)'s in the same layout; +p50 us: added median latency",
+        samples[0][0].len()
+    );
+    println!("per-round p50 us (rounds in run order):");
+    for (l, layout) in Layout::ALL.into_iter().enumerate() {
+        for (i, config) in Config::ALL.into_iter().enumerate() {
+            let shown: Vec<String> = round_p50[l][i]
+                .iter()
+                .map(|ns| format!("{:.1}", ns / 1e3))
+                .collect();
+            println!(
+                "  {:<6} {:<32} {}",
+                layout.label(),
+                config.label(),
+                shown.join(" ")
+            );
+        }
+    }
+    println!(
+        "(c) event file check: {} tool_call events for {} requests sent (warm-up included), \
+         {} loss reports",
+        checked.tool_calls, checked.requests, checked.loss_reports
+    );
+    if checked.tool_calls != checked.requests {
+        bail!("every request sent to the watched server must be one tool_call event");
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    config: Config,
+    layout: Layout,
+    online: usize,
+    tag: &str,
+    events_path: &Path,
+    n: usize,
+    samples: &mut Vec<u64>,
+    checked: &mut Checked,
+) -> anyhow::Result<()> {
+    let glob = match config {
+        Config::NoDaemon => None,
+        Config::Unwatched => Some(format!("*{tag}-does-not-match*")),
+        Config::Watched => Some(format!("*{tag}*")),
+    };
+    // Processes and threads inherit the affinity of the thread that starts them.
+    match layout {
+        Layout::Free => set_affinity(0..online)?,
+        Layout::Pinned => set_affinity([0])?,
+    }
+    let daemon = match &glob {
+        None => None,
+        Some(g) => Some(Daemon::start_with_events(&["--watch", g], events_path)?),
+    };
+    if layout == Layout::Pinned {
+        set_affinity([online - 1])?;
+    }
+    let mut peer = Peer::spawn(tag)?;
+    let pid = u64::from(peer.pid());
+    if let (Config::Watched, Some(d)) = (config, &daemon) {
+        d.wait_for(WAIT, |e| {
+            e["type"] == "server_started" && e["server"]["pid"] == pid
+        })
+        .with_context(|| format!("the daemon did not watch the server; stderr:\n{}", d.stderr()))?;
+    }
+    peer.calls(WARM_UP, None)?;
+    peer.calls(n, Some(samples))?;
+    let sent = peer.finish()?;
+    let Some(d) = daemon else {
+        return Ok(());
+    };
+    if config == Config::Watched {
+        d.wait_for(WAIT, |e| {
+            e["type"] == "server_exited" && e["server"]["pid"] == pid
+        })
+        .with_context(|| format!("no server_exited for the server; stderr:\n{}", d.stderr()))?;
+    }
+    let (status, _, events) = d.stop(WAIT)?;
+    if !status.success() {
+        bail!("the daemon exited with {status}");
+    }
+    let count = |kind: &str| {
+        events
+            .iter()
+            .filter(|e| e["type"] == kind && e["server"]["pid"] == pid)
+            .count() as u64
+    };
+    let loss = events
+        .iter()
+        .filter(|e| e["type"] == "monitor_status" && e["status"] == "loss")
+        .count() as u64;
+    match config {
+        Config::Watched => {
+            checked.requests += sent;
+            checked.tool_calls += count("tool_call");
+            checked.loss_reports += loss;
+        }
+        _ => {
+            if count("server_started") != 0 {
+                bail!("the unwatched server was watched");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Nearest-rank percentile of sorted nanoseconds.
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64
+}
