@@ -1,43 +1,37 @@
 //! How many stdio tool calls per second the userspace pipeline turns into events.
 //!
-//! No root, no kernel: raw ring-buffer records are built here exactly as the `sys_exit`
-//! program lays them out (`DataMeta` header, then the payload, in chunks of at most
-//! `MAX_CHUNK` bytes) for a `tools/call` request the server reads from its stdin pipe and
-//! the result line it writes to its stdout pipe. Each record then takes the daemon's path
-//! (`daemon::State::handle`, `data`, `stdio_bytes`, `emit_outputs`): `Record::try_from`,
-//! the records/captured-bytes metrics, the stream-offset gap check, `FdTable::classify`
-//! (real pipes of this process, so `/proc` is read once per fd), the server lookup
-//! through `ProcessTable::ancestry`, `Server::direction_of`, `Server::feed` (line
-//! reassembly, JSON-RPC parsing, the MCP session), and for each completed call the
-//! built-in policy's `verdict::judge`, `Server::call_fields` and `EventWriter::emit`
-//! into `/dev/null`. Kept in step with the daemon by hand: the daemon's loop itself is
-//! private (so are its per-call metrics, `daemon::count_call`, left out here).
+//! No root, no kernel: raw ring-buffer records are built here exactly as the kernel
+//! programs lay them out, and fed to the daemon's own `monitor::pipeline::Pipeline`
+//! (`handle`, the same code `mcp-monitor run` runs for each record): first an exec
+//! record that makes a stand-in server process a watched server, then, per call, the
+//! `tools/call` request it reads from its stdin pipe and the result line it writes to its
+//! stdout pipe (`DataMeta` header, then the payload, in chunks of at most `MAX_CHUNK`
+//! bytes). The stand-in is a real child process (`sleep`) whose stdin and stdout are
+//! real pipes, so fd classification, client lookup and the process table read real
+//! `/proc` entries. Each completed call goes through the built-in policy's verdict, the
+//! metrics and `EventWriter` into a sink.
 //!
 //! Single thread; rounds of the two workloads interleaved; the median round is reported.
 //!
 //! `cargo bench --package monitor --bench pipeline` (also run by `cargo xtask bench`).
 use std::{
-    collections::HashMap,
     hint::black_box,
+    io::{PipeReader, PipeWriter},
     mem::{offset_of, size_of},
-    process::ExitCode,
+    process::{Child, Command, ExitCode, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use monitor::{
+    capture::{Kernel, KernelStats},
     events::EventWriter,
-    fds::{FdKind, FdTable},
-    identity::Stdio,
-    mcp::Output,
     metrics::Metrics,
+    pipeline::{Pipeline, Settings},
     policy::Policy,
-    procs::{Process, ProcessTable},
-    records::{Direction, Record},
-    servers::{ClientProcess, Server, event_type},
-    verdict,
+    procs::ProcessTable,
 };
-use monitor_common::{DataMeta, Header, MAX_CHUNK, direction, kind};
+use monitor_common::{DataMeta, ExecMeta, ExecRecord, Header, MAX_CHUNK, direction, kind};
 
 const ROUNDS: usize = 5;
 /// The daemon's defaults (`--max-message-mb 64`, `--max-field-bytes 4096`).
@@ -104,55 +98,61 @@ struct Batch {
     response_len: usize,
 }
 
-/// The pipes standing for the server's stdin and stdout: real, so `FdTable::classify`
-/// reads real `/proc/self/fd` links, as the daemon does for a watched process.
+/// The stand-in server: a child process whose stdin and stdout are pipes this bench
+/// holds the other ends of (so the pipeline finds this process as its client).
 struct Pipes {
     pid: u32,
-    stdin_fd: i32,
-    stdout_fd: i32,
-    fds: [i32; 4],
+    child: Child,
+    _ends: (PipeWriter, PipeReader),
 }
+
+/// Marks the stand-in's command line, so the watch glob matches it and nothing else.
+const MARKER: &str = "mcp-monitor-pipeline-bench-server";
 
 impl Pipes {
     fn new() -> anyhow::Result<Self> {
-        let mut a = [0i32; 2];
-        let mut b = [0i32; 2];
-        // Safety: pipe2 fills the two-element arrays.
-        if unsafe { libc::pipe2(a.as_mut_ptr(), libc::O_CLOEXEC) } != 0
-            || unsafe { libc::pipe2(b.as_mut_ptr(), libc::O_CLOEXEC) } != 0
-        {
-            bail!("pipe2: {}", std::io::Error::last_os_error());
-        }
+        let (stdin_r, stdin_w) = std::io::pipe()?;
+        let (stdout_r, stdout_w) = std::io::pipe()?;
+        let child = Command::new("sleep")
+            .arg("100000")
+            .stdin(Stdio::from(stdin_r))
+            .stdout(Stdio::from(stdout_w))
+            .spawn()
+            .context("starting the stand-in server (sleep)")?;
         Ok(Self {
-            pid: std::process::id(),
-            // The server reads its stdin's read end and writes its stdout's write end.
-            stdin_fd: a[0],
-            stdout_fd: b[1],
-            fds: [a[0], a[1], b[0], b[1]],
+            pid: child.id(),
+            child,
+            _ends: (stdin_w, stdout_r),
         })
     }
 }
 
 impl Drop for Pipes {
     fn drop(&mut self) {
-        for fd in self.fds {
-            // Safety: fds from pipe2, closed once.
-            unsafe { libc::close(fd) };
-        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The kernel side stands still: nothing to attach, nothing lost.
+struct NoKernel;
+
+impl Kernel for NoKernel {
+    fn watch(&mut self, _pid: u32) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn stats(&self) -> anyhow::Result<KernelStats> {
+        Ok(KernelStats::default())
+    }
+
+    fn attached(&self) -> &[(String, u32)] {
+        &[]
     }
 }
 
 fn run() -> anyhow::Result<()> {
     let pipes = Pipes::new()?;
-    let mut fds = FdTable::default();
-    let inode = |fds: &mut FdTable, fd: i32| match fds.classify(pipes.pid, fd) {
-        FdKind::Pipe { inode } => Ok(*inode),
-        other => bail!("fd {fd} is not a pipe: {other:?}"),
-    };
-    let stdio = Stdio {
-        stdin: Some(inode(&mut fds, pipes.stdin_fd)?),
-        stdout: Some(inode(&mut fds, pipes.stdout_fd)?),
-    };
     println!("pipeline: tool calls per second through the daemon's userspace path (one thread, no kernel)");
     println!(
         "{ROUNDS} rounds, workloads interleaved, median round reported; events go through \
@@ -175,7 +175,7 @@ fn run() -> anyhow::Result<()> {
 
     // elapsed[round][workload]
     let mut elapsed = [[Duration::ZERO; WORKLOADS.len()]; ROUNDS];
-    let mut pipeline = Pipeline::new(&pipes, stdio, fds)?;
+    let mut pipeline = Bench::new(&pipes)?;
     sample_events(&mut pipeline, &pipes)?;
     for batch in &mut batches {
         // Warm-up: caches, allocator, the fd table.
@@ -189,7 +189,7 @@ fn run() -> anyhow::Result<()> {
         }
         eprintln!("pipeline: round {}/{ROUNDS} done", round + 1);
     }
-    pipeline.events.flush()?;
+    pipeline.pipeline.events.flush()?;
 
     println!();
     println!(
@@ -222,31 +222,32 @@ fn run() -> anyhow::Result<()> {
          MB/s recs: the same with the {}-byte record headers; MB = 10^6 bytes",
         size_of::<DataMeta>()
     );
+    let counted = pipeline.tool_calls_counted();
     println!(
-        "events written: {} tool_call events for {} calls",
-        pipeline.events_written, pipeline.calls_fed
+        "tool calls counted by the pipeline: {counted} for {} calls fed",
+        pipeline.calls_fed
     );
-    if pipeline.events_written != pipeline.calls_fed {
-        bail!("every call must become exactly one tool_call event");
+    if counted != pipeline.calls_fed + WORKLOADS.len() as u64 {
+        bail!("every call must become exactly one tool_call (the samples included)");
     }
     Ok(())
 }
 
 /// One call of each workload through the pipeline into a real file: checks the event
 /// and shows its size.
-fn sample_events(pipeline: &mut Pipeline, pipes: &Pipes) -> anyhow::Result<()> {
+fn sample_events(pipeline: &mut Bench, pipes: &Pipes) -> anyhow::Result<()> {
     let path = std::env::temp_dir().join(format!("mcp-monitor-pipeline-{}.jsonl", pipes.pid));
     let _ = std::fs::remove_file(&path);
     let file = EventWriter::open(&path.to_string_lossy())?;
-    let devnull = std::mem::replace(&mut pipeline.events, file);
-    let (fed, written) = (pipeline.calls_fed, pipeline.events_written);
+    let sink = std::mem::replace(&mut pipeline.pipeline.events, file);
+    let fed = pipeline.calls_fed;
     for w in &WORKLOADS {
         let one = Workload { batch: 1, ..*w };
         pipeline.replay(&mut build_batch(&one, pipes)?, 1)?;
     }
-    pipeline.events.flush()?;
-    pipeline.events = devnull;
-    (pipeline.calls_fed, pipeline.events_written) = (fed, written);
+    pipeline.pipeline.events.flush()?;
+    pipeline.pipeline.events = sink;
+    pipeline.calls_fed = fed;
     let text = std::fs::read_to_string(&path)?;
     let _ = std::fs::remove_file(&path);
     let lines: Vec<&str> = text.lines().collect();
@@ -267,79 +268,77 @@ fn sample_events(pipeline: &mut Pipeline, pipes: &Pipes) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The daemon's per-record state for one watched server.
-struct Pipeline {
-    pid: u32,
-    procs: ProcessTable,
-    policy: Policy,
-    server: Server,
-    fds: FdTable,
-    metrics: Metrics,
-    events: EventWriter,
-    /// Next expected stream offset per (pid, fd, direction), as in the daemon.
-    streams: HashMap<(u32, i32, Direction), u64>,
-    /// Kernel clock and stream offsets of the replayed records.
+/// The daemon's pipeline with one stand-in server, and the clock and stream offsets
+/// of the records replayed so far.
+struct Bench {
+    pipeline: Pipeline,
     ts_ns: u64,
     offsets: [u64; 2],
     calls_fed: u64,
-    events_written: u64,
 }
 
-impl Pipeline {
-    fn new(pipes: &Pipes, stdio: Stdio, fds: FdTable) -> anyhow::Result<Self> {
-        let cmdline: Vec<String> = vec![
-            "node".into(),
-            "/usr/lib/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js".into(),
-            "/home/user/project".into(),
-        ];
-        // This process stands for the server in the process table (its real parent, read
-        // from /proc, is not in the table: the ancestry walk stops there).
-        let mut procs = ProcessTable::default();
-        procs.exec(pipes.pid, 1000, "/usr/bin/node".into(), cmdline, 1_000_000);
-        let p = procs.get_mut(pipes.pid).context("process table entry")?;
-        p.watched = true;
-        p.server_pattern = Some("*@modelcontextprotocol/*".into());
-        let process: Process = p.clone();
-        let client = ClientProcess {
-            pid: 1000,
-            uid: 1000,
-            exe: "/usr/bin/node".into(),
-            cmdline: "node /usr/lib/node_modules/some-agent/cli.js".into(),
+impl Bench {
+    fn new(pipes: &Pipes) -> anyhow::Result<Self> {
+        let settings = Settings {
+            watch: vec![format!("*{MARKER}*")],
+            debug_captures: false,
+            max_message_bytes: MAX_MESSAGE,
+            max_field_bytes: MAX_FIELD,
+            policy: Policy::builtin(),
+            policy_path: None,
         };
-        let policy = Policy::builtin();
-        let mut server = Server::new(&process, stdio, Some(client), MAX_MESSAGE);
-        server.rule = policy
-            .match_server(&server.cmdline, &server.exe)
-            .map(|i| policy.servers[i].name.clone());
-        if server.rule.is_none() {
-            bail!("the built-in policy does not name the bench's server");
-        }
+        let sink = EventWriter::from_writer(Box::new(std::io::sink()));
+        let mut pipeline = Pipeline::new(
+            settings,
+            Box::new(NoKernel),
+            ProcessTable::default(),
+            sink,
+            Metrics::new(MAX_LABEL_VALUES)?,
+        )?;
+        // The stand-in execs into a filesystem server, as far as the pipeline can tell.
+        let argv = [
+            "node",
+            "/usr/lib/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js",
+            MARKER,
+        ];
+        pipeline.handle(&exec_record(pipes.pid, "/usr/bin/node", &argv));
         // An initialize exchange first, as a real client does: clientInfo and serverInfo
         // then appear in every tool_call event.
         let init = br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench-agent","version":"1.2.3"}}}
 "#;
         let inited = br#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"secure-filesystem-server","version":"0.2.0"}}}
 "#;
-        use monitor::mcp::Direction as D;
-        server.feed(D::ClientToServer, init, 1);
-        server.feed(D::ServerToClient, inited, 2);
-        if server.session.server.is_none() || server.session.client.is_none() {
-            bail!("the initialize exchange did not register client and server");
-        }
-        Ok(Self {
-            pid: pipes.pid,
-            procs,
-            policy,
-            server,
-            fds,
-            metrics: Metrics::new(MAX_LABEL_VALUES)?,
-            events: EventWriter::open("/dev/null").context("events to /dev/null")?,
-            streams: HashMap::new(),
+        let mut bench = Self {
+            pipeline,
             ts_ns: 10_000_000,
-            offsets: [init.len() as u64, inited.len() as u64],
+            offsets: [0, 0],
             calls_fed: 0,
-            events_written: 0,
-        })
+        };
+        let mut records = Vec::new();
+        records_of(pipes, direction::READ, init, &mut records);
+        records_of(pipes, direction::WRITE, inited, &mut records);
+        let mut batch = Batch {
+            records,
+            calls: 0,
+            payload_bytes: 0,
+            record_bytes: 0,
+            request_len: 0,
+            response_len: 0,
+        };
+        bench.replay(&mut batch, 1)?;
+        Ok(bench)
+    }
+
+    /// `mcp_tool_calls_total` over every label set.
+    fn tool_calls_counted(&self) -> u64 {
+        self.pipeline
+            .metrics
+            .registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "mcp_tool_calls_total")
+            .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value() as u64))
+            .sum()
     }
 
     /// Feeds `batch` `times` times; returns the time spent in the pipeline only
@@ -350,7 +349,7 @@ impl Pipeline {
             self.renumber(batch);
             let start = Instant::now();
             for r in &batch.records {
-                self.handle(black_box(&r.bytes))?;
+                self.pipeline.handle(black_box(&r.bytes));
             }
             total += start.elapsed();
             self.calls_fed += batch.calls as u64;
@@ -377,60 +376,40 @@ impl Pipeline {
             self.offsets[dir] += r.payload as u64;
         }
     }
+}
 
-    /// `daemon::State::handle` for a data record of a watched server's stdio.
-    fn handle(&mut self, raw: &[u8]) -> anyhow::Result<()> {
-        let record = Record::try_from(raw).map_err(|e| anyhow::anyhow!("decoding: {e}"))?;
-        self.metrics.records.with_label_values(&["data"]).inc();
-        let Record::Data(d) = record else {
-            bail!("not a data record");
-        };
-        let dir_label = match d.direction {
-            Direction::Read => "read",
-            Direction::Write => "write",
-        };
-        self.metrics
-            .captured_bytes
-            .with_label_values(&[dir_label])
-            .inc_by(d.bytes.len() as u64);
-        let key = (d.header.pid, d.fd, d.direction);
-        let end = d.stream_offset + d.bytes.len() as u64;
-        let gap = match self.streams.insert(key, end) {
-            Some(expected) if d.stream_offset > expected => d.stream_offset - expected,
-            _ => 0,
-        };
-        if gap > 0 {
-            bail!("stream gap of {gap} bytes in the replayed records");
-        }
-        let kind = self.fds.classify(d.header.pid, d.fd).clone();
-        let (FdKind::Pipe { inode } | FdKind::Socket { inode }) = kind else {
-            bail!("fd {} is not a pipe", d.fd);
-        };
-        // `daemon::State::server_root`: the nearest server in the writer's ancestry.
-        let root = self
-            .procs
-            .ancestry(d.header.pid)
-            .into_iter()
-            .find(|p| self.procs.get(*p).is_some_and(|p| p.server_pattern.is_some()));
-        if root != Some(self.pid) {
-            bail!("record of another process");
-        }
-        let Some(dir) = self.server.direction_of(inode, d.direction == Direction::Read) else {
-            bail!("fd {} is not the server's stdio", d.fd);
-        };
-        let (outputs, errors) = self.server.feed(dir, &d.bytes, d.header.ts_ns);
-        if !errors.is_empty() {
-            bail!("parse errors: {errors:?}");
-        }
-        for Output::Completed(c) in outputs {
-            let verdict = (c.method == "tools/call").then(|| verdict::judge(&self.policy, &self.server, &c));
-            let fields = self.server.call_fields(&c, MAX_FIELD, verdict.as_ref());
-            let ts = self.events.kernel_time(c.start_ts_ns);
-            self.events.emit(event_type(&c.method), ts, fields)?;
-            self.events_written += 1;
-        }
-        Ok(())
+/// An exec record as `sched_process_exec` sends it: the fixed part, the file name,
+/// then argv, NUL-separated, cut after its used bytes.
+fn exec_record(pid: u32, filename: &str, argv: &[&str]) -> Vec<u8> {
+    let mut args = Vec::new();
+    for a in argv {
+        args.extend_from_slice(a.as_bytes());
+        args.push(0);
     }
+    let meta = ExecMeta {
+        header: Header {
+            kind: kind::EXEC,
+            pid,
+            tid: pid,
+            _pad: 0,
+            ts_ns: 1_000_000,
+        },
+        uid: 1000,
+        gid: 1000,
+        old_tid: pid,
+        filename_len: filename.len() as u32,
+        argv_len: args.len() as u32,
+        argv_truncated: 0,
+    };
+    let mut bytes = vec![0u8; offset_of!(ExecRecord, argv)];
+    // Safety: ExecMeta is plain #[repr(C)] integers without padding.
+    let head =
+        unsafe { std::slice::from_raw_parts((&meta as *const ExecMeta).cast::<u8>(), size_of::<ExecMeta>()) };
+    bytes[..head.len()].copy_from_slice(head);
+    let f = offset_of!(ExecRecord, filename);
+    bytes[f..f + filename.len()].copy_from_slice(filename.as_bytes());
+    bytes.extend_from_slice(&args);
+    bytes
 }
 
 fn put_u64(buf: &mut [u8], at: usize, v: u64) {
@@ -487,8 +466,8 @@ fn response_line(id: usize) -> Vec<u8> {
 /// The records the kernel sends for one syscall that transferred `payload`.
 fn records_of(pipes: &Pipes, dir: u8, payload: &[u8], out: &mut Vec<Raw>) {
     let (fd, syscall) = match dir {
-        direction::READ => (pipes.stdin_fd, SYS_READ),
-        _ => (pipes.stdout_fd, SYS_WRITE),
+        direction::READ => (0, SYS_READ),
+        _ => (1, SYS_WRITE),
     };
     for (i, chunk) in payload.chunks(MAX_CHUNK).enumerate() {
         let meta = DataMeta {

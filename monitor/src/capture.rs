@@ -37,6 +37,30 @@ pub struct Capture {
     pub attached: Vec<(String, u32)>,
 }
 
+/// What the pipeline asks of the kernel side: add a process to the watched set, read
+/// the loss counters, name the attached programs. `Capture` is the real one; benches
+/// and tests drive the pipeline with recorded records and a stand-in.
+pub trait Kernel {
+    fn watch(&mut self, pid: u32) -> anyhow::Result<()>;
+    fn stats(&self) -> anyhow::Result<KernelStats>;
+    /// (program name, kernel program id) of what is attached.
+    fn attached(&self) -> &[(String, u32)];
+}
+
+impl Kernel for Capture {
+    fn watch(&mut self, pid: u32) -> anyhow::Result<()> {
+        Capture::watch(self, pid)
+    }
+
+    fn stats(&self) -> anyhow::Result<KernelStats> {
+        Capture::stats(self)
+    }
+
+    fn attached(&self) -> &[(String, u32)] {
+        &self.attached
+    }
+}
+
 /// Kernel-side loss counters, summed over CPUs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct KernelStats {

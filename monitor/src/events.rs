@@ -33,6 +33,14 @@ impl EventWriter {
         })
     }
 
+    /// Events to any writer (a bench's sink, a test's buffer).
+    pub fn from_writer(out: Box<dyn Write + Send>) -> Self {
+        Self {
+            out: BufWriter::new(out),
+            boot_epoch: boot_epoch(),
+        }
+    }
+
     /// RFC 3339 UTC time of a CLOCK_BOOTTIME timestamp from the kernel.
     pub fn kernel_time(&self, ts_ns: u64) -> String {
         humantime::format_rfc3339_nanos(self.boot_epoch + Duration::from_nanos(ts_ns)).to_string()

@@ -9,6 +9,7 @@ pub mod identity;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod metrics;
+pub mod pipeline;
 pub mod policy;
 pub mod procs;
 pub mod reassembly;

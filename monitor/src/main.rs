@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use monitor::{daemon, policy::Policy, watch};
+use monitor::{daemon, pipeline, policy::Policy, watch};
 
 #[derive(Parser)]
 #[command(
@@ -118,16 +118,18 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         watch.extend(policy.cmdline_globs());
     }
     let opts = daemon::Options {
-        watch,
         events: args.events,
         metrics_addr: args.metrics_addr,
-        debug_captures: args.debug_captures,
         ring_buffer_bytes: args.ring_buffer_mb * 1024 * 1024,
-        max_message_bytes: args.max_message_mb * 1024 * 1024,
-        max_field_bytes: args.max_field_bytes,
         max_label_values: args.max_label_values,
-        policy,
-        policy_path: args.policy,
+        settings: pipeline::Settings {
+            watch,
+            debug_captures: args.debug_captures,
+            max_message_bytes: args.max_message_mb * 1024 * 1024,
+            max_field_bytes: args.max_field_bytes,
+            policy,
+            policy_path: args.policy,
+        },
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

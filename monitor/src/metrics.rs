@@ -230,13 +230,13 @@ impl Metrics {
                 let registry = registry.clone();
                 let ready = ready.clone();
                 tokio::spawn(async move {
-                    let mut buf = vec![0u8; 4096];
-                    let n = match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
-                        .await
-                    {
-                        Ok(Ok(n)) => n,
-                        _ => return,
+                    let Ok(Some(head)) =
+                        tokio::time::timeout(std::time::Duration::from_secs(5), read_head(&mut sock)).await
+                    else {
+                        return;
                     };
+                    let buf = head;
+                    let n = buf.len();
                     let (status, ctype, body) = respond(&buf[..n], &registry, ready.load(Ordering::Relaxed));
                     let head = format!(
                         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -256,6 +256,21 @@ impl Metrics {
         });
         Ok(local)
     }
+}
+
+/// The request head, read until its blank line (a client may send it in pieces);
+/// None when the peer closes first or sends more than 8 KiB of it.
+async fn read_head(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 || head.len() > 8192 {
+            return None;
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    Some(head)
 }
 
 fn respond(request: &[u8], registry: &Registry, ready: bool) -> (&'static str, &'static str, Vec<u8>) {
@@ -294,6 +309,22 @@ fn respond(request: &[u8], registry: &Registry, ready: bool) -> (&'static str, &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_request_sent_in_pieces_is_answered() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let m = Metrics::new(10).unwrap();
+        let addr = m.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        for piece in ["GET /metr", "ics HTTP/1.1\r\nHost: x\r\n", "\r\n"] {
+            c.write_all(piece.as_bytes()).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let mut reply = String::new();
+        c.read_to_string(&mut reply).await.unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+        assert!(reply.contains("mcp_monitor_build_info"), "{reply}");
+    }
 
     #[test]
     fn label_values_are_capped_per_server_and_the_overflow_counted() {

@@ -1,0 +1,757 @@
+//! The userspace pipeline: kernel records in, JSON events and metrics out. It keeps the
+//! process table and watched set, reassembles servers' stdio into MCP sessions, gives
+//! side effects to the calls in flight, and judges each call against the policy.
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    rc::Rc,
+    sync::atomic::Ordering,
+};
+
+use base64::Engine as _;
+use log::{info, warn};
+use serde_json::json;
+
+use crate::{
+    capture::{Kernel, KernelStats},
+    effects::{self, Effect},
+    events::EventWriter,
+    fds::{FdKind, FdTable},
+    identity,
+    mcp::Output,
+    metrics::{self, Metrics},
+    policy::{EffectKind, Policy, Unregistered},
+    procs::{ProcessTable, read_cmdline},
+    records::{Data, Direction, Record},
+    servers::{ClientProcess, Server, event_type},
+    verdict,
+    watch::WatchPatterns,
+};
+
+/// What the pipeline needs to know from the command line.
+pub struct Settings {
+    /// Command-line globs of the processes to watch as servers.
+    pub watch: Vec<String>,
+    pub debug_captures: bool,
+    /// Longest JSON-RPC message reassembled; longer ones are dropped and counted.
+    pub max_message_bytes: usize,
+    /// Arguments and error texts longer than this are cut in events.
+    pub max_field_bytes: usize,
+    /// The policy in force at start, and the file it came from (reloaded on SIGHUP).
+    pub policy: Policy,
+    pub policy_path: Option<PathBuf>,
+}
+
+/// Userspace view of loss: what the kernel counted, and gaps seen in the streams.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+struct Loss {
+    kernel: KernelStats,
+    parse_errors: u64,
+    stream_gaps: u64,
+    bytes_missing: u64,
+    /// Lines on a server's stdio that were not JSON-RPC.
+    message_errors: u64,
+}
+
+/// Everything between the kernel's records and the events: the process table and
+/// watched set, server sessions, policy decisions, loss accounting. Driven by the daemon
+/// with the real kernel, and by benches and tests with recorded records.
+pub struct Pipeline {
+    kernel: Box<dyn Kernel>,
+    procs: ProcessTable,
+    fds: FdTable,
+    patterns: WatchPatterns,
+    pub events: EventWriter,
+    pub metrics: Metrics,
+    debug_captures: bool,
+    /// Next expected stream offset per (pid, fd, direction).
+    streams: HashMap<(u32, i32, Direction), u64>,
+    loss: Loss,
+    reported: Loss,
+    self_pid: u32,
+    /// The daemon and its ancestors (a shell, sudo, a test harness): their command
+    /// lines hold the watch patterns themselves, so they are never watched.
+    never_watch: Vec<u32>,
+    /// Servers by pid.
+    servers: HashMap<u32, Server>,
+    max_message_bytes: usize,
+    max_field_bytes: usize,
+    /// Policies by epoch: calls are judged by the policy in force when they started.
+    policies: Vec<(u64, Rc<Policy>)>,
+    policy_path: Option<PathBuf>,
+}
+
+impl Pipeline {
+    pub fn new(
+        settings: Settings,
+        kernel: Box<dyn Kernel>,
+        procs: ProcessTable,
+        events: EventWriter,
+        metrics: Metrics,
+    ) -> anyhow::Result<Self> {
+        let self_pid = std::process::id();
+        let mut p = Self {
+            kernel,
+            never_watch: procs.ancestry(self_pid),
+            procs,
+            fds: FdTable::default(),
+            patterns: WatchPatterns::new(&settings.watch)?,
+            events,
+            metrics,
+            debug_captures: settings.debug_captures,
+            streams: HashMap::new(),
+            loss: Loss::default(),
+            reported: Loss::default(),
+            self_pid,
+            servers: HashMap::new(),
+            max_message_bytes: settings.max_message_bytes,
+            max_field_bytes: settings.max_field_bytes,
+            policies: vec![(0, Rc::new(settings.policy))],
+            policy_path: settings.policy_path,
+        };
+        p.watch_existing();
+        Ok(p)
+    }
+
+    /// The final status event, once the kernel's queue is drained.
+    pub fn stopped(&mut self) -> std::io::Result<()> {
+        let now = self.events.now();
+        self.events
+            .emit("monitor_status", now, json!({"status": "stopped"}))?;
+        self.events.flush()
+    }
+
+    fn watch_existing(&mut self) {
+        let candidates: Vec<(u32, String)> = self.procs.iter().map(|p| (p.pid, p.cmdline_string())).collect();
+        for (pid, cmdline) in candidates {
+            if let Err(e) = self.consider(pid, &cmdline) {
+                warn!("writing events: {e}");
+            }
+        }
+    }
+
+    /// Watches `pid` as a server if its command line matches a pattern.
+    fn consider(&mut self, pid: u32, cmdline: &str) -> std::io::Result<()> {
+        if self.never_watch.contains(&pid) {
+            return Ok(());
+        }
+        let Some(pattern) = self.patterns.matches(cmdline).map(str::to_string) else {
+            return Ok(());
+        };
+        let Some(p) = self.procs.get(pid) else {
+            return Ok(());
+        };
+        if p.server_pattern.is_some() {
+            return Ok(());
+        }
+        let stdio = identity::stdio_of(Path::new("/proc"), pid);
+        // A child of a server on the same stdio (node under npx, a shell wrapper) is part
+        // of that server; one with stdio of its own is a server its parent talks to.
+        if let Some(outer) = self.server_root(pid)
+            && self.servers.get(&outer).is_some_and(|s| s.stdio == stdio)
+        {
+            return Ok(());
+        }
+        if !p.watched {
+            if let Err(e) = self.kernel.watch(pid) {
+                warn!("{e:#}");
+                return Ok(());
+            }
+            self.metrics.servers_watched.inc();
+        }
+        let Some(p) = self.procs.get_mut(pid) else {
+            return Ok(());
+        };
+        p.watched = true;
+        p.server_pattern = Some(pattern.clone());
+        let process = p.clone();
+        info!("watching pid {pid} ({cmdline}), matched {pattern:?}");
+        let client = self.find_client(&process, stdio);
+        let p = &process;
+        let fields = json!({
+            "server": {"name": null, "pid": pid, "exe": p.exe, "cmdline": cmdline, "uid": p.uid, "ppid": p.ppid},
+            "matched": pattern,
+        });
+        let ts = match p.start_ns {
+            0 => self.events.now(),
+            ns => self.events.kernel_time(ns),
+        };
+        let mut fields = fields;
+        fields["client"] = json!(
+            client
+                .as_ref()
+                .map(|c| json!({"pid": c.pid, "uid": c.uid, "exe": c.exe, "cmdline": c.cmdline}))
+        );
+        let mut server = Server::new(p, stdio, client, self.max_message_bytes);
+        let policy = self.policy().clone();
+        server.session.epoch = self.epoch();
+        server.rule = policy
+            .match_server(cmdline, &p.exe)
+            .map(|i| policy.servers[i].name.clone());
+        fields["server"]["name"] = json!(server.rule);
+        self.events.emit("server_started", ts.clone(), fields)?;
+        if server.rule.is_none() && policy.unregistered_servers == Unregistered::Violation {
+            let fields = json!({
+                "server": server.server_json(),
+                "kind": "unregistered_server",
+                "detail": format!("recognised as an MCP server (watch pattern {pattern:?}) but no server entry of {} matches it", policy.source),
+                "rule": "unregistered_servers",
+            });
+            self.events.emit("violation", ts, fields)?;
+            self.metrics
+                .violations
+                .with_label_values(&["unregistered", "unknown", "unregistered_server"])
+                .inc();
+        }
+        self.servers.insert(pid, server);
+        Ok(())
+    }
+
+    fn policy(&self) -> &Rc<Policy> {
+        &self.policies.last().expect("at least one policy").1
+    }
+
+    fn epoch(&self) -> u64 {
+        self.policies.last().map_or(0, |p| p.0)
+    }
+
+    /// SIGHUP: a valid new policy applies to calls that start after it; an invalid one
+    /// is refused, logged and reported, and the old one stays.
+    pub fn reload_policy(&mut self) -> std::io::Result<()> {
+        let ts = self.events.now();
+        let Some(path) = self.policy_path.clone() else {
+            info!("SIGHUP: running with the built-in policy, nothing to reload");
+            return Ok(());
+        };
+        match Policy::load_file(&path) {
+            Err(e) => {
+                warn!("SIGHUP: keeping the current policy; the new one is invalid:\n{e}");
+                let errors: Vec<String> = e.to_string().lines().map(str::to_string).collect();
+                self.events.emit(
+                    "monitor_status",
+                    ts,
+                    json!({"status": "policy_rejected", "policy": path, "errors": errors}),
+                )
+            }
+            Ok(policy) => {
+                info!("SIGHUP: {}", policy.summary());
+                let epoch = self.epoch() + 1;
+                for s in self.servers.values_mut() {
+                    s.session.epoch = epoch;
+                    s.rule = policy
+                        .match_server(&s.cmdline, &s.exe)
+                        .map(|i| policy.servers[i].name.clone());
+                }
+                let summary = policy.summary();
+                self.policies.push((epoch, Rc::new(policy)));
+                // Calls still open may need an older epoch; a few are plenty.
+                if self.policies.len() > 8 {
+                    self.policies.remove(0);
+                }
+                self.events.emit(
+                    "monitor_status",
+                    ts,
+                    json!({"status": "policy_loaded", "policy": path, "epoch": epoch, "summary": summary}),
+                )
+            }
+        }
+    }
+
+    /// The process on the other end of the server's stdin pipe (or its parent).
+    fn find_client(&self, server: &crate::procs::Process, stdio: identity::Stdio) -> Option<ClientProcess> {
+        let holders = match stdio.stdin {
+            Some(inode) => identity::holders_of(Path::new("/proc"), inode, &[server.pid, self.self_pid]),
+            None => Vec::new(),
+        };
+        let pid = identity::pick_client(&holders, server.ppid)?;
+        match self.procs.get(pid) {
+            Some(p) => Some(ClientProcess::from_process(p)),
+            None => Some(ClientProcess {
+                pid,
+                uid: 0,
+                exe: String::new(),
+                cmdline: String::new(),
+            }),
+        }
+    }
+
+    /// The nearest process in `pid`'s ancestry (itself included) that is a server.
+    fn server_root(&self, pid: u32) -> Option<u32> {
+        self.procs
+            .ancestry(pid)
+            .into_iter()
+            .find(|p| self.procs.get(*p).is_some_and(|p| p.server_pattern.is_some()))
+    }
+
+    pub fn ready(&mut self, metrics_addr: SocketAddr) -> anyhow::Result<()> {
+        self.metrics.ready.store(true, Ordering::Relaxed);
+        let programs: Vec<_> = self
+            .kernel
+            .attached()
+            .iter()
+            .map(|(name, id)| json!({"name": name, "id": id}))
+            .collect();
+        let watched: Vec<u32> = self.procs.iter().filter(|p| p.watched).map(|p| p.pid).collect();
+        let now = self.events.now();
+        self.events.emit(
+            "monitor_status",
+            now,
+            json!({
+                "status": "ready",
+                "pid": self.self_pid,
+                "programs": programs,
+                "watch_patterns": self.patterns.patterns(),
+                "watched_pids": watched,
+                "metrics_addr": metrics_addr.to_string(),
+                "version": env!("CARGO_PKG_VERSION"),
+            }),
+        )?;
+        self.events.flush()?;
+        Ok(())
+    }
+
+    /// Decodes one kernel record and acts on it; a bad record is counted, never fatal.
+    pub fn handle(&mut self, raw: &[u8]) {
+        let record = match Record::try_from(raw) {
+            Ok(r) => r,
+            Err(e) => {
+                self.loss.parse_errors += 1;
+                self.metrics.parse_errors.with_label_values(&["record"]).inc();
+                warn!("dropping a kernel record: {e}");
+                return;
+            }
+        };
+        if let Err(e) = self.dispatch(record) {
+            warn!("writing events: {e}");
+        }
+    }
+
+    fn dispatch(&mut self, record: Record) -> std::io::Result<()> {
+        let kind = match &record {
+            Record::Exec(_) => "exec",
+            Record::Fork { .. } => "fork",
+            Record::Exit { .. } => "exit",
+            Record::Data(_) => "data",
+            Record::Open(_) => "open",
+            Record::Connect(_) => "connect",
+            Record::FdChange { .. } => "fd_change",
+        };
+        self.metrics.records.with_label_values(&[kind]).inc();
+        match record {
+            Record::Exec(e) => {
+                let pid = e.header.pid;
+                let mut argv: Vec<String> = e
+                    .argv
+                    .iter()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                if e.argv_truncated || argv.is_empty() {
+                    // The kernel could not give all of argv: /proc has it while the process lives.
+                    let from_proc = read_cmdline(pid);
+                    if !from_proc.is_empty() {
+                        argv = from_proc;
+                    }
+                }
+                let exe = String::from_utf8_lossy(&e.filename).into_owned();
+                let cmdline = self
+                    .procs
+                    .exec(pid, e.uid, exe, argv, e.header.ts_ns)
+                    .cmdline_string();
+                self.fds.forget_process(pid);
+                self.consider(pid, &cmdline)?;
+                if let Some(root) = self.server_root(pid)
+                    && root != pid
+                {
+                    let argv = self.procs.get(pid).map(|p| p.cmdline.clone()).unwrap_or_default();
+                    let path = String::from_utf8_lossy(&e.filename).into_owned();
+                    self.effect(root, e.header.ts_ns, Effect::Exec { path, argv })?;
+                }
+            }
+            Record::Fork {
+                header,
+                child_pid,
+                watched,
+            } => {
+                self.procs.fork(header.pid, child_pid, header.ts_ns, watched);
+                if watched {
+                    self.metrics.servers_watched.inc();
+                }
+            }
+            Record::Exit { header } => {
+                if let Some(p) = self.procs.exit(header.pid) {
+                    if p.watched {
+                        self.metrics.servers_watched.dec();
+                    }
+                    if let Some(mut server) = self.servers.remove(&p.pid) {
+                        let outputs = server.session.close(header.ts_ns);
+                        self.emit_outputs(&server, outputs)?;
+                        let ts = self.events.kernel_time(header.ts_ns);
+                        let (lost, discarded) = server.stream_loss();
+                        let fields = json!({
+                            "server": server.server_json(),
+                            "session": server.session_id,
+                            "requests": server.session.stats.requests,
+                            "parse_errors": server.parse_errors,
+                            "bytes_lost": lost,
+                            "bytes_discarded": discarded,
+                        });
+                        self.events.emit("server_exited", ts, fields)?;
+                    }
+                }
+                self.fds.forget_process(header.pid);
+                self.streams.retain(|&(pid, _, _), _| pid != header.pid);
+            }
+            Record::Data(d) => self.data(d)?,
+            Record::FdChange { header, fd, .. } => {
+                self.fds.changed(header.pid, fd);
+                if fd < 0 {
+                    self.streams.retain(|&(pid, _, _), _| pid != header.pid);
+                } else {
+                    self.streams
+                        .retain(|&(pid, f, _), _| !(pid == header.pid && f == fd));
+                }
+            }
+            Record::Open(o) => self.open(o)?,
+            Record::Connect(c) => {
+                if let Some(root) = self.server_root(c.header.pid)
+                    && let Some(address) = effects::sockaddr(&c.addr)
+                {
+                    let ok = effects::connect_ok(c.ret);
+                    self.effect(root, c.header.ts_ns, Effect::Connect { address, ok })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn data(&mut self, d: Data) -> std::io::Result<()> {
+        let dir_label = match d.direction {
+            Direction::Read => "read",
+            Direction::Write => "write",
+        };
+        self.metrics
+            .captured_bytes
+            .with_label_values(&[dir_label])
+            .inc_by(d.bytes.len() as u64);
+        let key = (d.header.pid, d.fd, d.direction);
+        let end = d.stream_offset + d.bytes.len() as u64;
+        let gap = match self.streams.insert(key, end) {
+            // A new stream (or one reset by close/dup) starts wherever the kernel is.
+            Some(expected) if d.stream_offset > expected => d.stream_offset - expected,
+            _ => 0,
+        };
+        if gap > 0 {
+            self.loss.stream_gaps += 1;
+            self.loss.bytes_missing += gap;
+        }
+        let kind = self.fds.classify(d.header.pid, d.fd).clone();
+        if let FdKind::Pipe { inode } | FdKind::Socket { inode } = kind {
+            self.stdio_bytes(&d, inode, gap)?;
+        }
+        if !self.debug_captures {
+            return Ok(());
+        }
+        let mut fields = json!({
+            "pid": d.header.pid,
+            "tid": d.header.tid,
+            "fd": d.fd,
+            "fd_kind": kind.name(),
+            "direction": d.direction,
+            "syscall": syscall_name(d.syscall),
+            "offset": d.stream_offset,
+            "length": d.bytes.len(),
+            "total": d.total,
+            "chunk_offset": d.chunk_offset,
+            "truncated": d.truncated,
+            "data": base64::engine::general_purpose::STANDARD.encode(&d.bytes),
+        });
+        match kind {
+            FdKind::Pipe { inode } | FdKind::Socket { inode } => fields["inode"] = json!(inode),
+            FdKind::File { path } | FdKind::Tty { path } => fields["path"] = json!(path),
+            FdKind::Other { target } => fields["target"] = json!(target),
+            FdKind::Unknown => {}
+        }
+        let ts = self.events.kernel_time(d.header.ts_ns);
+        self.events.emit("capture", ts, fields)
+    }
+
+    /// Bytes on a pipe or socket: MCP messages when they are a server's stdio.
+    fn stdio_bytes(&mut self, d: &Data, inode: u64, gap: u64) -> std::io::Result<()> {
+        let Some(root) = self.server_root(d.header.pid) else {
+            return Ok(());
+        };
+        let Some(server) = self.servers.get_mut(&root) else {
+            return Ok(());
+        };
+        let Some(dir) = server.direction_of(inode, d.direction == Direction::Read) else {
+            return Ok(());
+        };
+        if gap > 0 {
+            server.lost(dir, gap);
+        }
+        let before = server.messages;
+        let (outputs, errors) = server.feed(dir, &d.bytes, d.header.ts_ns);
+        let label = server.rule.clone().unwrap_or_else(|| "unregistered".into());
+        for (i, direction) in ["to_server", "to_client"].iter().enumerate() {
+            let n = server.messages[i] - before[i];
+            if n > 0 {
+                self.metrics.messages.with_label_values(&[direction]).inc_by(n);
+            }
+        }
+        for (from, method) in server.take_requests() {
+            let from = if from == crate::mcp::Direction::ClientToServer {
+                "client"
+            } else {
+                "server"
+            };
+            self.metrics
+                .requests
+                .with_label_values(&[&label, metrics::method_label(&method), from])
+                .inc();
+        }
+        for e in &errors {
+            self.loss.message_errors += 1;
+            self.metrics.parse_errors.with_label_values(&["message"]).inc();
+            log::debug!("server {root}: skipping a line: {e}");
+        }
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        // Take the server out while its events are written (they borrow both).
+        let Some(server) = self.servers.remove(&root) else {
+            return Ok(());
+        };
+        let result = self.emit_outputs(&server, outputs);
+        self.servers.insert(root, server);
+        result
+    }
+
+    /// An open by a process of a server's tree: runtime noise is counted, failed opens
+    /// matter only for secrets, the rest is an effect.
+    fn open(&mut self, o: crate::records::Open) -> std::io::Result<()> {
+        let Some(root) = self.server_root(o.header.pid) else {
+            return Ok(());
+        };
+        let raw = String::from_utf8_lossy(&o.path);
+        let path = effects::resolve(o.header.pid, o.dirfd, &raw);
+        let policy = self.policy().clone();
+        let Some(server) = self.servers.get_mut(&root) else {
+            return Ok(());
+        };
+        let index = server
+            .rule
+            .as_deref()
+            .and_then(|n| policy.servers.iter().position(|s| s.name == n));
+        let secret = policy.secret(index, &path, &server.homes);
+        let ok = o.ret >= 0;
+        if secret.is_none() {
+            if !ok {
+                return Ok(());
+            }
+            if policy.is_noise(&path, &server.homes) {
+                server.session.attach_noise();
+                self.metrics.noise_opens.inc();
+                return Ok(());
+            }
+        }
+        let write = effects::is_write(o.flags);
+        self.effect(
+            root,
+            o.header.ts_ns,
+            Effect::File {
+                path,
+                write,
+                ok,
+                secret,
+            },
+        )
+    }
+
+    /// Gives an effect to the server's calls in flight; outside any call, a secret
+    /// read is a `secret_access` event and an out-of-scope effect a `violation` event.
+    fn effect(&mut self, root: u32, ts_ns: u64, effect: Effect) -> std::io::Result<()> {
+        let policy = self.policy().clone();
+        let Some(server) = self.servers.get_mut(&root) else {
+            return Ok(());
+        };
+        if server.session.attach(&effect) > 0 {
+            return Ok(());
+        }
+        let index = server
+            .rule
+            .as_deref()
+            .and_then(|n| policy.servers.iter().position(|s| s.name == n));
+        let ts = self.events.kernel_time(ts_ns);
+        let server_json = server.server_json();
+        let agent = server
+            .client
+            .as_ref()
+            .map(|c| json!({"pid": c.pid, "uid": c.uid, "exe": c.exe}));
+        let (kind, what) = match &effect {
+            Effect::File {
+                secret: Some(hit),
+                path,
+                write,
+                ok,
+            } => {
+                let fields = json!({
+                    "server": server_json,
+                    "agent": agent,
+                    "path": path,
+                    "access": if *write { "write" } else { "read" },
+                    "ok": ok,
+                    "class": hit.class,
+                    "rule": hit.rule,
+                    "allowed_by": hit.allowed_by,
+                });
+                let agent = agent_label(&self.metrics, server, None, None);
+                let s = server.rule.as_deref().unwrap_or("unregistered");
+                self.metrics.secret_access.with_label_values(&[s, &agent]).inc();
+                return self.events.emit("secret_access", ts, fields);
+            }
+            Effect::File { path, .. } => (EffectKind::File, path.as_str()),
+            Effect::Exec { path, .. } => (EffectKind::Exec, path.as_str()),
+            Effect::Connect { address, .. } => (EffectKind::Connect, address.as_str()),
+        };
+        let Some(v) = policy.check_effect(index, kind, what, &server.homes) else {
+            return Ok(());
+        };
+        let label = agent_label(&self.metrics, server, None, None);
+        let s = server.rule.as_deref().unwrap_or("unregistered");
+        self.metrics
+            .violations
+            .with_label_values(&[s, &label, v.kind])
+            .inc();
+        let fields = json!({"server": server_json, "agent": agent, "kind": v.kind, "detail": v.detail, "rule": v.rule, "effect": effect.to_json(false)});
+        self.events.emit("violation", ts, fields)
+    }
+
+    fn emit_outputs(&mut self, server: &Server, outputs: Vec<Output>) -> std::io::Result<()> {
+        for Output::Completed(c) in outputs {
+            let verdict = (c.method == "tools/call").then(|| {
+                let policy = self
+                    .policies
+                    .iter()
+                    .find(|p| p.0 == c.epoch)
+                    .map_or_else(|| self.policy().clone(), |p| p.1.clone());
+                verdict::judge(&policy, server, &c)
+            });
+            if let Some(v) = &verdict {
+                count_call(&self.metrics, server, &c, v);
+            }
+            let fields = server.call_fields(&c, self.max_field_bytes, verdict.as_ref());
+            let ts = self.events.kernel_time(c.start_ts_ns);
+            self.events.emit(event_type(&c.method), ts, fields)?;
+        }
+        Ok(())
+    }
+
+    /// A `monitor_status` event whenever something was lost since the last one.
+    pub fn report_loss(&mut self) -> anyhow::Result<()> {
+        match self.kernel.stats() {
+            Ok(k) => self.loss.kernel = k,
+            Err(e) => warn!("reading kernel loss counters: {e:#}"),
+        }
+        if self.loss == self.reported {
+            return Ok(());
+        }
+        let (now, before) = (self.loss, self.reported);
+        let lost = |w: &str, n: u64, b: u64| {
+            if n > b {
+                self.metrics.events_lost.with_label_values(&[w]).inc_by(n - b);
+            }
+        };
+        lost(
+            "kernel_ringbuf_full",
+            now.kernel.ringbuf_full,
+            before.kernel.ringbuf_full,
+        );
+        lost(
+            "kernel_read_failed",
+            now.kernel.read_failed,
+            before.kernel.read_failed,
+        );
+        lost(
+            "kernel_watch_full",
+            now.kernel.watch_full,
+            before.kernel.watch_full,
+        );
+        let ts = self.events.now();
+        self.events.emit(
+            "monitor_status",
+            ts,
+            json!({
+                "status": "loss",
+                "kernel": {
+                    "ringbuf_full": now.kernel.ringbuf_full,
+                    "read_failed": now.kernel.read_failed,
+                    "watch_full": now.kernel.watch_full,
+                },
+                "parse_errors": now.parse_errors,
+                "message_errors": now.message_errors,
+                "stream_gaps": now.stream_gaps,
+                "bytes_missing": now.bytes_missing,
+            }),
+        )?;
+        self.reported = now;
+        Ok(())
+    }
+}
+
+/// Metrics of one judged tool call; names from watched processes are capped.
+fn count_call(m: &Metrics, server: &Server, c: &crate::mcp::Completed, v: &verdict::Verdict) {
+    let s = server.rule.as_deref().unwrap_or("unregistered");
+    let agent = agent_label(m, server, v.agent.as_deref(), c.client.as_ref());
+    let tool = m.bounded(s, "tool", c.target.as_deref().unwrap_or(""));
+    m.tool_calls
+        .with_label_values(&[s, &agent, &tool, v.decision()])
+        .inc();
+    let seconds = c.end_ts_ns.saturating_sub(c.start_ts_ns) as f64 / 1e9;
+    m.call_duration.with_label_values(&[s, &tool]).observe(seconds);
+    for violation in &v.violations {
+        m.violations.with_label_values(&[s, &agent, violation.kind]).inc();
+    }
+    let secrets = v.effects["secrets"].as_array().map_or(0, Vec::len);
+    if secrets > 0 {
+        m.secret_access
+            .with_label_values(&[s, &agent])
+            .inc_by(secrets as u64);
+    }
+}
+
+/// The agent label: the policy's agent entry, else the client's name (capped), else
+/// `unknown`.
+fn agent_label(
+    m: &Metrics,
+    server: &Server,
+    entry: Option<&str>,
+    client: Option<&crate::mcp::PeerInfo>,
+) -> String {
+    let s = server.rule.as_deref().unwrap_or("unregistered");
+    match (entry, client.or(server.session.client.as_ref())) {
+        (Some(a), _) => a.to_string(),
+        (None, Some(c)) => m.bounded(s, "agent", &c.name),
+        (None, None) => "unknown".to_string(),
+    }
+}
+
+fn syscall_name(nr: u32) -> &'static str {
+    match nr {
+        0 => "read",
+        1 => "write",
+        17 => "pread64",
+        18 => "pwrite64",
+        19 => "readv",
+        20 => "writev",
+        44 => "sendto",
+        45 => "recvfrom",
+        46 => "sendmsg",
+        47 => "recvmsg",
+        295 => "preadv",
+        296 => "pwritev",
+        327 => "preadv2",
+        328 => "pwritev2",
+        _ => "other",
+    }
+}
