@@ -30,17 +30,11 @@ pub fn stdio_of(proc_root: &Path, pid: u32) -> Stdio {
 pub fn holders_of(proc_root: &Path, inode: u64, exclude: &[u32]) -> Vec<u32> {
     let pipe = format!("pipe:[{inode}]");
     let mut found = Vec::new();
-    let Ok(dir) = fs::read_dir(proc_root) else {
-        return found;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
+    for pid in crate::procs::pids(proc_root) {
         if exclude.contains(&pid) {
             continue;
         }
-        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+        let Ok(fds) = fs::read_dir(proc_root.join(pid.to_string()).join("fd")) else {
             continue;
         };
         if fds

@@ -178,11 +178,23 @@ impl Pipeline {
             ns => self.events.kernel_time(ns),
         };
         let mut fields = fields;
-        fields["client"] = json!(
-            client
-                .as_ref()
-                .map(|c| json!({"pid": c.pid, "uid": c.uid, "exe": c.exe, "cmdline": c.cmdline}))
-        );
+        // The client and its parent chain (which agent host started it).
+        let parents: Vec<_> = client
+            .as_ref()
+            .map(|c| {
+                self.procs
+                    .ancestry(c.pid)
+                    .into_iter()
+                    .skip(1)
+                    .collect::<Vec<u32>>()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .map(|pid| json!({"pid": pid, "exe": self.procs.get(pid).map(|p| p.exe.clone())}))
+            .collect();
+        fields["client"] = json!(client.as_ref().map(
+            |c| json!({"pid": c.pid, "uid": c.uid, "exe": c.exe, "cmdline": c.cmdline, "parents": parents})
+        ));
         let mut server = Server::new(p, stdio, client, self.max_message_bytes);
         let policy = self.policy().clone();
         server.session.epoch = self.epoch();
@@ -677,6 +689,8 @@ impl Pipeline {
             now.kernel.watch_full,
             before.kernel.watch_full,
         );
+        // Userspace: gaps in a stream's kernel offsets (bytes that never arrived).
+        lost("userspace_stream_gap", now.stream_gaps, before.stream_gaps);
         let ts = self.events.now();
         self.events.emit(
             "monitor_status",

@@ -35,13 +35,7 @@ impl ProcessTable {
     /// Every process /proc shows now. Processes that vanish while being read are skipped.
     pub fn scan(proc_root: &Path) -> Self {
         let mut table = Self::default();
-        let Ok(dir) = fs::read_dir(proc_root) else {
-            return table;
-        };
-        for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
+        for pid in pids(proc_root) {
             if let Some(p) = read_proc(proc_root, pid) {
                 table.procs.insert(pid, p);
             }
@@ -139,6 +133,15 @@ fn read_proc(root: &Path, pid: u32) -> Option<Process> {
         watched: false,
         server_pattern: None,
     })
+}
+
+/// The process ids /proc lists now.
+pub fn pids(proc_root: &Path) -> impl Iterator<Item = u32> {
+    fs::read_dir(proc_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
 }
 
 /// Field 4 of /proc/PID/stat; the command name in field 2 may hold spaces and parentheses.
