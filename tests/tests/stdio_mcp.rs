@@ -110,6 +110,18 @@ fn check_filesystem_session(client: Client, name: &str) {
         events.len(),
         "no other tool_call events"
     );
+    // server_started names the client, and its parent chain starts at this test process.
+    let started = all
+        .iter()
+        .find(|e| e["type"] == "server_started" && e["server"]["pid"] == report["server_pid"])
+        .expect("server_started");
+    assert_eq!(started["client"]["pid"], report["client_pid"], "{started:#}");
+    assert_eq!(
+        started["client"]["parents"][0]["pid"],
+        std::process::id(),
+        "{started:#}"
+    );
+    assert_eq!(started["server"]["name"], "filesystem");
     let _ = std::fs::remove_dir_all(root.parent().unwrap());
 }
 
