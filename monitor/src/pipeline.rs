@@ -22,7 +22,7 @@ use crate::{
     mcp::Output,
     metrics::{self, Metrics},
     policy::{EffectKind, Policy, Unregistered},
-    procs::{ProcessTable, read_cmdline},
+    procs::{Process, ProcessTable, read_cmdline},
     records::{Data, Direction, Record},
     servers::{ClientProcess, Server, event_type},
     verdict,
@@ -167,41 +167,35 @@ impl Pipeline {
         p.server_pattern = Some(pattern.clone());
         let process = p.clone();
         info!("watching pid {pid} ({cmdline}), matched {pattern:?}");
-        let client = self.find_client(&process, stdio);
-        let p = &process;
-        let fields = json!({
-            "server": {"name": null, "pid": pid, "exe": p.exe, "cmdline": cmdline, "uid": p.uid, "ppid": p.ppid},
-            "matched": pattern,
+        self.start_server(&process, stdio, &pattern)
+    }
+
+    /// A new server session: its client, its policy entry, `server_started`, and the
+    /// `unregistered_server` violation when no entry matches.
+    fn start_server(&mut self, p: &Process, stdio: identity::Stdio, pattern: &str) -> std::io::Result<()> {
+        let client = self.find_client(p, stdio);
+        let client_json = client.as_ref().map(|c| {
+            // Its parent chain says which agent host started it.
+            let parents: Vec<_> = self.procs.ancestry(c.pid)[1..]
+                .iter()
+                .map(|&pid| json!({"pid": pid, "exe": self.procs.get(pid).map(|p| p.exe.clone())}))
+                .collect();
+            json!({"pid": c.pid, "uid": c.uid, "exe": c.exe, "cmdline": c.cmdline, "parents": parents})
         });
+        let policy = self.policy().clone();
+        let mut server = Server::new(p, stdio, client, self.max_message_bytes);
+        server.session.epoch = self.epoch();
+        server.rule = policy
+            .match_server(&server.cmdline, &p.exe)
+            .map(|i| policy.servers[i].name.clone());
+        let mut server_json = server.server_json();
+        server_json["uid"] = json!(p.uid);
+        server_json["ppid"] = json!(p.ppid);
         let ts = match p.start_ns {
             0 => self.events.now(),
             ns => self.events.kernel_time(ns),
         };
-        let mut fields = fields;
-        // The client and its parent chain (which agent host started it).
-        let parents: Vec<_> = client
-            .as_ref()
-            .map(|c| {
-                self.procs
-                    .ancestry(c.pid)
-                    .into_iter()
-                    .skip(1)
-                    .collect::<Vec<u32>>()
-            })
-            .unwrap_or_default()
-            .into_iter()
-            .map(|pid| json!({"pid": pid, "exe": self.procs.get(pid).map(|p| p.exe.clone())}))
-            .collect();
-        fields["client"] = json!(client.as_ref().map(
-            |c| json!({"pid": c.pid, "uid": c.uid, "exe": c.exe, "cmdline": c.cmdline, "parents": parents})
-        ));
-        let mut server = Server::new(p, stdio, client, self.max_message_bytes);
-        let policy = self.policy().clone();
-        server.session.epoch = self.epoch();
-        server.rule = policy
-            .match_server(cmdline, &p.exe)
-            .map(|i| policy.servers[i].name.clone());
-        fields["server"]["name"] = json!(server.rule);
+        let fields = json!({"server": server_json, "matched": pattern, "client": client_json});
         self.events.emit("server_started", ts.clone(), fields)?;
         if server.rule.is_none() && policy.unregistered_servers == Unregistered::Violation {
             let fields = json!({
@@ -216,7 +210,7 @@ impl Pipeline {
                 .with_label_values(&["unregistered", "unknown", "unregistered_server"])
                 .inc();
         }
-        self.servers.insert(pid, server);
+        self.servers.insert(p.pid, server);
         Ok(())
     }
 
@@ -271,7 +265,7 @@ impl Pipeline {
     }
 
     /// The process on the other end of the server's stdin pipe (or its parent).
-    fn find_client(&self, server: &crate::procs::Process, stdio: identity::Stdio) -> Option<ClientProcess> {
+    fn find_client(&self, server: &Process, stdio: identity::Stdio) -> Option<ClientProcess> {
         let holders = match stdio.stdin {
             Some(inode) => identity::holders_of(Path::new("/proc"), inode, &[server.pid, self.self_pid]),
             None => Vec::new(),
