@@ -32,6 +32,7 @@ pub struct Metrics {
     pub call_duration: HistogramVec,
     pub requests: IntCounterVec,
     pub servers_watched: IntGauge,
+    pub processes_watched: IntGauge,
     pub events_lost: IntCounterVec,
     pub parse_errors: IntCounterVec,
     pub records: IntCounterVec,
@@ -114,8 +115,14 @@ impl Metrics {
             "JSON-RPC requests seen on servers' stdio, by method and who sent them.",
             &["server", "method", "from"],
         )?;
-        let servers_watched =
-            IntGauge::new("mcp_servers_watched", "Processes currently in the watched set.")?;
+        let servers_watched = IntGauge::new(
+            "mcp_servers_watched",
+            "MCP servers being watched (one per server process tree).",
+        )?;
+        let processes_watched = IntGauge::new(
+            "mcp_monitor_processes_watched",
+            "Processes in the kernel's watched set: servers and every process they started.",
+        )?;
         let events_lost = counter(
             "mcp_monitor_events_lost_total",
             "Records or bytes lost before they could be used, by where.",
@@ -162,6 +169,7 @@ impl Metrics {
             Box::new(call_duration.clone()),
             Box::new(requests.clone()),
             Box::new(servers_watched.clone()),
+            Box::new(processes_watched.clone()),
             Box::new(events_lost.clone()),
             Box::new(parse_errors.clone()),
             Box::new(records.clone()),
@@ -181,6 +189,7 @@ impl Metrics {
             call_duration,
             requests,
             servers_watched,
+            processes_watched,
             events_lost,
             parse_errors,
             records,

@@ -158,7 +158,7 @@ impl Pipeline {
                 warn!("{e:#}");
                 return Ok(());
             }
-            self.metrics.servers_watched.inc();
+            self.metrics.processes_watched.inc();
         }
         let Some(p) = self.procs.get_mut(pid) else {
             return Ok(());
@@ -211,6 +211,7 @@ impl Pipeline {
                 .inc();
         }
         self.servers.insert(p.pid, server);
+        self.metrics.servers_watched.set(self.servers.len() as i64);
         Ok(())
     }
 
@@ -381,15 +382,16 @@ impl Pipeline {
             } => {
                 self.procs.fork(header.pid, child_pid, header.ts_ns, watched);
                 if watched {
-                    self.metrics.servers_watched.inc();
+                    self.metrics.processes_watched.inc();
                 }
             }
             Record::Exit { header } => {
                 if let Some(p) = self.procs.exit(header.pid) {
                     if p.watched {
-                        self.metrics.servers_watched.dec();
+                        self.metrics.processes_watched.dec();
                     }
                     if let Some(mut server) = self.servers.remove(&p.pid) {
+                        self.metrics.servers_watched.set(self.servers.len() as i64);
                         let outputs = server.session.close(header.ts_ns);
                         self.emit_outputs(&server, outputs)?;
                         let ts = self.events.kernel_time(header.ts_ns);

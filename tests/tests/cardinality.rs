@@ -105,6 +105,12 @@ fn ten_thousand_tool_names_leave_the_exposition_bounded_and_the_overflow_counted
             .collect()
     };
 
+    // The server has exited: no server left watched (the gauge counts servers, not
+    // their processes).
+    let gauge = |name: &str| samples.iter().find(|s| s.name == name).map(|s| s.value);
+    assert_eq!(gauge("mcp_servers_watched"), Some(0.0));
+    assert_eq!(gauge("mcp_monitor_processes_watched"), Some(0.0));
+
     // mcp_tool_calls_total: 100 tools by name, the rest as __other__, every call counted.
     let calls_total = of("mcp_tool_calls_total");
     let tools: BTreeSet<&str> = calls_total.iter().map(|s| s.labels["tool"].as_str()).collect();
