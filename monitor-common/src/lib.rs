@@ -219,7 +219,11 @@ pub struct TracepointOffsets {
 pub struct WatchState {
     /// Bumped on every exec, so fds opened before it stop counting as files.
     pub generation: u32,
-    pub _reserved: u32,
+    /// 1 from a process's exec until userspace has decided whether it is a server to
+    /// watch: its syscalls are captured meanwhile (userspace drops them if not), so a
+    /// server that talks at once loses nothing to the decision's latency. Children of
+    /// a pending process are not followed.
+    pub pending: u32,
 }
 
 #[cfg(feature = "user")]

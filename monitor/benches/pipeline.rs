@@ -142,6 +142,8 @@ impl Kernel for NoKernel {
         Ok(())
     }
 
+    fn unwatch(&mut self, _pid: u32) {}
+
     fn stats(&self) -> anyhow::Result<KernelStats> {
         Ok(KernelStats::default())
     }

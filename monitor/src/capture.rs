@@ -42,6 +42,9 @@ pub struct Capture {
 /// and tests drive the pipeline with recorded records and a stand-in.
 pub trait Kernel {
     fn watch(&mut self, pid: u32) -> anyhow::Result<()>;
+    /// Forgets a process the kernel made pending at its exec, once it is known not to
+    /// be watched.
+    fn unwatch(&mut self, pid: u32);
     fn stats(&self) -> anyhow::Result<KernelStats>;
     /// (program name, kernel program id) of what is attached.
     fn attached(&self) -> &[(String, u32)];
@@ -50,6 +53,10 @@ pub trait Kernel {
 impl Kernel for Capture {
     fn watch(&mut self, pid: u32) -> anyhow::Result<()> {
         Capture::watch(self, pid)
+    }
+
+    fn unwatch(&mut self, pid: u32) {
+        Capture::unwatch(self, pid)
     }
 
     fn stats(&self) -> anyhow::Result<KernelStats> {
@@ -208,10 +215,25 @@ impl Capture {
         ))
     }
 
+    /// Watches `pid` for good (it may be pending since its exec: keep its generation).
     pub fn watch(&mut self, pid: u32) -> anyhow::Result<()> {
+        let generation = self.watched.get(&pid, 0).map_or(0, |s| s.generation);
         self.watched
-            .insert(pid, WatchState::default(), 0)
+            .insert(
+                pid,
+                WatchState {
+                    generation,
+                    pending: 0,
+                },
+                0,
+            )
             .with_context(|| format!("adding pid {pid} to the watched set"))
+    }
+
+    /// Drops a process from the watched set (a pending one that is no server).
+    pub fn unwatch(&mut self, pid: u32) {
+        // Gone already (it exited, or was never pending): nothing to do.
+        let _ = self.watched.remove(&pid);
     }
 
     pub fn stats(&self) -> anyhow::Result<KernelStats> {

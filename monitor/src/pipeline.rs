@@ -367,6 +367,11 @@ impl Pipeline {
                     .cmdline_string();
                 self.fds.forget_process(pid);
                 self.consider(pid, &cmdline)?;
+                // The kernel watches every new image until told otherwise (see
+                // `WatchState::pending`): release the ones that are not ours.
+                if !self.procs.get(pid).is_some_and(|p| p.watched) {
+                    self.kernel.unwatch(pid);
+                }
                 if let Some(root) = self.server_root(pid)
                     && root != pid
                 {
@@ -434,6 +439,10 @@ impl Pipeline {
     }
 
     fn data(&mut self, d: Data) -> std::io::Result<()> {
+        // Bytes of a process that was pending at its exec and is no server: dropped.
+        if !self.procs.get(d.header.pid).is_some_and(|p| p.watched) {
+            return Ok(());
+        }
         let dir_label = match d.direction {
             Direction::Read => "read",
             Direction::Write => "write",

@@ -228,6 +228,26 @@ fn child_forked_by_a_watched_process_is_watched() {
 }
 
 #[test]
+fn first_bytes_of_a_server_that_talks_at_once_are_captured() {
+    let tag = unique_tag("hello");
+    let d = start(&tag);
+    // Writes at its first instruction, before the daemon can have read its exec: the
+    // kernel captures new images until the daemon has decided.
+    for _ in 0..5 {
+        let mut child = peer(&tag, &["hello"]);
+        let pid = child.id();
+        let out = exchange(&mut child, b"bye\n".to_vec());
+        let hello = format!("hello {pid}\nbye\n");
+        assert_eq!(out, hello.as_bytes());
+        assert_eq!(
+            wait_stream(&d, pid, 1, "write", hello.len()),
+            hello.as_bytes(),
+            "pid {pid}"
+        );
+    }
+}
+
+#[test]
 fn unmatched_process_is_not_captured() {
     let tag = unique_tag("unmatched");
     let d = start(&tag);

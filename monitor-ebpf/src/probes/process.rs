@@ -11,6 +11,8 @@ use aya_ebpf::{
 };
 use monitor_common::{ExecRecord, ExitRecord, ForkRecord, MAX_ARGS, MAX_ARGV, WatchState, kind, stat};
 
+use aya_ebpf::bindings::BPF_NOEXIST;
+
 use crate::{
     bounds::clamp,
     emit::{header, output},
@@ -115,14 +117,25 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         Ok(s) => s.len() as u32,
         Err(_) => 0,
     };
+    let pid = (pid_tgid >> 32) as u32;
+    // Before the record goes out: userspace's decision on it must find the entry.
+    match WATCHED.get_ptr_mut(pid) {
+        // Safety: map value; a lost increment only delays classification.
+        Some(state) => unsafe { (*state).generation = (*state).generation.wrapping_add(1) },
+        None => {
+            let state = WatchState {
+                generation: 0,
+                pending: 1,
+            };
+            if WATCHED.insert(pid, state, BPF_NOEXIST as u64).is_err() {
+                count(stat::WATCH_FULL);
+            }
+        }
+    }
     let len =
         core::mem::offset_of!(ExecRecord, argv) + clamp(rec.meta.argv_len as u64, MAX_ARGV as u64) as usize;
     output(rec as *const ExecRecord, len);
     let _ = EXEC_ARGS.remove(old_tid);
-    if let Some(state) = WATCHED.get_ptr_mut((pid_tgid >> 32) as u32) {
-        // Safety: map value; a lost increment only delays classification.
-        unsafe { (*state).generation = (*state).generation.wrapping_add(1) };
-    }
     0
 }
 
@@ -148,10 +161,14 @@ pub fn task_newtask(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let parent = (pid_tgid >> 32) as u32;
     let mut watched = 0;
-    if WATCHED.get_ptr(parent).is_some() {
+    // Safety: map value pointer read once.
+    let parent_watched = WATCHED
+        .get_ptr(parent)
+        .is_some_and(|s| unsafe { (*s).pending } == 0);
+    if parent_watched {
         let state = WatchState {
             generation: 0,
-            _reserved: 0,
+            pending: 0,
         };
         if WATCHED.insert(child as u32, state, 0).is_ok() {
             watched = 1;

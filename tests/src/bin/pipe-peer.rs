@@ -3,7 +3,7 @@
 //! on what the kernel programs must have seen.
 //!
 //! Usage: pipe-peer --tag TAG MODE [ARGS]
-//! Every mode but `echo` and `jsonrpc` first reads one line ("go") from stdin, so the
+//! Every mode but `echo`, `jsonrpc` and `hello` first reads one line ("go") from stdin, so the
 //! test can start talking once the daemon says it watches this process.
 //!   echo            copy stdin to stdout, read by read, until EOF
 //!   jsonrpc         a minimal stdio MCP server for benchmarks: answers every
@@ -13,6 +13,7 @@
 //!   split N FILE    write FILE's bytes to stdout in N write() calls of near-equal size
 //!   burst FILE      write FILE's bytes to stdout in one write() call
 //!   writev A B C    write the three strings with one writev() (B may be empty)
+//!   hello           write "hello <pid>\n" the moment it starts, then echo
 //!   fork            fork; the child writes "child <pid>\n", the parent "parent <pid>\n"
 use std::{env, process::exit};
 
@@ -28,27 +29,34 @@ fn write_all(fd: i32, mut buf: &[u8]) {
     }
 }
 
+/// Copies stdin to stdout, read by read, until EOF.
+fn echo() {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        // Safety: reading into a live buffer.
+        let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        write_all(1, &buf[..n as usize]);
+    }
+}
+
 fn main() {
     let args: Vec<String> = env::args().skip(3).collect();
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
-    if arg(0) != "echo" && arg(0) != "jsonrpc" {
+    if !matches!(arg(0).as_str(), "echo" | "jsonrpc" | "hello") {
         let mut b = [0u8; 1];
         // Safety: reading one byte at a time until the newline.
         while unsafe { libc::read(0, b.as_mut_ptr().cast(), 1) } == 1 && b[0] != b'\n' {}
     }
     match arg(0).as_str() {
-        "echo" => {
-            let mut buf = vec![0u8; 65536];
-            loop {
-                // Safety: reading into a live buffer.
-                let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
-                if n <= 0 {
-                    break;
-                }
-                write_all(1, &buf[..n as usize]);
-            }
-        }
+        "echo" => echo(),
         "jsonrpc" => jsonrpc(),
+        "hello" => {
+            write_all(1, format!("hello {}\n", std::process::id()).as_bytes());
+            echo();
+        }
         "split" => {
             let parts: usize = arg(1).parse().expect("split count");
             let data = std::fs::read(arg(2)).expect("split file");
