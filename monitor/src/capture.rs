@@ -81,7 +81,7 @@ pub struct KernelStats {
 pub fn preflight() -> anyhow::Result<()> {
     // Safety: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        bail!("mcp-monitor must run as root (it loads eBPF programs); try `sudo mcp-monitor run ...`");
+        bail!("must run as root: it loads eBPF programs (try `sudo mcp-monitor run ...`)");
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         bail!(

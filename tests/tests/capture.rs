@@ -312,3 +312,32 @@ fn sigterm_exits_zero_within_two_seconds_and_detaches_every_program() {
     }
     assert!(left.is_empty(), "programs still loaded after exit: {left:?}");
 }
+
+#[test]
+fn not_root_is_refused_with_one_clear_line() {
+    integration_tests::require_root();
+    // A copy anyone may run: the build folder may sit under a private home.
+    let dir = std::env::temp_dir().join(unique_tag("notroot"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("mcp-monitor");
+    std::fs::copy(integration_tests::daemon_binary(), &bin).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&bin)
+        .args(["run", "--metrics-addr", "127.0.0.1:0"])
+        .output()
+        .expect("setpriv (util-linux)");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("mcp-monitor: error: must run as root: it loads eBPF programs"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}
