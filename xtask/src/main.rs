@@ -346,15 +346,19 @@ fn bench() -> anyhow::Result<()> {
         env.cargo()
             .args(["bench", "--package", "monitor", "--bench", "pipeline"]),
     )?;
-    // The round-trip bench starts the real daemon: build it first, as `test()` does.
+    // These start the real daemon: build it first, as `test()` does.
     build(&env)?;
-    step("cargo bench --package integration-tests --bench stdio_roundtrip");
-    run_cmd(
-        env.cargo()
-            .args(["bench", "--package", "integration-tests"])
-            .args(["--bench", "stdio_roundtrip"])
-            .env("MCP_MONITOR_BIN", daemon_binary()),
-    )
+    for bench in ["stdio_roundtrip", "exec_storm"] {
+        step(&format!(
+            "cargo bench --package integration-tests --bench {bench}"
+        ));
+        run_cmd(
+            env.cargo()
+                .args(["bench", "--package", "integration-tests", "--bench", bench])
+                .env("MCP_MONITOR_BIN", daemon_binary()),
+        )?;
+    }
+    Ok(())
 }
 
 /// Runs `cargo test`, passing its output through, and adds up its `test result:` lines
