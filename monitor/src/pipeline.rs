@@ -265,13 +265,15 @@ impl Pipeline {
         }
     }
 
-    /// The process on the other end of the server's stdin pipe (or its parent).
+    /// The process on the other end of the server's stdin (else its parent).
     fn find_client(&self, server: &Process, stdio: identity::Stdio) -> Option<ClientProcess> {
-        let holders = match stdio.stdin {
-            Some(inode) => identity::holders_of(Path::new("/proc"), inode, &[server.pid, self.self_pid]),
+        let candidates = match stdio.stdin {
+            Some(_) => {
+                identity::client_candidates(Path::new("/proc"), server.pid, &[server.pid, self.self_pid])
+            }
             None => Vec::new(),
         };
-        let pid = identity::pick_client(&holders, server.ppid)?;
+        let pid = identity::pick_client(&candidates, server.ppid)?;
         match self.procs.get(pid) {
             Some(p) => Some(ClientProcess::from_process(p)),
             None => Some(ClientProcess {

@@ -183,3 +183,39 @@ fn two_clients_on_two_server_instances_are_told_apart() {
         let _ = std::fs::remove_dir_all(dir.parent().unwrap());
     }
 }
+
+/// A shell between client and server (`sh -c "node ...; true"`): the server's parent is
+/// the shell, which also holds the server's stdin; the client is the process on the other
+/// end: the writer of the pipe (Python SDK) or the peer of the socketpair (Node).
+#[test]
+fn client_behind_a_shell_is_the_other_end_of_the_stdio_not_the_parent() {
+    for (client, name) in [
+        (Client::Python, "py-behind-sh"),
+        (Client::TypeScript, "ts-behind-sh"),
+    ] {
+        let tag = unique_tag(name);
+        let root = fs_root(&tag);
+        let d = start(&format!("node *server-filesystem* {}", root.display()));
+        let node = filesystem_server(&root).join(" ");
+        let shell = vec!["sh".to_string(), "-c".to_string(), format!("{node}; true")];
+        let calls = json!([{"tool": "list_directory", "arguments": {"path": root}}]);
+        let report = drive(client, name, &shell, &calls);
+        let started = d
+            .wait_for(std::time::Duration::from_secs(30), |e| {
+                e["type"] == "server_started" && e["server"]["cmdline"] == node.as_str()
+            })
+            .expect("the node server behind the shell is watched");
+        assert_ne!(
+            started["server"]["pid"], report["server_pid"],
+            "the driver's child is the shell"
+        );
+        assert_eq!(started["server"]["ppid"], report["server_pid"], "{started:#}");
+        assert_eq!(
+            started["client"]["pid"], report["client_pid"],
+            "{name}: {started:#}"
+        );
+        let events = calls_of(&d, started["server"]["pid"].as_u64().unwrap());
+        assert_calls_match(&events, &report, name);
+        let _ = std::fs::remove_dir_all(root.parent().unwrap());
+    }
+}
