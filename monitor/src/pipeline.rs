@@ -185,9 +185,7 @@ impl Pipeline {
         let policy = self.policy().clone();
         let mut server = Server::new(p, stdio, client, self.max_message_bytes);
         server.session.epoch = self.epoch();
-        server.rule = policy
-            .match_server(&server.cmdline, &p.exe)
-            .map(|i| policy.servers[i].name.clone());
+        server.rule = policy.entry_name(&server.cmdline, &p.exe);
         let mut server_json = server.server_json();
         server_json["uid"] = json!(p.uid);
         server_json["ppid"] = json!(p.ppid);
@@ -246,9 +244,7 @@ impl Pipeline {
                 let epoch = self.epoch() + 1;
                 for s in self.servers.values_mut() {
                     s.session.epoch = epoch;
-                    s.rule = policy
-                        .match_server(&s.cmdline, &s.exe)
-                        .map(|i| policy.servers[i].name.clone());
+                    s.rule = policy.entry_name(&s.cmdline, &s.exe);
                 }
                 let summary = policy.summary();
                 self.policies.push((epoch, Rc::new(policy)));
@@ -288,8 +284,7 @@ impl Pipeline {
     /// The nearest process in `pid`'s ancestry (itself included) that is a server.
     fn server_root(&self, pid: u32) -> Option<u32> {
         self.procs
-            .ancestry(pid)
-            .into_iter()
+            .ancestors(pid)
             .find(|p| self.procs.get(*p).is_some_and(|p| p.server_pattern.is_some()))
     }
 
@@ -558,10 +553,7 @@ impl Pipeline {
         let Some(server) = self.servers.get_mut(&root) else {
             return Ok(());
         };
-        let index = server
-            .rule
-            .as_deref()
-            .and_then(|n| policy.servers.iter().position(|s| s.name == n));
+        let index = policy.server_index(server.rule.as_deref());
         let secret = policy.secret(index, &path, &server.homes);
         let ok = o.ret >= 0;
         if secret.is_none() {
@@ -597,10 +589,7 @@ impl Pipeline {
         if server.session.attach(&effect) > 0 {
             return Ok(());
         }
-        let index = server
-            .rule
-            .as_deref()
-            .and_then(|n| policy.servers.iter().position(|s| s.name == n));
+        let index = policy.server_index(server.rule.as_deref());
         let ts = self.events.kernel_time(ts_ns);
         let server_json = server.server_json();
         let agent = server

@@ -314,6 +314,17 @@ impl Policy {
         })
     }
 
+    /// The name of the server entry that fits this process (what `Server::rule` holds).
+    pub fn entry_name(&self, cmdline: &str, exe: &str) -> Option<String> {
+        self.match_server(cmdline, exe)
+            .map(|i| self.servers[i].name.clone())
+    }
+
+    /// The index of the server entry called `name`, in this policy.
+    pub fn server_index(&self, name: Option<&str>) -> Option<usize> {
+        self.servers.iter().position(|s| Some(s.name.as_str()) == name)
+    }
+
     pub fn is_noise(&self, path: &str, homes: &[String]) -> bool {
         self.noise.matching(path, homes).is_some()
     }

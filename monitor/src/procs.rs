@@ -95,16 +95,25 @@ impl ProcessTable {
     }
 
     /// `pid` and its ancestors, nearest first (bounded, in case of a cycle).
-    pub fn ancestry(&self, mut pid: u32) -> Vec<u32> {
-        let mut chain = vec![pid];
-        while let Some(p) = self.procs.get(&pid) {
-            if p.ppid == 0 || p.ppid == pid || chain.len() >= 64 {
-                break;
-            }
-            pid = p.ppid;
-            chain.push(pid);
-        }
-        chain
+    pub fn ancestry(&self, pid: u32) -> Vec<u32> {
+        self.ancestors(pid).collect()
+    }
+
+    /// `pid` and its ancestors, nearest first, walked lazily (no allocation: the
+    /// pipeline asks this for every record of a watched process).
+    pub fn ancestors(&self, pid: u32) -> impl Iterator<Item = u32> + '_ {
+        let mut next = Some(pid);
+        let mut steps = 0;
+        std::iter::from_fn(move || {
+            let pid = next?;
+            steps += 1;
+            next = self
+                .procs
+                .get(&pid)
+                .map(|p| p.ppid)
+                .filter(|&ppid| ppid != 0 && ppid != pid && steps < 64);
+            Some(pid)
+        })
     }
 }
 

@@ -27,10 +27,7 @@ impl Verdict {
 }
 
 pub fn judge(policy: &Policy, server: &Server, c: &Completed) -> Verdict {
-    let index = server
-        .rule
-        .as_deref()
-        .and_then(|name| policy.servers.iter().position(|s| s.name == name));
+    let index = policy.server_index(server.rule.as_deref());
     let (mut files, mut secrets, mut exec, mut connect) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut file_paths, mut exec_paths, mut addresses) = (Vec::new(), Vec::new(), Vec::new());
     let mut violations = Vec::new();
