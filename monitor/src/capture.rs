@@ -92,20 +92,33 @@ pub fn preflight() -> anyhow::Result<()> {
 }
 
 /// aya finds tracepoint ids in tracefs, which a fresh machine may not have mounted.
-fn mount_tracefs() -> anyhow::Result<()> {
-    let events = Path::new(TRACEFS).join("events");
-    if events.exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
+/// Several daemons (or another tool) may find it missing at the same instant and all
+/// mount it: the kernel refuses the same filesystem twice on one mount point with
+/// EBUSY, which is success here. Whatever `mount` says, the check that counts is
+/// whether the events folder is there afterwards.
+pub fn mount_tracefs() -> anyhow::Result<()> {
+    if tracefs_present() {
         return Ok(());
     }
     info!("mounting tracefs on {TRACEFS}");
-    let status = std::process::Command::new("mount")
-        .args(["-t", "tracefs", "tracefs", TRACEFS])
-        .status()
-        .context("running mount(8) to mount tracefs")?;
-    if !status.success() || !events.exists() {
-        bail!("tracefs is not mounted and `mount -t tracefs tracefs {TRACEFS}` failed ({status})");
+    let result = rustix::mount::mount(
+        "tracefs",
+        TRACEFS,
+        "tracefs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    );
+    if tracefs_present() {
+        return Ok(());
     }
-    Ok(())
+    match result {
+        Ok(()) => bail!("mounted tracefs on {TRACEFS}, but {TRACEFS}/events is still missing"),
+        Err(e) => bail!("tracefs is not mounted and mounting it on {TRACEFS} failed: {e}"),
+    }
+}
+
+fn tracefs_present() -> bool {
+    Path::new(TRACEFS).join("events").exists() || Path::new("/sys/kernel/debug/tracing/events").exists()
 }
 
 fn tracefs_root() -> &'static Path {

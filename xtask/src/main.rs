@@ -271,6 +271,9 @@ fn test() -> anyhow::Result<()> {
     ensure_prometheus()?;
     // One release build serves the daemon binary and every test below.
     build(&env)?;
+    if env::var_os("CI").is_some_and(|v| v == "true") {
+        unmount_tracefs()?;
+    }
     step("unit and integration tests");
     let (passed, failed) = run_tests(
         env.cargo()
@@ -283,6 +286,25 @@ fn test() -> anyhow::Result<()> {
     ));
     println!("xtask: {passed} passed, {failed} failed");
     Ok(())
+}
+
+/// CI starts the integration tests the way a fresh machine does: with tracefs not
+/// mounted, so the daemons they start must mount it themselves, several at once.
+fn unmount_tracefs() -> anyhow::Result<()> {
+    let tracefs = Path::new("/sys/kernel/tracing");
+    if !tracefs.join("events").exists() {
+        step("CI: tracefs is not mounted (as on a fresh machine)");
+        return Ok(());
+    }
+    step("CI: unmounting tracefs so the daemons under test mount it, as on a fresh machine");
+    // It may be mounted more than once on the same folder; a few rounds undo that.
+    for _ in 0..4 {
+        if !tracefs.join("events").exists() {
+            return Ok(());
+        }
+        run_cmd(Command::new("umount").arg(tracefs))?;
+    }
+    bail!("{} is still mounted after 4 umounts", tracefs.display())
 }
 
 /// Debian's `prometheus` package (prometheus, promtool) for tests/tests/prometheus.rs;
