@@ -191,7 +191,7 @@ fn run() -> anyhow::Result<()> {
         }
         eprintln!("pipeline: round {}/{ROUNDS} done", round + 1);
     }
-    pipeline.pipeline.events.flush()?;
+    pipeline.pipeline.events.flush();
 
     println!();
     println!(
@@ -247,7 +247,7 @@ fn sample_events(pipeline: &mut Bench, pipes: &Pipes) -> anyhow::Result<()> {
         let one = Workload { batch: 1, ..*w };
         pipeline.replay(&mut build_batch(&one, pipes)?, 1)?;
     }
-    pipeline.pipeline.events.flush()?;
+    pipeline.pipeline.events.flush();
     pipeline.pipeline.events = sink;
     pipeline.calls_fed = fed;
     let text = std::fs::read_to_string(&path)?;

@@ -32,8 +32,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
-    let events = EventWriter::open(&opts.events)?;
+    let mut events = EventWriter::open(&opts.events)?;
     let metrics = Metrics::new(opts.max_label_values)?;
+    events.count_drops_in(metrics.events_dropped.clone());
     let metrics_addr = metrics.serve(opts.metrics_addr).await?;
     info!("metrics on http://{metrics_addr}/metrics");
 
@@ -41,7 +42,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Attached first, scanned second: a process started in between shows up as an exec record.
     let procs = ProcessTable::scan(Path::new("/proc"));
     let mut state = Pipeline::new(opts.settings, Box::new(capture), procs, events, metrics)?;
-    state.ready(metrics_addr)?;
+    state.ready(metrics_addr);
 
     // Safety: the ring buffer owns its fd, and the fd lives as long as the AsyncFd.
     let mut ring =
@@ -61,15 +62,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                     state.handle(&item);
                 }
                 guard.clear_ready();
-                state.events.flush()?;
+                state.events.flush();
             }
             _ = tick.tick() => {
-                state.report_loss()?;
-                state.events.flush()?;
+                state.report_loss();
+                state.events.flush();
             }
             _ = sighup.recv() => {
-                state.reload_policy()?;
-                state.events.flush()?;
+                // The logrotate convention: a moved event file is replaced by a new one.
+                state.events.reopen();
+                state.reload_policy();
+                state.events.flush();
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
@@ -80,8 +83,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     while let Some(item) = rb.next() {
         state.handle(&item);
     }
-    state.report_loss()?;
-    state.stopped()?;
+    state.report_loss();
+    state.stopped();
     info!("stopping: detaching programs");
     Ok(())
 }

@@ -1,15 +1,42 @@
 //! The JSON event stream: one object per line on stdout or a file.
+//!
+//! Losing the reader (EPIPE) or the disk (ENOSPC) must not end the daemon: the host
+//! would be unwatched from then on. A failed write drops the events it held, counts
+//! them by reason, and the first write that succeeds afterwards starts with a
+//! `monitor_status` event saying how many were dropped and why.
 use std::{
-    fs::OpenOptions,
-    io::{self, BufWriter, Write},
-    path::Path,
+    collections::BTreeMap,
+    fs::{File, OpenOptions},
+    io::{self, Write},
+    os::fd::AsFd,
+    path::PathBuf,
     time::{Duration, SystemTime},
 };
 
-use serde_json::Value;
+use log::{info, warn};
+use prometheus::IntCounterVec;
+use serde_json::{Value, json};
+
+/// Why events were dropped: the `reason` label of `mcp_monitor_events_dropped_total`.
+pub const DROP_REASONS: &[&str] = &["broken_pipe", "no_space", "io_error"];
+
+/// Events are written out once this many bytes are buffered (and at every flush).
+const BUFFER_BYTES: usize = 64 * 1024;
 
 pub struct EventWriter {
-    out: BufWriter<Box<dyn Write + Send>>,
+    out: Box<dyn Write + Send>,
+    /// The file given with `--events PATH`, reopened on SIGHUP; None for stdout.
+    path: Option<PathBuf>,
+    /// Complete lines not yet written, and how many events they hold.
+    buf: Vec<u8>,
+    buffered: u64,
+    /// Dropped since the last `monitor_status` that reported drops, by reason.
+    unreported: BTreeMap<&'static str, u64>,
+    /// Dropped since start, by reason.
+    dropped_total: BTreeMap<&'static str, u64>,
+    /// A failed write left half a line: the next write starts a new line first.
+    torn: bool,
+    dropped_counter: Option<IntCounterVec>,
     /// Wall-clock time of CLOCK_BOOTTIME zero, to turn kernel timestamps into dates.
     boot_epoch: SystemTime,
 }
@@ -17,28 +44,38 @@ pub struct EventWriter {
 impl EventWriter {
     /// `-` is stdout; anything else a file opened for appending.
     pub fn open(target: &str) -> anyhow::Result<Self> {
-        let out: Box<dyn Write + Send> = if target == "-" {
-            Box::new(io::stdout())
-        } else {
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(Path::new(target))
-                .map_err(|e| anyhow::anyhow!("opening event file {target}: {e}"))?;
-            Box::new(f)
-        };
-        Ok(Self {
-            out: BufWriter::new(out),
-            boot_epoch: boot_epoch(),
-        })
+        if target == "-" {
+            // Straight to fd 1: std's stdout is line-buffered and would split our writes.
+            let fd = io::stdout().as_fd().try_clone_to_owned()?;
+            return Ok(Self::new(Box::new(File::from(fd)), None));
+        }
+        let path = PathBuf::from(target);
+        let f = open_append(&path).map_err(|e| anyhow::anyhow!("opening event file {target}: {e}"))?;
+        Ok(Self::new(Box::new(f), Some(path)))
     }
 
     /// Events to any writer (a bench's sink, a test's buffer).
     pub fn from_writer(out: Box<dyn Write + Send>) -> Self {
+        Self::new(out, None)
+    }
+
+    fn new(out: Box<dyn Write + Send>, path: Option<PathBuf>) -> Self {
         Self {
-            out: BufWriter::new(out),
+            out,
+            path,
+            buf: Vec::with_capacity(BUFFER_BYTES),
+            buffered: 0,
+            unreported: BTreeMap::new(),
+            dropped_total: BTreeMap::new(),
+            torn: false,
+            dropped_counter: None,
             boot_epoch: boot_epoch(),
         }
+    }
+
+    /// Counts dropped events in `counter` (label: reason) as well.
+    pub fn count_drops_in(&mut self, counter: IntCounterVec) {
+        self.dropped_counter = Some(counter);
     }
 
     /// RFC 3339 UTC time of a CLOCK_BOOTTIME timestamp from the kernel.
@@ -50,20 +87,154 @@ impl EventWriter {
         humantime::format_rfc3339_nanos(SystemTime::now()).to_string()
     }
 
-    /// Writes one event; `type` and `ts` come first so lines read well.
-    pub fn emit(&mut self, kind: &str, ts: String, fields: Value) -> io::Result<()> {
-        let mut obj = serde_json::Map::new();
-        obj.insert("type".into(), Value::String(kind.into()));
-        obj.insert("ts".into(), Value::String(ts));
-        if let Value::Object(rest) = fields {
-            obj.extend(rest);
+    /// Queues one event; `type` and `ts` come first so lines read well.
+    pub fn emit(&mut self, kind: &str, ts: String, fields: Value) {
+        line_into(&mut self.buf, kind, ts, fields);
+        self.buffered += 1;
+        if self.buf.len() >= BUFFER_BYTES {
+            self.flush();
         }
-        serde_json::to_writer(&mut self.out, &Value::Object(obj))?;
-        self.out.write_all(b"\n")
     }
 
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+    /// Writes what is queued. A failure drops it, counted; it is never an error.
+    pub fn flush(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let mut out = Vec::with_capacity(self.buf.len() + 256);
+        if self.torn {
+            out.push(b'\n');
+        }
+        let status_lines = match self.drop_report() {
+            Some(line) => {
+                out.extend_from_slice(&line);
+                1
+            }
+            None => 0,
+        };
+        let status_end = out.len();
+        out.extend_from_slice(&self.buf);
+        self.buf.clear();
+        let events = std::mem::take(&mut self.buffered);
+        let written = write_all_counted(&mut *self.out, &out)
+            .and_then(|n| self.out.flush().map(|()| n).map_err(|e| (e, n)));
+        match written {
+            Ok(_) => {
+                self.torn = false;
+                if status_lines > 0 {
+                    self.unreported.clear();
+                }
+            }
+            Err((e, n)) => {
+                if n > 0 {
+                    self.torn = out[n - 1] != b'\n';
+                }
+                if n >= status_end {
+                    self.unreported.clear();
+                }
+                let done = out[status_end.min(n)..n].iter().filter(|&&b| b == b'\n').count() as u64;
+                self.dropped(reason(&e), events - done.min(events), &e);
+            }
+        }
+        if self.buf.capacity() > 4 * BUFFER_BYTES {
+            self.buf.shrink_to(BUFFER_BYTES);
+        }
+    }
+
+    fn dropped(&mut self, reason: &'static str, n: u64, e: &io::Error) {
+        if n == 0 {
+            return;
+        }
+        let first = self.unreported.is_empty();
+        *self.unreported.entry(reason).or_default() += n;
+        *self.dropped_total.entry(reason).or_default() += n;
+        if let Some(c) = &self.dropped_counter {
+            c.with_label_values(&[reason]).inc_by(n);
+        }
+        if first {
+            warn!("writing events: {e}; dropping them (counted) until a write succeeds");
+        }
+    }
+
+    /// The `monitor_status` line for drops not reported yet.
+    fn drop_report(&self) -> Option<Vec<u8>> {
+        if self.unreported.is_empty() {
+            return None;
+        }
+        let mut line = Vec::new();
+        let fields = json!({
+            "status": "events_dropped",
+            "dropped": self.unreported.values().sum::<u64>(),
+            "by_reason": self.unreported,
+            "dropped_since_start": self.dropped_total.values().sum::<u64>(),
+        });
+        line_into(&mut line, "monitor_status", self.now(), fields);
+        Some(line)
+    }
+
+    /// Events dropped since start, by reason.
+    pub fn dropped_total(&self) -> &BTreeMap<&'static str, u64> {
+        &self.dropped_total
+    }
+
+    /// SIGHUP: a file given with `--events PATH` is opened again by name, so that a
+    /// log rotator can move it away and the daemon goes on in a new one. What is
+    /// queued goes to the old file first.
+    pub fn reopen(&mut self) {
+        let Some(path) = self.path.clone() else {
+            return;
+        };
+        self.flush();
+        match open_append(&path) {
+            Ok(f) => {
+                self.out = Box::new(f);
+                self.torn = false;
+                info!("SIGHUP: event file {} reopened", path.display());
+            }
+            Err(e) => warn!(
+                "SIGHUP: cannot reopen event file {}: {e}; still writing to the old one",
+                path.display()
+            ),
+        }
+    }
+}
+
+fn open_append(path: &std::path::Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// One event as a JSON line.
+fn line_into(buf: &mut Vec<u8>, kind: &str, ts: String, fields: Value) {
+    let mut obj = serde_json::Map::new();
+    obj.insert("type".into(), Value::String(kind.into()));
+    obj.insert("ts".into(), Value::String(ts));
+    if let Value::Object(rest) = fields {
+        obj.extend(rest);
+    }
+    // Writing a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *buf, &Value::Object(obj));
+    buf.push(b'\n');
+}
+
+/// Writes all of `bytes`; on failure, the error and how many bytes got out.
+fn write_all_counted(out: &mut dyn Write, bytes: &[u8]) -> Result<usize, (io::Error, usize)> {
+    let mut done = 0;
+    while done < bytes.len() {
+        match out.write(&bytes[done..]) {
+            Ok(0) => return Err((io::ErrorKind::WriteZero.into(), done)),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((e, done)),
+        }
+    }
+    Ok(done)
+}
+
+fn reason(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EPIPE) => "broken_pipe",
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG) => "no_space",
+        _ => "io_error",
     }
 }
 
@@ -76,4 +247,105 @@ fn boot_epoch() -> SystemTime {
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     let since_boot = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
     SystemTime::now() - since_boot
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A writer that takes `budget` bytes, then fails with `errno` until refilled.
+    #[derive(Clone)]
+    struct Flaky {
+        got: Arc<Mutex<Vec<u8>>>,
+        budget: Arc<Mutex<usize>>,
+        errno: i32,
+    }
+
+    impl Write for Flaky {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let mut budget = self.budget.lock().unwrap();
+            if *budget == 0 {
+                return Err(io::Error::from_raw_os_error(self.errno));
+            }
+            let n = b.len().min(*budget);
+            *budget -= n;
+            self.got.lock().unwrap().extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn lines(f: &Flaky) -> Vec<String> {
+        String::from_utf8(f.got.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_write_is_counted_and_reported_once_writing_works_again() {
+        let f = Flaky {
+            got: Arc::default(),
+            budget: Arc::new(Mutex::new(usize::MAX)),
+            errno: libc::ENOSPC,
+        };
+        let mut w = EventWriter::from_writer(Box::new(f.clone()));
+        w.emit("a", "t".into(), json!({"n": 1}));
+        w.flush();
+        // The disk fills up in the middle of the second of three events.
+        let first = lines(&f)[0].len() + 1;
+        *f.budget.lock().unwrap() = first + 10;
+        for n in 2..=4 {
+            w.emit("a", "t".into(), json!({"n": n}));
+        }
+        w.flush();
+        assert_eq!(w.dropped_total().get("no_space"), Some(&2));
+        // Still full: the next event is dropped too, and nothing is reported yet.
+        w.emit("a", "t".into(), json!({"n": 5}));
+        w.flush();
+        assert_eq!(w.dropped_total().get("no_space"), Some(&3));
+        *f.budget.lock().unwrap() = usize::MAX;
+        w.emit("a", "t".into(), json!({"n": 6}));
+        w.flush();
+        let got = lines(&f);
+        // n=1, n=2 whole, half of n=3 on a line of its own, the report, n=6.
+        assert_eq!(got.len(), 5, "{got:#?}");
+        let parsed: Vec<Option<Value>> = got.iter().map(|l| serde_json::from_str(l).ok()).collect();
+        assert_eq!(parsed[0].as_ref().unwrap()["n"], 1);
+        assert_eq!(parsed[1].as_ref().unwrap()["n"], 2);
+        assert!(parsed[2].is_none(), "the torn line stays alone: {}", got[2]);
+        let report = parsed[3].as_ref().unwrap();
+        assert_eq!(report["type"], "monitor_status");
+        assert_eq!(report["status"], "events_dropped");
+        assert_eq!(report["dropped"], 3);
+        assert_eq!(report["by_reason"], json!({"no_space": 3}));
+        assert_eq!(parsed[4].as_ref().unwrap()["n"], 6);
+        // Reported once.
+        w.emit("a", "t".into(), json!({"n": 7}));
+        w.flush();
+        assert_eq!(lines(&f).len(), 6);
+    }
+
+    #[test]
+    fn a_reader_gone_for_good_is_counted_as_broken_pipe() {
+        let f = Flaky {
+            got: Arc::default(),
+            budget: Arc::new(Mutex::new(0)),
+            errno: libc::EPIPE,
+        };
+        let mut w = EventWriter::from_writer(Box::new(f));
+        let counter = IntCounterVec::new(prometheus::Opts::new("d", "d"), &["reason"]).unwrap();
+        w.count_drops_in(counter.clone());
+        for n in 0..3 {
+            w.emit("a", "t".into(), json!({"n": n}));
+            w.flush();
+        }
+        assert_eq!(counter.with_label_values(&["broken_pipe"]).get(), 3);
+    }
 }

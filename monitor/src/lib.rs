@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod procs;
+pub mod program_files;
 pub mod reassembly;
 pub mod records;
 pub mod servers;

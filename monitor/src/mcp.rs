@@ -320,6 +320,11 @@ impl Session {
             .collect()
     }
 
+    /// The policy epoch of the oldest call in flight.
+    pub fn oldest_epoch(&self) -> Option<u64> {
+        self.pending.values().map(|p| p.epoch).min()
+    }
+
     /// Requests still waiting for an answer.
     pub fn in_flight(&self) -> usize {
         self.pending.len()

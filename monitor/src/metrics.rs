@@ -24,6 +24,19 @@ use tokio::{
 /// `mcp_monitor_label_overflow_total` says how often that happened.
 pub const OTHER: &str = "__other__";
 
+/// Label values known in advance. Every combination exists from the start at 0, so
+/// that rules and dashboards see 0 rather than no data, and `increase()` sees the first
+/// loss (Prometheus instrumentation guidelines).
+pub const LOSS_WHERE: &[&str] = &[
+    "kernel_ringbuf_full",
+    "kernel_read_failed",
+    "kernel_watch_full",
+    "userspace_stream_gap",
+];
+pub const PARSE_ERROR_WHAT: &[&str] = &["record", "message"];
+pub const MESSAGE_DIRECTIONS: &[&str] = &["to_server", "to_client"];
+pub const CAPTURE_DIRECTIONS: &[&str] = &["read", "write"];
+
 pub struct Metrics {
     pub registry: Registry,
     pub tool_calls: IntCounterVec,
@@ -34,6 +47,8 @@ pub struct Metrics {
     pub servers_watched: IntGauge,
     pub processes_watched: IntGauge,
     pub events_lost: IntCounterVec,
+    /// Events the event stream could not take (its reader gone, a full disk).
+    pub events_dropped: IntCounterVec,
     pub parse_errors: IntCounterVec,
     pub records: IntCounterVec,
     pub captured_bytes: IntCounterVec,
@@ -128,6 +143,11 @@ impl Metrics {
             "Records or bytes lost before they could be used, by where.",
             &["where"],
         )?;
+        let events_dropped = counter(
+            "mcp_monitor_events_dropped_total",
+            "Events that could not be written to the event stream, by reason.",
+            &["reason"],
+        )?;
         let parse_errors = counter(
             "mcp_monitor_parse_errors_total",
             "Input that could not be decoded: kernel records, or stdio lines that are not JSON-RPC.",
@@ -162,6 +182,18 @@ impl Metrics {
             &["version"],
         )?;
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        for (vec, values) in [
+            (&events_lost, LOSS_WHERE),
+            (&events_dropped, crate::events::DROP_REASONS),
+            (&parse_errors, PARSE_ERROR_WHAT),
+            (&records, crate::records::Record::KINDS),
+            (&messages, MESSAGE_DIRECTIONS),
+            (&captured_bytes, CAPTURE_DIRECTIONS),
+        ] {
+            for v in values {
+                vec.with_label_values(&[*v]);
+            }
+        }
         for c in [
             Box::new(tool_calls.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(violations.clone()),
@@ -171,6 +203,7 @@ impl Metrics {
             Box::new(servers_watched.clone()),
             Box::new(processes_watched.clone()),
             Box::new(events_lost.clone()),
+            Box::new(events_dropped.clone()),
             Box::new(parse_errors.clone()),
             Box::new(records.clone()),
             Box::new(captured_bytes.clone()),
@@ -191,6 +224,7 @@ impl Metrics {
             servers_watched,
             processes_watched,
             events_lost,
+            events_dropped,
             parse_errors,
             records,
             captured_bytes,

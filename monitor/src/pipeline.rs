@@ -2,7 +2,7 @@
 //! process table and watched set, reassembles servers' stdio into MCP sessions, gives
 //! side effects to the calls in flight, and judges each call against the policy.
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     net::SocketAddr,
     path::{Path, PathBuf},
     rc::Rc,
@@ -21,7 +21,7 @@ use crate::{
     identity,
     mcp::Output,
     metrics::{self, Metrics},
-    policy::{EffectKind, Policy, Unregistered},
+    policy::{EffectKind, Policy, UNREGISTERED},
     procs::{Process, ProcessTable, read_cmdline},
     records::{Data, Direction, Record},
     servers::{ClientProcess, Server, event_type},
@@ -78,7 +78,8 @@ pub struct Pipeline {
     max_message_bytes: usize,
     max_field_bytes: usize,
     /// Policies by epoch: calls are judged by the policy in force when they started.
-    policies: Vec<(u64, Rc<Policy>)>,
+    /// The newest is in force; older ones stay while calls in flight started under them.
+    policies: BTreeMap<u64, Rc<Policy>>,
     policy_path: Option<PathBuf>,
 }
 
@@ -107,7 +108,7 @@ impl Pipeline {
             servers: HashMap::new(),
             max_message_bytes: settings.max_message_bytes,
             max_field_bytes: settings.max_field_bytes,
-            policies: vec![(0, Rc::new(settings.policy))],
+            policies: BTreeMap::from([(0, Rc::new(settings.policy))]),
             policy_path: settings.policy_path,
         };
         p.watch_existing();
@@ -115,35 +116,33 @@ impl Pipeline {
     }
 
     /// The final status event, once the kernel's queue is drained.
-    pub fn stopped(&mut self) -> std::io::Result<()> {
+    pub fn stopped(&mut self) {
         let now = self.events.now();
         self.events
-            .emit("monitor_status", now, json!({"status": "stopped"}))?;
-        self.events.flush()
+            .emit("monitor_status", now, json!({"status": "stopped"}));
+        self.events.flush();
     }
 
     fn watch_existing(&mut self) {
         let candidates: Vec<(u32, String)> = self.procs.iter().map(|p| (p.pid, p.cmdline_string())).collect();
         for (pid, cmdline) in candidates {
-            if let Err(e) = self.consider(pid, &cmdline) {
-                warn!("writing events: {e}");
-            }
+            self.consider(pid, &cmdline);
         }
     }
 
     /// Watches `pid` as a server if its command line matches a pattern.
-    fn consider(&mut self, pid: u32, cmdline: &str) -> std::io::Result<()> {
+    fn consider(&mut self, pid: u32, cmdline: &str) {
         if self.never_watch.contains(&pid) {
-            return Ok(());
+            return;
         }
         let Some(pattern) = self.patterns.matches(cmdline).map(str::to_string) else {
-            return Ok(());
+            return;
         };
         let Some(p) = self.procs.get(pid) else {
-            return Ok(());
+            return;
         };
         if p.server_pattern.is_some() {
-            return Ok(());
+            return;
         }
         let stdio = identity::stdio_of(Path::new("/proc"), pid);
         // A child of a server on the same stdio (node under npx, a shell wrapper) is part
@@ -151,17 +150,17 @@ impl Pipeline {
         if let Some(outer) = self.server_root(pid)
             && self.servers.get(&outer).is_some_and(|s| s.stdio == stdio)
         {
-            return Ok(());
+            return;
         }
         if !p.watched {
             if let Err(e) = self.kernel.watch(pid) {
                 warn!("{e:#}");
-                return Ok(());
+                return;
             }
             self.metrics.processes_watched.inc();
         }
         let Some(p) = self.procs.get_mut(pid) else {
-            return Ok(());
+            return;
         };
         p.watched = true;
         p.server_pattern = Some(pattern.clone());
@@ -172,7 +171,7 @@ impl Pipeline {
 
     /// A new server session: its client, its policy entry, `server_started`, and the
     /// `unregistered_server` violation when no entry matches.
-    fn start_server(&mut self, p: &Process, stdio: identity::Stdio, pattern: &str) -> std::io::Result<()> {
+    fn start_server(&mut self, p: &Process, stdio: identity::Stdio, pattern: &str) {
         let client = self.find_client(p, stdio);
         let client_json = client.as_ref().map(|c| {
             // Its parent chain says which agent host started it.
@@ -194,40 +193,81 @@ impl Pipeline {
             ns => self.events.kernel_time(ns),
         };
         let fields = json!({"server": server_json, "matched": pattern, "client": client_json});
-        self.events.emit("server_started", ts.clone(), fields)?;
-        if server.rule.is_none() && policy.unregistered_servers == Unregistered::Violation {
-            let fields = json!({
-                "server": server.server_json(),
-                "kind": "unregistered_server",
-                "detail": format!("recognised as an MCP server (watch pattern {pattern:?}) but no server entry of {} matches it", policy.source),
-                "rule": "unregistered_servers",
-            });
-            self.events.emit("violation", ts, fields)?;
+        self.events.emit("server_started", ts.clone(), fields);
+        let detail = format!(
+            "recognised as an MCP server (watch pattern {pattern:?}) but no server entry of {} matches it",
+            policy.source
+        );
+        if server.rule.is_none()
+            && let Some(v) = policy.unregistered_violation(detail)
+        {
+            let fields =
+                json!({"server": server.server_json(), "kind": v.kind, "detail": v.detail, "rule": v.rule});
+            self.events.emit("violation", ts, fields);
             self.metrics
                 .violations
-                .with_label_values(&["unregistered", "unknown", "unregistered_server"])
+                .with_label_values(&[UNREGISTERED, "unknown", v.kind])
                 .inc();
         }
         self.servers.insert(p.pid, server);
         self.metrics.servers_watched.set(self.servers.len() as i64);
-        Ok(())
     }
 
     fn policy(&self) -> &Rc<Policy> {
-        &self.policies.last().expect("at least one policy").1
+        self.policies
+            .last_key_value()
+            .map(|(_, p)| p)
+            .expect("at least one policy")
     }
 
     fn epoch(&self) -> u64 {
-        self.policies.last().map_or(0, |p| p.0)
+        self.policies.last_key_value().map_or(0, |(e, _)| *e)
+    }
+
+    /// The policy a call that started at `epoch` is judged by, and the server's entry in
+    /// it (which a reload may have renamed or removed since).
+    fn call_policy(&self, server: &Server, epoch: u64) -> (Rc<Policy>, Option<usize>) {
+        if epoch == self.epoch() {
+            let policy = self.policy().clone();
+            let index = policy.server_index(server.rule.as_deref());
+            return (policy, index);
+        }
+        let policy = match self.policies.get(&epoch) {
+            Some(p) => p.clone(),
+            None => {
+                // Policies are kept while a call uses them (`forget_unused_policies`).
+                warn!("no policy of epoch {epoch} for a call in flight; judging it under the current one");
+                self.policy().clone()
+            }
+        };
+        let index = policy.match_server(&server.cmdline, &server.exe);
+        (policy, index)
+    }
+
+    /// Drops the policies that neither the current epoch nor any call in flight uses.
+    fn forget_unused_policies(&mut self) {
+        if self.policies.len() < 2 {
+            return;
+        }
+        let current = self.epoch();
+        let oldest = self
+            .servers
+            .values()
+            .filter_map(|s| s.session.oldest_epoch())
+            .min()
+            .unwrap_or(current)
+            .min(current);
+        self.policies.retain(|&e, _| e >= oldest);
     }
 
     /// SIGHUP: a valid new policy applies to calls that start after it; an invalid one
-    /// is refused, logged and reported, and the old one stays.
-    pub fn reload_policy(&mut self) -> std::io::Result<()> {
+    /// is refused, logged and reported, and the old one stays. Calls in flight keep
+    /// the policy they started under for as long as they run.
+    pub fn reload_policy(&mut self) {
         let ts = self.events.now();
         let Some(path) = self.policy_path.clone() else {
             info!("SIGHUP: running with the built-in policy, nothing to reload");
-            return Ok(());
+            return;
         };
         match Policy::load_file(&path) {
             Err(e) => {
@@ -237,7 +277,7 @@ impl Pipeline {
                     "monitor_status",
                     ts,
                     json!({"status": "policy_rejected", "policy": path, "errors": errors}),
-                )
+                );
             }
             Ok(policy) => {
                 info!("SIGHUP: {}", policy.summary());
@@ -247,16 +287,13 @@ impl Pipeline {
                     s.rule = policy.entry_name(&s.cmdline, &s.exe);
                 }
                 let summary = policy.summary();
-                self.policies.push((epoch, Rc::new(policy)));
-                // Calls still open may need an older epoch; a few are plenty.
-                if self.policies.len() > 8 {
-                    self.policies.remove(0);
-                }
+                self.policies.insert(epoch, Rc::new(policy));
+                self.forget_unused_policies();
                 self.events.emit(
                     "monitor_status",
                     ts,
-                    json!({"status": "policy_loaded", "policy": path, "epoch": epoch, "summary": summary}),
-                )
+                    json!({"status": "policy_loaded", "policy": path, "epoch": epoch, "summary": summary, "policies_in_use": self.policies.len()}),
+                );
             }
         }
     }
@@ -288,7 +325,7 @@ impl Pipeline {
             .find(|p| self.procs.get(*p).is_some_and(|p| p.server_pattern.is_some()))
     }
 
-    pub fn ready(&mut self, metrics_addr: SocketAddr) -> anyhow::Result<()> {
+    pub fn ready(&mut self, metrics_addr: SocketAddr) {
         self.metrics.ready.store(true, Ordering::Relaxed);
         let programs: Vec<_> = self
             .kernel
@@ -310,9 +347,8 @@ impl Pipeline {
                 "metrics_addr": metrics_addr.to_string(),
                 "version": env!("CARGO_PKG_VERSION"),
             }),
-        )?;
-        self.events.flush()?;
-        Ok(())
+        );
+        self.events.flush();
     }
 
     /// Decodes one kernel record and acts on it; a bad record is counted, never fatal.
@@ -326,22 +362,11 @@ impl Pipeline {
                 return;
             }
         };
-        if let Err(e) = self.dispatch(record) {
-            warn!("writing events: {e}");
-        }
+        self.dispatch(record);
     }
 
-    fn dispatch(&mut self, record: Record) -> std::io::Result<()> {
-        let kind = match &record {
-            Record::Exec(_) => "exec",
-            Record::Fork { .. } => "fork",
-            Record::Exit { .. } => "exit",
-            Record::Data(_) => "data",
-            Record::Open(_) => "open",
-            Record::Connect(_) => "connect",
-            Record::FdChange { .. } => "fd_change",
-        };
-        self.metrics.records.with_label_values(&[kind]).inc();
+    fn dispatch(&mut self, record: Record) {
+        self.metrics.records.with_label_values(&[record.kind()]).inc();
         match record {
             Record::Exec(e) => {
                 let pid = e.header.pid;
@@ -363,7 +388,7 @@ impl Pipeline {
                     .exec(pid, e.uid, exe, argv, e.header.ts_ns)
                     .cmdline_string();
                 self.fds.forget_process(pid);
-                self.consider(pid, &cmdline)?;
+                self.consider(pid, &cmdline);
                 // The kernel watches every new image until told otherwise (see
                 // `WatchState::pending`): release the ones that are not ours.
                 if !self.procs.get(pid).is_some_and(|p| p.watched) {
@@ -374,7 +399,7 @@ impl Pipeline {
                 {
                     let argv = self.procs.get(pid).map(|p| p.cmdline.clone()).unwrap_or_default();
                     let path = String::from_utf8_lossy(&e.filename).into_owned();
-                    self.effect(root, e.header.ts_ns, Effect::Exec { path, argv })?;
+                    self.effect(root, e.header.ts_ns, Effect::Exec { path, argv });
                 }
             }
             Record::Fork {
@@ -395,7 +420,7 @@ impl Pipeline {
                     if let Some(mut server) = self.servers.remove(&p.pid) {
                         self.metrics.servers_watched.set(self.servers.len() as i64);
                         let outputs = server.session.close(header.ts_ns);
-                        self.emit_outputs(&server, outputs)?;
+                        self.emit_outputs(&server, outputs);
                         let ts = self.events.kernel_time(header.ts_ns);
                         let (lost, discarded) = server.stream_loss();
                         let fields = json!({
@@ -406,13 +431,14 @@ impl Pipeline {
                             "bytes_lost": lost,
                             "bytes_discarded": discarded,
                         });
-                        self.events.emit("server_exited", ts, fields)?;
+                        self.events.emit("server_exited", ts, fields);
+                        self.forget_unused_policies();
                     }
                 }
                 self.fds.forget_process(header.pid);
                 self.streams.retain(|&(pid, _, _), _| pid != header.pid);
             }
-            Record::Data(d) => self.data(d)?,
+            Record::Data(d) => self.data(d),
             Record::FdChange { header, fd, .. } => {
                 self.fds.changed(header.pid, fd);
                 if fd < 0 {
@@ -422,23 +448,22 @@ impl Pipeline {
                         .retain(|&(pid, f, _), _| !(pid == header.pid && f == fd));
                 }
             }
-            Record::Open(o) => self.open(o)?,
+            Record::Open(o) => self.open(o),
             Record::Connect(c) => {
                 if let Some(root) = self.server_root(c.header.pid)
                     && let Some(address) = effects::sockaddr(&c.addr)
                 {
                     let ok = effects::connect_ok(c.ret);
-                    self.effect(root, c.header.ts_ns, Effect::Connect { address, ok })?;
+                    self.effect(root, c.header.ts_ns, Effect::Connect { address, ok });
                 }
             }
         }
-        Ok(())
     }
 
-    fn data(&mut self, d: Data) -> std::io::Result<()> {
+    fn data(&mut self, d: Data) {
         // Bytes of a process that was pending at its exec and is no server: dropped.
         if !self.procs.get(d.header.pid).is_some_and(|p| p.watched) {
-            return Ok(());
+            return;
         }
         let dir_label = match d.direction {
             Direction::Read => "read",
@@ -461,10 +486,10 @@ impl Pipeline {
         }
         let kind = self.fds.classify(d.header.pid, d.fd).clone();
         if let FdKind::Pipe { inode } | FdKind::Socket { inode } = kind {
-            self.stdio_bytes(&d, inode, gap)?;
+            self.stdio_bytes(&d, inode, gap);
         }
         if !self.debug_captures {
-            return Ok(());
+            return;
         }
         let mut fields = json!({
             "pid": d.header.pid,
@@ -491,15 +516,15 @@ impl Pipeline {
     }
 
     /// Bytes on a pipe or socket: MCP messages when they are a server's stdio.
-    fn stdio_bytes(&mut self, d: &Data, inode: u64, gap: u64) -> std::io::Result<()> {
+    fn stdio_bytes(&mut self, d: &Data, inode: u64, gap: u64) {
         let Some(root) = self.server_root(d.header.pid) else {
-            return Ok(());
+            return;
         };
         let Some(server) = self.servers.get_mut(&root) else {
-            return Ok(());
+            return;
         };
         let Some(dir) = server.direction_of(inode, d.direction == Direction::Read) else {
-            return Ok(());
+            return;
         };
         if gap > 0 {
             server.lost(dir, gap);
@@ -507,7 +532,7 @@ impl Pipeline {
         let before = server.messages;
         let (outputs, errors) = server.feed(dir, &d.bytes, d.header.ts_ns);
         let label = server.rule.clone().unwrap_or_else(|| "unregistered".into());
-        for (i, direction) in ["to_server", "to_client"].iter().enumerate() {
+        for (i, direction) in metrics::MESSAGE_DIRECTIONS.iter().enumerate() {
             let n = server.messages[i] - before[i];
             if n > 0 {
                 self.metrics.messages.with_label_values(&[direction]).inc_by(n);
@@ -530,40 +555,41 @@ impl Pipeline {
             log::debug!("server {root}: skipping a line: {e}");
         }
         if outputs.is_empty() {
-            return Ok(());
+            return;
         }
         // Take the server out while its events are written (they borrow both).
         let Some(server) = self.servers.remove(&root) else {
-            return Ok(());
+            return;
         };
-        let result = self.emit_outputs(&server, outputs);
+        self.emit_outputs(&server, outputs);
         self.servers.insert(root, server);
-        result
     }
 
     /// An open by a process of a server's tree: runtime noise is counted, failed opens
     /// matter only for secrets, the rest is an effect.
-    fn open(&mut self, o: crate::records::Open) -> std::io::Result<()> {
+    fn open(&mut self, o: crate::records::Open) {
         let Some(root) = self.server_root(o.header.pid) else {
-            return Ok(());
+            return;
         };
         let raw = String::from_utf8_lossy(&o.path);
         let path = effects::resolve(o.header.pid, o.dirfd, &raw);
         let policy = self.policy().clone();
         let Some(server) = self.servers.get_mut(&root) else {
-            return Ok(());
+            return;
         };
         let index = policy.server_index(server.rule.as_deref());
         let secret = policy.secret(index, &path, &server.homes);
         let ok = o.ret >= 0;
         if secret.is_none() {
             if !ok {
-                return Ok(());
+                return;
             }
-            if policy.is_noise(&path, &server.homes) {
+            // The runtime loading its own program, or what the noise list covers.
+            let own = !effects::is_write(o.flags) && server.program_files.contains(&path);
+            if own || policy.is_noise(&path, &server.homes) {
                 server.session.attach_noise();
                 self.metrics.noise_opens.inc();
-                return Ok(());
+                return;
             }
         }
         let write = effects::is_write(o.flags);
@@ -576,18 +602,18 @@ impl Pipeline {
                 ok,
                 secret,
             },
-        )
+        );
     }
 
     /// Gives an effect to the server's calls in flight; outside any call, a secret
     /// read is a `secret_access` event and an out-of-scope effect a `violation` event.
-    fn effect(&mut self, root: u32, ts_ns: u64, effect: Effect) -> std::io::Result<()> {
+    fn effect(&mut self, root: u32, ts_ns: u64, effect: Effect) {
         let policy = self.policy().clone();
         let Some(server) = self.servers.get_mut(&root) else {
-            return Ok(());
+            return;
         };
         if server.session.attach(&effect) > 0 {
-            return Ok(());
+            return;
         }
         let index = policy.server_index(server.rule.as_deref());
         let ts = self.events.kernel_time(ts_ns);
@@ -613,56 +639,57 @@ impl Pipeline {
                     "rule": hit.rule,
                     "allowed_by": hit.allowed_by,
                 });
-                let agent = agent_label(&self.metrics, server, None, None);
-                let s = server.rule.as_deref().unwrap_or("unregistered");
-                self.metrics.secret_access.with_label_values(&[s, &agent]).inc();
-                return self.events.emit("secret_access", ts, fields);
+                let agent = agent_label(&self.metrics, server.label(), server, None, None);
+                self.metrics
+                    .secret_access
+                    .with_label_values(&[server.label(), &agent])
+                    .inc();
+                self.events.emit("secret_access", ts, fields);
+                return;
             }
             Effect::File { path, .. } => (EffectKind::File, path.as_str()),
             Effect::Exec { path, .. } => (EffectKind::Exec, path.as_str()),
             Effect::Connect { address, .. } => (EffectKind::Connect, address.as_str()),
         };
         let Some(v) = policy.check_effect(index, kind, what, &server.homes) else {
-            return Ok(());
+            return;
         };
-        let label = agent_label(&self.metrics, server, None, None);
-        let s = server.rule.as_deref().unwrap_or("unregistered");
+        let label = agent_label(&self.metrics, server.label(), server, None, None);
         self.metrics
             .violations
-            .with_label_values(&[s, &label, v.kind])
+            .with_label_values(&[server.label(), &label, v.kind])
             .inc();
         let fields = json!({"server": server_json, "agent": agent, "kind": v.kind, "detail": v.detail, "rule": v.rule, "effect": effect.to_json(false)});
-        self.events.emit("violation", ts, fields)
+        self.events.emit("violation", ts, fields);
     }
 
-    fn emit_outputs(&mut self, server: &Server, outputs: Vec<Output>) -> std::io::Result<()> {
-        for Output::Completed(c) in outputs {
-            let verdict = (c.method == "tools/call").then(|| {
-                let policy = self
-                    .policies
-                    .iter()
-                    .find(|p| p.0 == c.epoch)
-                    .map_or_else(|| self.policy().clone(), |p| p.1.clone());
-                verdict::judge(&policy, server, &c)
-            });
-            if let Some(v) = &verdict {
-                count_call(&self.metrics, server, &c, v);
-            }
-            let fields = server.call_fields(&c, self.max_field_bytes, verdict.as_ref());
-            let ts = self.events.kernel_time(c.start_ts_ns);
-            self.events.emit(event_type(&c.method), ts, fields)?;
+    fn emit_outputs(&mut self, server: &Server, outputs: Vec<Output>) {
+        if outputs.is_empty() {
+            return;
         }
-        Ok(())
+        for Output::Completed(c) in outputs {
+            // Under the policy in force when the call started, whatever a reload did since.
+            let (policy, index) = self.call_policy(server, c.epoch);
+            let entry = index.map_or(UNREGISTERED, |i| policy.servers[i].name.as_str());
+            let verdict = (c.method == "tools/call").then(|| verdict::judge(&policy, index, server, &c));
+            if let Some(v) = &verdict {
+                count_call(&self.metrics, server, entry, &c, v);
+            }
+            let fields = server.call_fields(&c, entry, self.max_field_bytes, verdict.as_ref());
+            let ts = self.events.kernel_time(c.start_ts_ns);
+            self.events.emit(event_type(&c.method), ts, fields);
+        }
+        self.forget_unused_policies();
     }
 
     /// A `monitor_status` event whenever something was lost since the last one.
-    pub fn report_loss(&mut self) -> anyhow::Result<()> {
+    pub fn report_loss(&mut self) {
         match self.kernel.stats() {
             Ok(k) => self.loss.kernel = k,
             Err(e) => warn!("reading kernel loss counters: {e:#}"),
         }
         if self.loss == self.reported {
-            return Ok(());
+            return;
         }
         let (now, before) = (self.loss, self.reported);
         let lost = |w: &str, n: u64, b: u64| {
@@ -703,16 +730,15 @@ impl Pipeline {
                 "stream_gaps": now.stream_gaps,
                 "bytes_missing": now.bytes_missing,
             }),
-        )?;
+        );
         self.reported = now;
-        Ok(())
     }
 }
 
 /// Metrics of one judged tool call; names from watched processes are capped.
-fn count_call(m: &Metrics, server: &Server, c: &crate::mcp::Completed, v: &verdict::Verdict) {
-    let s = server.rule.as_deref().unwrap_or("unregistered");
-    let agent = agent_label(m, server, v.agent.as_deref(), c.client.as_ref());
+/// `s` is the server's entry under the call's policy, as its event names it.
+fn count_call(m: &Metrics, server: &Server, s: &str, c: &crate::mcp::Completed, v: &verdict::Verdict) {
+    let agent = agent_label(m, s, server, v.agent.as_deref(), c.client.as_ref());
     let tool = m.bounded(s, "tool", c.target.as_deref().unwrap_or(""));
     m.tool_calls
         .with_label_values(&[s, &agent, &tool, v.decision()])
@@ -734,11 +760,11 @@ fn count_call(m: &Metrics, server: &Server, c: &crate::mcp::Completed, v: &verdi
 /// `unknown`.
 fn agent_label(
     m: &Metrics,
+    s: &str,
     server: &Server,
     entry: Option<&str>,
     client: Option<&crate::mcp::PeerInfo>,
 ) -> String {
-    let s = server.rule.as_deref().unwrap_or("unregistered");
     match (entry, client.or(server.session.client.as_ref())) {
         (Some(a), _) => a.to_string(),
         (None, Some(c)) => m.bounded(s, "agent", &c.name),

@@ -9,6 +9,10 @@ use std::{cell::RefCell, collections::HashMap, fmt, path::Path};
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use marked_yaml::{LoaderOptions, Node, Span, loader::LoadError};
 
+/// The server name in events and the `server` label in metrics of a server that no
+/// policy entry matches; reserved, so no entry can take it.
+pub const UNREGISTERED: &str = "unregistered";
+
 /// The policy used when `--policy` is not given; `mcp-monitor default-policy` prints it.
 pub const DEFAULT_POLICY: &str = include_str!("default-policy.yaml");
 
@@ -122,12 +126,45 @@ impl NameList {
     }
 }
 
-/// Path globs where `~` is the home of the process owner, compiled once per home.
+/// What `~` stands for in one server's path globs.
+///
+/// Allow-lists (`files`, `exec`, a server's `secrets`, `noise`) use only the owner's
+/// home from the password database: whoever starts a server must not be able to
+/// widen its scope by choosing its HOME. Detection lists (the global `secrets`) also
+/// use the HOME the server was started with, since more matches can only find more.
+/// A uid with no passwd entry has no home: `~` globs match nothing for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Homes {
+    pub owner: Option<String>,
+    /// The server's `HOME` when it is an absolute path other than the owner's.
+    pub started_with: Option<String>,
+}
+
+impl Homes {
+    /// The owner's home from the password database, and `env_home` if it differs.
+    pub fn new(uid: u32, env_home: Option<String>) -> Self {
+        let owner = home_of(uid);
+        let started_with = env_home.filter(|h| h.starts_with('/') && owner.as_ref() != Some(h));
+        Self { owner, started_with }
+    }
+
+    /// Both homes, for detection.
+    fn detection(&self) -> impl Iterator<Item = Option<&str>> {
+        std::iter::once(self.owner.as_deref()).chain(self.started_with.as_deref().map(Some))
+    }
+}
+
+/// Path globs where `~` is a home folder, compiled once per home. `DIR/**` also
+/// matches `DIR` itself: a scope over a folder's contents includes opening the folder.
 #[derive(Debug, Default)]
 pub struct PathGlobs {
     pub items: Vec<String>,
-    compiled: RefCell<HashMap<String, GlobSet>>,
+    /// Per home (None: no home, `~` globs left out).
+    compiled: RefCell<HashMap<Option<String>, CompiledGlobs>>,
 }
+
+/// A compiled set, and for each of its globs the item it came from.
+type CompiledGlobs = (GlobSet, Vec<usize>);
 
 impl PathGlobs {
     fn new(items: Vec<String>) -> Result<Self, globset::Error> {
@@ -135,30 +172,57 @@ impl PathGlobs {
             items,
             compiled: RefCell::default(),
         };
-        me.set_for("/home/check")?;
+        me.set_for(Some("/home/check"))?;
         Ok(me)
     }
 
-    fn set_for(&self, home: &str) -> Result<GlobSet, globset::Error> {
-        if let Some(s) = self.compiled.borrow().get(home) {
+    fn set_for(&self, home: Option<&str>) -> Result<CompiledGlobs, globset::Error> {
+        let key = home.map(str::to_string);
+        if let Some(s) = self.compiled.borrow().get(&key) {
             return Ok(s.clone());
         }
         let mut b = GlobSetBuilder::new();
-        for i in &self.items {
-            b.add(path_glob(&expand_home(i, home))?);
+        let mut origin = Vec::new();
+        for (i, item) in self.items.iter().enumerate() {
+            let expanded = match (is_home_glob(item), home) {
+                (false, _) => item.clone(),
+                (true, Some(h)) => expand_home(item, h),
+                (true, None) => continue,
+            };
+            if let Some(dir) = expanded.strip_suffix("/**")
+                && !dir.is_empty()
+            {
+                b.add(path_glob(dir)?);
+                origin.push(i);
+            }
+            b.add(path_glob(&expanded)?);
+            origin.push(i);
         }
-        let set = b.build()?;
-        self.compiled.borrow_mut().insert(home.to_string(), set.clone());
+        let set = (b.build()?, origin);
+        self.compiled.borrow_mut().insert(key, set.clone());
         Ok(set)
     }
 
-    /// The first glob matching `path`, `~` standing for each of `homes` in turn.
-    pub fn matching(&self, path: &str, homes: &[String]) -> Option<&str> {
-        homes.iter().find_map(|home| {
-            let set = self.set_for(home).ok()?;
-            set.matches(path).first().map(|&i| self.items[i].as_str())
-        })
+    /// The first glob matching `path`, `~` standing for `home`.
+    fn matching_home(&self, path: &str, home: Option<&str>) -> Option<&str> {
+        let (set, origin) = self.set_for(home).ok()?;
+        let first = set.matches(path).into_iter().map(|g| origin[g]).min()?;
+        Some(self.items[first].as_str())
     }
+
+    /// For an allow-list: the first glob matching `path`, `~` being the owner's home.
+    pub fn allowing(&self, path: &str, homes: &Homes) -> Option<&str> {
+        self.matching_home(path, homes.owner.as_deref())
+    }
+
+    /// For a detection list: the first glob matching `path` with `~` as either home.
+    pub fn detecting(&self, path: &str, homes: &Homes) -> Option<&str> {
+        homes.detection().find_map(|h| self.matching_home(path, h))
+    }
+}
+
+fn is_home_glob(glob: &str) -> bool {
+    glob == "~" || glob.starts_with("~/")
 }
 
 /// `*` stays within one path component, `**` crosses them.
@@ -239,8 +303,8 @@ pub struct CallFacts<'a> {
     pub client_name: Option<&'a str>,
     pub client_uid: Option<u32>,
     pub client_exe: Option<&'a str>,
-    /// What `~` stands for in path globs (see `Server::homes`).
-    pub homes: &'a [String],
+    /// What `~` stands for in path globs.
+    pub homes: &'a Homes,
     /// Files opened (resolved paths) other than runtime noise.
     pub files: &'a [String],
     pub exec: &'a [String],
@@ -325,18 +389,18 @@ impl Policy {
         self.servers.iter().position(|s| Some(s.name.as_str()) == name)
     }
 
-    pub fn is_noise(&self, path: &str, homes: &[String]) -> bool {
-        self.noise.matching(path, homes).is_some()
+    pub fn is_noise(&self, path: &str, homes: &Homes) -> bool {
+        self.noise.allowing(path, homes).is_some()
     }
 
     /// The secret class of `path`, and whether the server's entry allows it.
-    pub fn secret(&self, server: Option<usize>, path: &str, homes: &[String]) -> Option<SecretHit> {
-        let glob = self.secret_globs.matching(path, homes)?;
+    pub fn secret(&self, server: Option<usize>, path: &str, homes: &Homes) -> Option<SecretHit> {
+        let glob = self.secret_globs.detecting(path, homes)?;
         let (i, rule) = self.secrets.iter().enumerate().find(|(_, r)| r.glob == glob)?;
         let allowed_by = server.and_then(|s| {
             let rule = &self.servers[s];
             rule.secrets
-                .matching(path, homes)
+                .allowing(path, homes)
                 .map(|g| format!("servers.{}.secrets {g}", rule.name))
         });
         Some(SecretHit {
@@ -346,11 +410,22 @@ impl Policy {
         })
     }
 
+    /// The violation every call on (and the start of) a server no entry matches gets,
+    /// when the policy says `unregistered_servers: violation`.
+    pub fn unregistered_violation(&self, detail: String) -> Option<Violation> {
+        (self.unregistered_servers == Unregistered::Violation).then(|| Violation {
+            kind: "unregistered_server",
+            detail,
+            rule: "unregistered_servers".to_string(),
+        })
+    }
+
     /// Checks one completed call against its server's entry. Secrets are checked by the
     /// caller (it has the hits); this covers tools, agents and the scopes.
     pub fn check_call(&self, server: Option<usize>, call: &CallFacts) -> (Option<String>, Vec<Violation>) {
         let Some(si) = server else {
-            return (None, Vec::new());
+            let detail = format!("no server entry of {} matches this server", self.source);
+            return (None, self.unregistered_violation(detail).into_iter().collect());
         };
         let s = &self.servers[si];
         let mut out = Vec::new();
@@ -397,7 +472,7 @@ impl Policy {
         }
         if let Some(files) = &s.files {
             for f in call.files {
-                if files.matching(f, call.homes).is_none() && self.secret(server, f, call.homes).is_none() {
+                if files.allowing(f, call.homes).is_none() && self.secret(server, f, call.homes).is_none() {
                     out.push(Violation {
                         kind: "file_out_of_scope",
                         detail: format!("opened {f}"),
@@ -408,7 +483,7 @@ impl Policy {
         }
         if let Some(exec) = &s.exec {
             for e in call.exec {
-                if exec.matching(e, call.homes).is_none() {
+                if exec.allowing(e, call.homes).is_none() {
                     out.push(Violation {
                         kind: "exec_out_of_scope",
                         detail: format!("executed {e}"),
@@ -437,14 +512,14 @@ impl Policy {
         server: Option<usize>,
         kind: EffectKind,
         what: &str,
-        homes: &[String],
+        homes: &Homes,
     ) -> Option<Violation> {
         let s = &self.servers[server?];
         let base = format!("servers.{}", s.name);
         match kind {
             EffectKind::File => {
                 let files = s.files.as_ref()?;
-                (files.matching(what, homes).is_none() && self.secret(server, what, homes).is_none()).then(
+                (files.allowing(what, homes).is_none() && self.secret(server, what, homes).is_none()).then(
                     || Violation {
                         kind: "file_out_of_scope",
                         detail: format!("opened {what} outside any tool call"),
@@ -454,7 +529,7 @@ impl Policy {
             }
             EffectKind::Exec => {
                 let exec = s.exec.as_ref()?;
-                exec.matching(what, homes).is_none().then(|| Violation {
+                exec.allowing(what, homes).is_none().then(|| Violation {
                     kind: "exec_out_of_scope",
                     detail: format!("executed {what} outside any tool call"),
                     rule: format!("{base}.exec"),
@@ -583,7 +658,7 @@ impl Validator {
             match n.as_mapping() {
                 Some(m) => {
                     for (name, node) in m.iter() {
-                        if let Some(s) = self.server(name.as_str(), node) {
+                        if let Some(s) = self.server(name, node) {
                             servers.push(s);
                         }
                     }
@@ -786,8 +861,17 @@ impl Validator {
         }
     }
 
-    fn server(&mut self, name: &str, node: &Node) -> Option<ServerRule> {
+    fn server(&mut self, key: &marked_yaml::types::MarkedScalarNode, node: &Node) -> Option<ServerRule> {
+        let name = key.as_str();
         let base = format!("servers.{name}");
+        if name == UNREGISTERED {
+            self.err(
+                key.span(),
+                &base,
+                "`unregistered` is reserved",
+                Some("events and metrics name servers that no entry matches `unregistered`: choose another name".into()),
+            );
+        }
         let Some(map) = node.as_mapping() else {
             self.err(
                 node.span(),
@@ -969,25 +1053,30 @@ pub fn secret_class(glob: &str) -> &'static str {
     }
 }
 
-/// The home folder of `uid`, from the password database; `/` when unknown.
-pub fn home_of(uid: u32) -> String {
+/// The home folder of `uid`, from the password database; None when it has no entry
+/// (or an empty or relative home).
+pub fn home_of(uid: u32) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    passwd
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
-        })
-        .unwrap_or_else(|| "/".to_string())
+    passwd_home(&passwd, uid)
+}
+
+fn passwd_home(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 6 && f[2].parse() == Ok(uid) && f[5].starts_with('/')).then(|| f[5].to_string())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    static HOMES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| vec!["/home/u".to_string()]);
+    static HOMES: std::sync::LazyLock<Homes> = std::sync::LazyLock::new(|| Homes {
+        owner: Some("/home/u".to_string()),
+        started_with: None,
+    });
 
-    fn homes() -> Vec<String> {
+    fn homes() -> Homes {
         HOMES.clone()
     }
 
@@ -1217,6 +1306,127 @@ unregistered_servers: violation
         assert_eq!(expand_home("~/.ssh/**", "/home/u/"), "/home/u/.ssh/**");
         assert_eq!(expand_home("~", "/root"), "/root");
         assert_eq!(expand_home("~bob/x", "/root"), "~bob/x");
-        assert_eq!(home_of(0), "/root");
+        assert_eq!(home_of(0).as_deref(), Some("/root"));
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\nodd:x:7:7:::/bin/sh\n";
+        assert_eq!(passwd_home(passwd, 65534).as_deref(), Some("/nonexistent"));
+        assert_eq!(passwd_home(passwd, 7), None, "an empty home is no home");
+        assert_eq!(passwd_home(passwd, 4242), None, "no entry, no home");
+    }
+
+    const SCOPED: &str = r#"
+secrets: ["~/.ssh/**", "~/.aws/credentials"]
+servers:
+  everything-at-home:
+    match: { cmdline: "*home*" }
+    files: ["~/**"]
+    secrets: ["~/.aws/credentials"]
+    exec: ["~/bin/*", "/usr/bin/*"]
+"#;
+
+    #[test]
+    fn allow_lists_use_the_owners_home_only_and_detection_both() {
+        let p = Policy::parse("p.yaml", SCOPED).unwrap();
+        // Started with HOME=/ by whoever launched it: `~/**` must not become `/**`.
+        let h = Homes {
+            owner: Some("/home/u".into()),
+            started_with: Some("/".into()),
+        };
+        let files = ["/etc/shadow".to_string(), "/home/u/notes".to_string()];
+        let call = CallFacts {
+            files: &files,
+            homes: &h,
+            ..facts("any", "c", 1)
+        };
+        let (_, v) = p.check_call(Some(0), &call);
+        let got: Vec<_> = v.iter().map(|v| (v.kind, v.detail.as_str())).collect();
+        assert_eq!(got, [("file_out_of_scope", "opened /etc/shadow")]);
+        assert!(
+            p.check_effect(Some(0), EffectKind::File, "/etc/hostname", &h)
+                .is_some()
+        );
+        assert!(
+            p.check_effect(Some(0), EffectKind::Exec, "/bin/sh", &h).is_some(),
+            "`~/bin/*` is not `/bin/*`"
+        );
+        // Credentials under the HOME it was started with: detected, not allowed.
+        let h = Homes {
+            owner: Some("/home/u".into()),
+            started_with: Some("/tmp/h".into()),
+        };
+        let hit = p.secret(Some(0), "/tmp/h/.aws/credentials", &h).unwrap();
+        assert_eq!(hit.class, "cloud_credentials");
+        assert_eq!(hit.allowed_by, None, "the allow-list is the owner's home only");
+        let hit = p.secret(Some(0), "/home/u/.aws/credentials", &h).unwrap();
+        assert_eq!(
+            hit.allowed_by.as_deref(),
+            Some("servers.everything-at-home.secrets ~/.aws/credentials")
+        );
+        assert!(p.secret(Some(0), "/tmp/h/.ssh/id_rsa", &h).is_some());
+    }
+
+    #[test]
+    fn without_a_passwd_entry_tilde_matches_nothing() {
+        let p = Policy::parse("p.yaml", SCOPED).unwrap();
+        let none = Homes::default();
+        for path in ["/", "/etc/shadow", "/.ssh/id_rsa", "/home/u/x"] {
+            assert!(
+                p.check_effect(Some(0), EffectKind::File, path, &none).is_some(),
+                "{path}"
+            );
+        }
+        assert!(p.secret(Some(0), "/.ssh/id_rsa", &none).is_none());
+        assert!(
+            p.check_effect(Some(0), EffectKind::Exec, "/usr/bin/env", &none)
+                .is_none(),
+            "globs without ~ still apply"
+        );
+        let started = Homes {
+            owner: None,
+            started_with: Some("/tmp/h".into()),
+        };
+        assert!(
+            p.secret(Some(0), "/tmp/h/.ssh/id_rsa", &started).is_some(),
+            "detection still uses the HOME it was started with"
+        );
+    }
+
+    #[test]
+    fn a_folder_glob_covers_the_folder_itself() {
+        let p = Policy::parse("p.yaml", EXAMPLE).unwrap();
+        assert!(p.is_noise("/usr/share/zoneinfo", &homes()));
+        assert!(p.is_noise("/usr/share/zoneinfo/Europe/Paris", &homes()));
+        assert!(!p.is_noise("/usr/share/zoneinfo-extra", &homes()));
+        assert!(
+            p.check_effect(Some(0), EffectKind::File, "/srv/docs", &homes())
+                .is_none()
+        );
+        assert!(
+            p.check_effect(Some(0), EffectKind::File, "/srv", &homes())
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn calls_on_unregistered_servers_are_violations_unless_ignored() {
+        let p = Policy::parse("p.yaml", EXAMPLE).unwrap();
+        let (agent, v) = p.check_call(None, &facts("anything", "claude-code", 1000));
+        assert_eq!(agent, None);
+        assert_eq!(v.len(), 1);
+        assert_eq!(
+            (v[0].kind, v[0].rule.as_str()),
+            ("unregistered_server", "unregistered_servers")
+        );
+        let ignore = EXAMPLE.replace("unregistered_servers: violation", "unregistered_servers: ignore");
+        let p = Policy::parse("p.yaml", &ignore).unwrap();
+        assert_eq!(p.check_call(None, &facts("anything", "c", 1)).1, []);
+    }
+
+    #[test]
+    fn unregistered_is_a_reserved_server_name() {
+        let e = errors("servers:\n  unregistered:\n    match: {cmdline: \"*x*\"}\n");
+        assert_eq!(
+            (e[0].line, e[0].field.as_str(), e[0].message.as_str()),
+            (2, "servers.unregistered", "`unregistered` is reserved")
+        );
     }
 }

@@ -29,6 +29,24 @@ pub enum Record {
     },
 }
 
+impl Record {
+    /// Every `kind()`, for metrics created at zero.
+    pub const KINDS: &[&str] = &["exec", "fork", "exit", "data", "open", "connect", "fd_change"];
+
+    /// The record's kind, as the `kind` label of `mcp_monitor_records_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Exec(_) => "exec",
+            Record::Fork { .. } => "fork",
+            Record::Exit { .. } => "exit",
+            Record::Data(_) => "data",
+            Record::Open(_) => "open",
+            Record::Connect(_) => "connect",
+            Record::FdChange { .. } => "fd_change",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exec {
     pub header: Header,

@@ -6,6 +6,7 @@ use crate::{
     identity::Stdio,
     jsonrpc::{self, ParseError},
     mcp::{Completed, Direction, Output, Session},
+    policy::{Homes, UNREGISTERED},
     procs::Process,
     reassembly::LineReassembler,
     verdict::Verdict,
@@ -34,10 +35,10 @@ impl ClientProcess {
 pub struct Server {
     /// The policy's server entry that matched, by name; None: unregistered.
     pub rule: Option<String>,
-    /// What `~` stands for in the policy's path globs: the owner's home from the
-    /// password database, and the HOME the server was started with when it differs
-    /// (matching both can only find more, never hide an access).
-    pub homes: Vec<String>,
+    /// What `~` stands for in the policy's path globs (see `Homes`).
+    pub homes: Homes,
+    /// Its executable, interpreter and script: opening them is runtime noise.
+    pub program_files: Vec<String>,
     pub pid: u32,
     pub exe: String,
     pub cmdline: String,
@@ -60,7 +61,13 @@ impl Server {
     pub fn new(p: &Process, stdio: Stdio, client: Option<ClientProcess>, max_message: usize) -> Self {
         Self {
             rule: None,
-            homes: homes(p),
+            homes: Homes::new(p.uid, env_home(p.pid)),
+            program_files: crate::program_files::program_files(
+                std::path::Path::new("/proc"),
+                p.pid,
+                &p.exe,
+                &p.cmdline,
+            ),
             pid: p.pid,
             exe: p.exe.clone(),
             cmdline: p.cmdline_string(),
@@ -132,9 +139,20 @@ impl Server {
         (a.bytes_lost + b.bytes_lost, a.bytes_discarded + b.bytes_discarded)
     }
 
+    /// The server's name in events and its `server` label in metrics: its policy entry,
+    /// or `unregistered`.
+    pub fn label(&self) -> &str {
+        self.rule.as_deref().unwrap_or(UNREGISTERED)
+    }
+
     pub fn server_json(&self) -> Value {
+        self.server_json_named(self.label())
+    }
+
+    /// `server_json` under a given entry name (a call judged under an older policy).
+    pub fn server_json_named(&self, name: &str) -> Value {
         json!({
-            "name": self.rule,
+            "name": name,
             "pid": self.pid,
             "exe": self.exe,
             "cmdline": self.cmdline,
@@ -143,7 +161,14 @@ impl Server {
     }
 
     /// The fields of a `tool_call` (or `resource_read`, `prompt_get`) event.
-    pub fn call_fields(&self, c: &Completed, max_field_bytes: usize, verdict: Option<&Verdict>) -> Value {
+    /// `entry` is the server's name under the policy the call was judged by.
+    pub fn call_fields(
+        &self,
+        c: &Completed,
+        entry: &str,
+        max_field_bytes: usize,
+        verdict: Option<&Verdict>,
+    ) -> Value {
         let client = c.client.as_ref().or(self.session.client.as_ref());
         let agent = json!({
             "name": verdict.and_then(|v| v.agent.clone()),
@@ -154,7 +179,7 @@ impl Server {
         });
         let (arguments, arguments_truncated) = bounded(&c.arguments, max_field_bytes);
         let mut fields = json!({
-            "server": self.server_json(),
+            "server": self.server_json_named(entry),
             "agent": agent,
             "transport": "stdio",
             "session": self.session_id,
@@ -188,20 +213,13 @@ impl Server {
     }
 }
 
-fn homes(p: &Process) -> Vec<String> {
-    let mut homes = vec![crate::policy::home_of(p.uid)];
-    let environ = std::fs::read(format!("/proc/{}/environ", p.pid)).unwrap_or_default();
-    let env_home = environ
+/// The HOME a process was started with.
+fn env_home(pid: u32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ
         .split(|&b| b == 0)
         .find_map(|kv| kv.strip_prefix(b"HOME="))
-        .map(|h| String::from_utf8_lossy(h).into_owned());
-    if let Some(h) = env_home
-        && h.starts_with('/')
-        && !homes.contains(&h)
-    {
-        homes.push(h);
-    }
-    homes
+        .map(|h| String::from_utf8_lossy(h).into_owned())
 }
 
 /// The event type for a completed request.

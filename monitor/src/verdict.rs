@@ -26,12 +26,38 @@ impl Verdict {
     }
 }
 
-pub fn judge(policy: &Policy, server: &Server, c: &Completed) -> Verdict {
-    let index = policy.server_index(server.rule.as_deref());
+/// Judges `c` under `policy`, the one in force when it started, where `index` is the
+/// server's entry (None: unregistered).
+pub fn judge(policy: &Policy, index: Option<usize>, server: &Server, c: &Completed) -> Verdict {
     let (mut files, mut secrets, mut exec, mut connect) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut file_paths, mut exec_paths, mut addresses) = (Vec::new(), Vec::new(), Vec::new());
     let mut violations = Vec::new();
     for (effect, ambiguous) in &c.effects {
+        // A secret found while the call ran is classified again under the call's own
+        // policy (a reload in between may have changed the class or the allow-list);
+        // where that policy does not know it, the later finding stands.
+        let reclassified;
+        let effect = match effect {
+            Effect::File {
+                path,
+                write,
+                ok,
+                secret: Some(hit),
+            } => {
+                reclassified = Effect::File {
+                    path: path.clone(),
+                    write: *write,
+                    ok: *ok,
+                    secret: Some(
+                        policy
+                            .secret(index, path, &server.homes)
+                            .unwrap_or_else(|| hit.clone()),
+                    ),
+                };
+                &reclassified
+            }
+            other => other,
+        };
         let shown = effect.to_json(*ambiguous);
         match effect {
             Effect::File {

@@ -299,8 +299,9 @@ pub fn read_events(path: &Path) -> anyhow::Result<Vec<Value>> {
         .collect()
 }
 
-/// The bytes of one (pid, fd, direction) stream, from `capture` events, in stream order.
-/// Fails on a gap or overlap, so a test sees lost bytes as an error.
+/// The bytes of one (pid, fd, direction) stream, from `capture` events, in stream order,
+/// from the stream's first byte (offset 0). Fails on a gap or overlap, lost bytes at the
+/// start included, so a test sees lost bytes as an error.
 pub fn stream(events: &[Value], pid: u32, fd: i32, direction: &str) -> anyhow::Result<Vec<u8>> {
     let mut chunks: Vec<(u64, Vec<u8>)> = Vec::new();
     for e in events {
@@ -312,17 +313,45 @@ pub fn stream(events: &[Value], pid: u32, fd: i32, direction: &str) -> anyhow::R
     }
     chunks.sort_by_key(|c| c.0);
     let mut out = Vec::new();
-    let base = chunks.first().map_or(0, |c| c.0);
     for (off, data) in chunks {
-        if off != base + out.len() as u64 {
+        if off != out.len() as u64 {
             bail!(
                 "stream pid {pid} fd {fd} {direction}: chunk at {off}, expected {}",
-                base + out.len() as u64
+                out.len()
             );
         }
         out.extend_from_slice(&data);
     }
     Ok(out)
+}
+
+/// The pids in a daemon's kernel watched set: its `WATCHED` map, found through the
+/// programs its `ready` event lists. What the kernel copies, whatever userspace keeps.
+pub fn kernel_watched(d: &Daemon) -> anyhow::Result<Vec<u32>> {
+    use aya::{
+        maps::{HashMap, Map, MapData},
+        programs::loaded_programs,
+    };
+    let ids: Vec<u64> = d.ready["programs"]
+        .as_array()
+        .context("ready event lists no programs")?
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .collect();
+    for info in loaded_programs().filter_map(Result::ok) {
+        if !ids.contains(&u64::from(info.id())) {
+            continue;
+        }
+        for map_id in info.map_ids()?.unwrap_or_default() {
+            let map = MapData::from_id(map_id)?;
+            if map.info()?.name_as_str() != Some("WATCHED") {
+                continue;
+            }
+            let watched: HashMap<_, u32, monitor_common::WatchState> = HashMap::try_from(Map::HashMap(map))?;
+            return Ok(watched.keys().filter_map(Result::ok).collect());
+        }
+    }
+    bail!("no WATCHED map among the daemon's programs {ids:?}")
 }
 
 /// `capture` events of one process.
@@ -331,4 +360,26 @@ pub fn captures_of(events: &[Value], pid: u32) -> Vec<&Value> {
         .iter()
         .filter(|e| e["type"] == "capture" && e["pid"] == pid)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use serde_json::json;
+
+    fn capture(offset: u64, data: &[u8]) -> serde_json::Value {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+        json!({"type": "capture", "pid": 7, "fd": 1, "direction": "write", "offset": offset, "data": b64})
+    }
+
+    #[test]
+    fn a_stream_must_start_at_its_first_byte_and_have_no_gap() {
+        let whole = [capture(3, b"def"), capture(0, b"abc")];
+        assert_eq!(super::stream(&whole, 7, 1, "write").unwrap(), b"abcdef");
+        let lost_start = [capture(3, b"def")];
+        let e = super::stream(&lost_start, 7, 1, "write").unwrap_err();
+        assert!(e.to_string().contains("chunk at 3, expected 0"), "{e}");
+        let gap = [capture(0, b"abc"), capture(4, b"ef")];
+        assert!(super::stream(&gap, 7, 1, "write").is_err());
+    }
 }

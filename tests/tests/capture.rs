@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use integration_tests::{Daemon, captures_of, stream, unique_tag};
+use integration_tests::{Daemon, captures_of, kernel_watched, stream, unique_tag};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -252,15 +252,34 @@ fn unmatched_process_is_not_captured() {
     let tag = unique_tag("unmatched");
     let d = start(&tag);
     // Same program, same traffic, but a command line the watch glob does not match.
+    // It stays alive until the end: an exited process leaves the watched set anyway.
     let mut other = peer("someone-else", &["echo"]);
     let other_pid = other.id();
-    assert_eq!(exchange(&mut other, b"not for you\n".to_vec()), b"not for you\n");
-    // A matched process afterwards: once its bytes are in, the earlier ones would be too.
+    let mut other_in = other.stdin.take().unwrap();
+    other_in.write_all(b"not for you\n").unwrap();
+    let mut echoed = [0u8; 12];
+    other.stdout.as_mut().unwrap().read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed, b"not for you\n");
+    // A matched process afterwards: once its exec is handled, the earlier one's is too.
     let mut child = peer(&tag, &["echo"]);
     let pid = child.id();
     wait_watched(&d, pid);
+    // The kernel side: the daemon has released the unmatched process from the watched
+    // set it entered as pending at its exec. Userspace dropping its bytes is not
+    // enough: the kernel would still copy every byte it reads and writes.
+    let in_kernel = kernel_watched(&d).unwrap();
+    assert!(
+        in_kernel.contains(&pid),
+        "the matched peer {pid} is watched: {in_kernel:?}"
+    );
+    assert!(
+        !in_kernel.contains(&other_pid),
+        "unmatched pid {other_pid} is still in the kernel's watched set"
+    );
     assert_eq!(exchange(&mut child, b"for you\n".to_vec()), b"for you\n");
     assert_eq!(wait_stream(&d, pid, 1, "write", 8), b"for you\n");
+    drop(other_in);
+    assert!(other.wait().unwrap().success());
     let events = d.events();
     assert!(
         captures_of(&events, other_pid).is_empty(),

@@ -1,6 +1,8 @@
 //! Declared scopes, checked by the real daemon as root against real servers: the
 //! effects and violations of every call are exactly the expected ones, with the rule
 //! that decided them; a call within scope has none.
+mod common;
+
 use std::{
     net::TcpListener,
     path::{Path, PathBuf},
@@ -387,4 +389,291 @@ fn sighup_keeps_the_old_policy_when_the_new_one_is_invalid_and_applies_a_valid_o
         violations(&e[0]),
         [v("tool_out_of_scope", "servers.pytools.agents.alice.tools")]
     );
+}
+
+/// (server name, kind) of every violation in the events: each `violation` event once,
+/// each violation inside a call event once.
+fn violation_counts(events: &[Value]) -> std::collections::BTreeMap<(String, String), f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in events {
+        let server = e["server"]["name"].as_str().unwrap_or("<null>").to_string();
+        let kinds: Vec<String> = match e["type"].as_str() {
+            Some("violation") => vec![e["kind"].as_str().unwrap().to_string()],
+            Some("tool_call") => violations(e).into_iter().map(|(k, _)| k).collect(),
+            _ => Vec::new(),
+        };
+        for k in kinds {
+            *out.entry((server.clone(), k)).or_default() += 1.0;
+        }
+    }
+    out
+}
+
+/// `mcp_scope_violations_total` summed over agents, per (server, kind).
+fn violation_metrics(d: &Daemon) -> std::collections::BTreeMap<(String, String), f64> {
+    let addr = d.ready["metrics_addr"].as_str().unwrap();
+    let (_, body) = common::http_get(addr, "/metrics").unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for s in common::parse_exposition(&body).unwrap() {
+        if s.name == "mcp_scope_violations_total" {
+            *out.entry((s.labels["server"].clone(), s.labels["kind"].clone()))
+                .or_default() += s.value;
+        }
+    }
+    out
+}
+
+#[test]
+fn every_call_on_an_unregistered_server_is_a_violation_and_events_match_metrics() {
+    let w = World::new("unregistered");
+    // An entry that matches nothing; the Python server is found by `--watch`.
+    let policy = w.write_policy(&format!(
+        "servers:\n  other:\n    match: {{ cmdline: \"/nothing/{}\" }}\nunregistered_servers: violation\n",
+        w.tag
+    ));
+    let glob = python_server_glob(&w.tag);
+    let d = Daemon::start(&["--policy", policy.to_str().unwrap(), "--watch", &glob]).unwrap();
+    let (report, e) = w.session(
+        &d,
+        "alice-cli",
+        json!([
+            {"tool": "echo", "arguments": {"text": "hi"}},
+            {"tool": "add", "arguments": {"a": 1, "b": 2}},
+        ]),
+    );
+    assert_all_ok(&report);
+    for call in &e {
+        assert_eq!(call["decision"], "violation", "{call:#}");
+        assert_eq!(
+            violations(call),
+            [v("unregistered_server", "unregistered_servers")]
+        );
+        assert_eq!(call["server"]["name"], "unregistered", "{call:#}");
+    }
+    let events = d.events();
+    let pid = &report["server_pid"];
+    let started: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["server"]["pid"] == *pid && e["type"] != "tool_call")
+        .collect();
+    assert!(
+        started.iter().all(|e| e["server"]["name"] == "unregistered"),
+        "{started:#?}"
+    );
+    // The metrics count exactly what the events carry, per (server, kind).
+    let counted = violation_counts(&events);
+    assert_eq!(
+        counted.get(&("unregistered".to_string(), "unregistered_server".to_string())),
+        Some(&3.0),
+        "the start and both calls: {counted:?}"
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let metrics = violation_metrics(&d);
+        if metrics == counted {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metrics {metrics:?} != events {counted:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn real_servers_started_with_a_narrow_files_list_raise_no_violation() {
+    let tag = unique_tag("narrow");
+    let root = std::env::temp_dir().join(&tag).join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.txt"), "in scope\n").unwrap();
+    let files = format!("[\"{}/**\"]", root.display());
+    let policy = std::env::temp_dir().join(&tag).join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"servers:
+  filesystem:
+    match: {{ cmdline: "node *server-filesystem* {root}" }}
+    files: {files}
+  pytools:
+    match: {{ cmdline: "{py}" }}
+    files: {files}
+  time:
+    match: {{ cmdline: "*mcp-server-time --local-timezone Europe/Paris" }}
+    files: {files}
+unregistered_servers: ignore
+"#,
+            root = root.display(),
+            py = python_server_glob(&tag),
+        ),
+    )
+    .unwrap();
+    let nothing = format!("/nothing/{tag}");
+    let d = Daemon::start(&["--policy", policy.to_str().unwrap(), "--watch", &nothing]).unwrap();
+    let time_server = vec![
+        integration_tests::mcp::mcp_dir()
+            .join(".venv/bin/mcp-server-time")
+            .display()
+            .to_string(),
+        "--local-timezone".into(),
+        "Europe/Paris".into(),
+    ];
+    let a_txt = root.join("a.txt").display().to_string();
+    let runs = [
+        (
+            "filesystem",
+            filesystem_server(&root),
+            json!([{"tool": "list_directory", "arguments": {"path": root}},
+                   {"tool": "read_text_file", "arguments": {"path": a_txt}}]),
+        ),
+        (
+            "pytools",
+            python_server(&tag),
+            json!([{"tool": "read_secret", "arguments": {"path": a_txt}}]),
+        ),
+        (
+            "time",
+            time_server,
+            json!([{"tool": "get_current_time", "arguments": {"timezone": "Europe/Paris"}}]),
+        ),
+    ];
+    for (name, server, calls) in runs {
+        let report = drive(Client::Python, "narrow", &server, &calls, &[]);
+        assert_all_ok(&report);
+        let pid = &report["server_pid"];
+        let e = server_events(&d, "tool_call", pid);
+        assert_eq!(e.len(), calls.as_array().unwrap().len(), "{name}: {e:#?}");
+        for call in &e {
+            assert_eq!(call["server"]["name"], name);
+            assert_eq!(violations(call), [], "{name}: {call:#}");
+        }
+        let outside: Vec<Value> = d
+            .events()
+            .into_iter()
+            .filter(|e| e["type"] == "violation" && e["server"]["pid"] == *pid)
+            .collect();
+        assert_eq!(outside, Vec::<Value>::new(), "{name} started with violations");
+    }
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&tag));
+}
+
+#[test]
+fn the_home_a_server_is_started_with_does_not_widen_its_allow_lists() {
+    let w = World::new("homebypass");
+    std::fs::create_dir_all(w.home.join(".aws")).unwrap();
+    let creds = w.home.join(".aws/credentials");
+    std::fs::write(&creds, "[default]\naws_secret_access_key=do-not-leak\n").unwrap();
+    let policy = w.write_policy(&format!(
+        r#"secrets: ["~/.aws/credentials"]
+servers:
+  pytools:
+    match: {{ cmdline: "{glob}" }}
+    files: ["~/**"]
+    secrets: ["~/.aws/credentials"]
+unregistered_servers: ignore
+"#,
+        glob = python_server_glob(&w.tag)
+    ));
+    let d = w.daemon(&policy);
+    let server = python_server(&w.tag);
+    let read = |path: &str| json!([{"tool": "read_secret", "arguments": {"path": path}}]);
+    // HOME=/ must not turn `~/**` into `/**`: the owner (root) has /root.
+    let report = drive(
+        Client::Python,
+        "alice-x",
+        &server,
+        &read("/etc/hostname"),
+        &["HOME=/".into()],
+    );
+    assert_all_ok(&report);
+    let e = server_events(&d, "tool_call", &report["server_pid"]);
+    assert_eq!(
+        violations(&e[0]),
+        [v("file_out_of_scope", "servers.pytools.files")],
+        "{:#}",
+        e[0]
+    );
+    // Credentials under the HOME it was started with: found (detection uses both
+    // homes), but not allowed by the server's `secrets`, which means the owner's.
+    let report = drive(
+        Client::Python,
+        "alice-y",
+        &server,
+        &read(creds.to_str().unwrap()),
+        &[format!("HOME={}", w.home.display())],
+    );
+    assert_all_ok(&report);
+    let e = server_events(&d, "tool_call", &report["server_pid"]);
+    assert_eq!(
+        violations(&e[0]),
+        [v("secret_access", "secrets[0] ~/.aws/credentials")],
+        "{:#}",
+        e[0]
+    );
+    assert_eq!(e[0]["effects"]["secrets"][0]["allowed_by"], Value::Null);
+    assert!(!e[0].to_string().contains("do-not-leak"));
+}
+
+#[test]
+fn a_call_in_flight_across_a_reload_that_renames_its_entry_keeps_its_violations() {
+    let w = World::new("reloadrename");
+    let entry = |name: &str, tools: &str| {
+        format!(
+            "servers:\n  {name}:\n    match: {{ cmdline: \"{}\" }}\n    tools: {tools}\n    exec: []\nunregistered_servers: violation\n",
+            python_server_glob(&w.tag)
+        )
+    };
+    let policy = w.write_policy(&entry("pytools", "[echo]"));
+    let d = w.daemon(&policy);
+    // A sleep no other test runs, so this test can see when the call is under way.
+    let sleep = format!("/bin/sleep 3.{}", std::process::id() % 1000);
+    let slow = json!([{"tool": "run", "arguments": {"cmd": sleep}}]);
+    let server = python_server(&w.tag);
+    let session = std::thread::spawn(move || drive(Client::Python, "alice-slow", &server, &slow, &[]));
+    let deadline = std::time::Instant::now() + WAIT;
+    while !sleeping(&sleep) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow call never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // While it runs: the entry is renamed and allows everything.
+    std::fs::write(&policy, "servers:\n  renamed:\n    match: { cmdline: \"*\" }\n").unwrap();
+    // Safety: signalling our own child.
+    assert_eq!(unsafe { libc::kill(d.pid() as i32, libc::SIGHUP) }, 0);
+    d.wait_for(WAIT, |e| e["status"] == "policy_loaded").unwrap();
+    let report = session.join().unwrap();
+    assert_all_ok(&report);
+    let e = server_events(&d, "tool_call", &report["server_pid"]);
+    assert_eq!(e[0]["decision"], "violation", "{:#}", e[0]);
+    assert_eq!(
+        violations(&e[0]),
+        [
+            v("tool_out_of_scope", "servers.pytools.tools"),
+            v("exec_out_of_scope", "servers.pytools.exec")
+        ]
+    );
+    assert_eq!(e[0]["server"]["name"], "pytools", "named as its policy named it");
+    // The next call is judged by the new policy.
+    let (_, e) = w.session(
+        &d,
+        "alice-next",
+        json!([{"tool": "run", "arguments": {"cmd": "/bin/true"}}]),
+    );
+    assert_eq!(e[0]["server"]["name"], "renamed");
+    assert_eq!(violations(&e[0]), []);
+}
+
+/// Whether a process runs exactly this command line.
+fn sleeping(cmdline: &str) -> bool {
+    let want: Vec<u8> = cmdline
+        .split(' ')
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|p| std::fs::read(p.path().join("cmdline")).is_ok_and(|c| c == want))
 }

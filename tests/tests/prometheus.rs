@@ -52,7 +52,7 @@ fn run_tool(tool: &str, args: &[&str]) -> String {
 #[test]
 fn alert_rules_pass_promtool_checks_and_unit_tests() {
     let out = run_tool("promtool", &["check", "rules", "alerts.yml"]);
-    assert!(out.contains("SUCCESS: 6 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 7 rules found"), "{out}");
     let out = run_tool("promtool", &["test", "rules", "alerts.test.yml"]);
     assert!(out.contains("SUCCESS"), "{out}");
     // The example scrape config, with the rules it loads.
@@ -66,6 +66,7 @@ fn alert_rules_pass_promtool_checks_and_unit_tests() {
         "MCPUnknownAgent",
         "MCPUnregisteredServer",
         "MCPMonitorEventsLost",
+        "MCPMonitorEventsDropped",
         "MCPMonitorDown",
     ] {
         assert!(rules.contains(&format!("- alert: {alert}\n")), "{alert} missing");
@@ -475,6 +476,7 @@ unregistered_servers: ignore
         "MCPUnknownAgent",
         "MCPUnregisteredServer",
         "MCPMonitorEventsLost",
+        "MCPMonitorEventsDropped",
     ] {
         assert!(
             !alerts.iter().any(|a| a["labels"]["alertname"] == other),
@@ -498,12 +500,43 @@ unregistered_servers: ignore
             panic!("dashboard panel {title:?}: Prometheus refuses {q}: {e}");
         }
     }
-    for (title, contains) in [
-        ("Tool calls by server, tool and decision", "add"),
-        ("Scope violations by kind", "tool_out_of_scope"),
-        ("Violations by server, agent and kind", "alice"),
-        ("Servers watched", ""),
-    ] {
+    let mentions = |word: &'static str| move |r: &[Value]| r.iter().any(|s| s.to_string().contains(word));
+    // Every known label value exists from the start at 0, so the loss panel shows 0
+    // for each of them rather than no data.
+    let zero_for_each_where = |r: &[Value]| {
+        let got = series(r);
+        [
+            "kernel_ringbuf_full",
+            "kernel_read_failed",
+            "kernel_watch_full",
+            "userspace_stream_gap",
+        ]
+        .iter()
+        .all(|w| got.contains(&(json!({ "where": w }), 0.0)))
+    };
+    // The server has exited: the stat shows 0, a number, not "no data".
+    let no_server_left = |r: &[Value]| series(r) == [(json!({}), 0.0)];
+    type Shows = Box<dyn Fn(&[Value]) -> bool>;
+    let panels: [(&str, Shows); 5] = [
+        (
+            "Tool calls by server, tool and decision",
+            Box::new(mentions("add")),
+        ),
+        (
+            "Scope violations by kind",
+            Box::new(mentions("tool_out_of_scope")),
+        ),
+        (
+            "Violations by server, agent and kind",
+            Box::new(mentions("alice")),
+        ),
+        ("Servers watched", Box::new(no_server_left)),
+        (
+            "Events lost, dropped and parse errors",
+            Box::new(zero_for_each_where),
+        ),
+    ];
+    for (title, shows) in panels {
         let (_, expr) = dashboard_exprs(&d_json)
             .into_iter()
             .find(|(t, _)| t == title)
@@ -511,11 +544,7 @@ unregistered_servers: ignore
         let q = grafana_to_promql(&expr);
         prom.wait(&format!("panel {title:?} shows the session ({q})"), || {
             let r = prom.query(&q)?;
-            if r.iter().any(|s| s.to_string().contains(contains)) {
-                Ok(())
-            } else {
-                Err(format!("{r:?}"))
-            }
+            if shows(&r) { Ok(()) } else { Err(format!("{r:?}")) }
         });
     }
     drop(prom);
