@@ -531,7 +531,7 @@ impl Pipeline {
         }
         let before = server.messages;
         let (outputs, errors) = server.feed(dir, &d.bytes, d.header.ts_ns);
-        let label = server.rule.clone().unwrap_or_else(|| "unregistered".into());
+        let label = server.label().to_string();
         for (i, direction) in metrics::MESSAGE_DIRECTIONS.iter().enumerate() {
             let n = server.messages[i] - before[i];
             if n > 0 {
@@ -563,6 +563,8 @@ impl Pipeline {
         };
         self.emit_outputs(&server, outputs);
         self.servers.insert(root, server);
+        // Back in the table first: its own calls in flight may still need old policies.
+        self.forget_unused_policies();
     }
 
     /// An open by a process of a server's tree: runtime noise is counted, failed opens
@@ -580,19 +582,19 @@ impl Pipeline {
         let index = policy.server_index(server.rule.as_deref());
         let secret = policy.secret(index, &path, &server.homes);
         let ok = o.ret >= 0;
+        let write = effects::is_write(o.flags);
         if secret.is_none() {
             if !ok {
                 return;
             }
             // The runtime loading its own program, or what the noise list covers.
-            let own = !effects::is_write(o.flags) && server.program_files.contains(&path);
+            let own = !write && server.program_files.contains(&path);
             if own || policy.is_noise(&path, &server.homes) {
                 server.session.attach_noise();
                 self.metrics.noise_opens.inc();
                 return;
             }
         }
-        let write = effects::is_write(o.flags);
         self.effect(
             root,
             o.header.ts_ns,
@@ -664,9 +666,6 @@ impl Pipeline {
     }
 
     fn emit_outputs(&mut self, server: &Server, outputs: Vec<Output>) {
-        if outputs.is_empty() {
-            return;
-        }
         for Output::Completed(c) in outputs {
             // Under the policy in force when the call started, whatever a reload did since.
             let (policy, index) = self.call_policy(server, c.epoch);
@@ -679,7 +678,6 @@ impl Pipeline {
             let ts = self.events.kernel_time(c.start_ts_ns);
             self.events.emit(event_type(&c.method), ts, fields);
         }
-        self.forget_unused_policies();
     }
 
     /// A `monitor_status` event whenever something was lost since the last one.
