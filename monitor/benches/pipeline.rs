@@ -24,12 +24,11 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use monitor::{
-    capture::{Kernel, KernelStats},
-    events::EventWriter,
-    metrics::Metrics,
+    host::procs::ProcessTable,
+    kernel::{Kernel, KernelStats},
+    output::{events::EventWriter, metrics::Metrics},
     pipeline::{Pipeline, Settings},
     policy::Policy,
-    procs::ProcessTable,
 };
 use monitor_common::{DataMeta, ExecMeta, ExecRecord, Header, MAX_CHUNK, direction, kind};
 

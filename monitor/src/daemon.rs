@@ -10,11 +10,10 @@ use tokio::{
 };
 
 use crate::{
-    capture::Capture,
-    events::EventWriter,
-    metrics::Metrics,
+    host::procs::ProcessTable,
+    kernel::capture::Capture,
+    output::{events::EventWriter, metrics::Metrics},
     pipeline::{Pipeline, Settings},
-    procs::ProcessTable,
 };
 
 pub struct Options {
@@ -27,7 +26,7 @@ pub struct Options {
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    crate::capture::preflight()?;
+    crate::kernel::capture::preflight()?;
     // Handlers first: a SIGTERM right after `ready` must stop us cleanly, not kill us.
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;

@@ -1,20 +1,15 @@
-//! mcp-monitor's userspace: kernel programs loaded by `capture`, records decoded by
-//! `records`, the daemon loop in `daemon`. A library so benches and tools share it.
-pub mod capture;
+//! mcp-monitor's userspace. The data path reads from the folders, one way:
+//! `kernel` (programs, records) -> `host` (processes, fds, peers) and `transport`
+//! (bytes to framed messages) -> `mcp` (sessions, pairing, identity) -> `policy`
+//! (verdicts) -> `output` (events, metrics). `servers` holds what is known of each
+//! watched server, `pipeline` dispatches records along that path, `daemon` runs it.
+//! A library so benches and tools share it.
 pub mod daemon;
-pub mod effects;
-pub mod events;
-pub mod fds;
-pub mod identity;
-pub mod jsonrpc;
+pub mod host;
+pub mod kernel;
 pub mod mcp;
-pub mod metrics;
+pub mod output;
 pub mod pipeline;
 pub mod policy;
-pub mod procs;
-pub mod program_files;
-pub mod reassembly;
-pub mod records;
 pub mod servers;
-pub mod verdict;
-pub mod watch;
+pub mod transport;

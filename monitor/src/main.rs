@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use monitor::{daemon, pipeline, policy::Policy, watch};
+use monitor::{daemon, host::watch, pipeline, policy::Policy};
 
 #[derive(Parser)]
 #[command(

@@ -14,19 +14,24 @@ use log::{info, warn};
 use serde_json::json;
 
 use crate::{
-    capture::{Kernel, KernelStats},
-    effects::{self, Effect},
-    events::EventWriter,
-    fds::{FdKind, FdTable},
-    identity,
-    mcp::Output,
-    metrics::{self, Metrics},
-    policy::{EffectKind, Policy, UNREGISTERED},
-    procs::{Process, ProcessTable, read_cmdline},
-    records::{Data, Direction, Record},
+    host::{
+        effects::{self, Effect},
+        fds::{FdKind, FdTable},
+        identity,
+        procs::{Process, ProcessTable, read_cmdline},
+        watch::WatchPatterns,
+    },
+    kernel::{
+        Kernel, KernelStats,
+        records::{Data, Direction, Record},
+    },
+    mcp::session::Output,
+    output::{
+        events::EventWriter,
+        metrics::{self, Metrics},
+    },
+    policy::{EffectKind, Policy, UNREGISTERED, verdict},
     servers::{ClientProcess, Server, event_type},
-    verdict,
-    watch::WatchPatterns,
 };
 
 /// What the pipeline needs to know from the command line.
@@ -539,7 +544,7 @@ impl Pipeline {
             }
         }
         for (from, method) in server.take_requests() {
-            let from = if from == crate::mcp::Direction::ClientToServer {
+            let from = if from == crate::mcp::session::Direction::ClientToServer {
                 "client"
             } else {
                 "server"
@@ -569,7 +574,7 @@ impl Pipeline {
 
     /// An open by a process of a server's tree: runtime noise is counted, failed opens
     /// matter only for secrets, the rest is an effect.
-    fn open(&mut self, o: crate::records::Open) {
+    fn open(&mut self, o: crate::kernel::records::Open) {
         let Some(root) = self.server_root(o.header.pid) else {
             return;
         };
@@ -735,7 +740,13 @@ impl Pipeline {
 
 /// Metrics of one judged tool call; names from watched processes are capped.
 /// `s` is the server's entry under the call's policy, as its event names it.
-fn count_call(m: &Metrics, server: &Server, s: &str, c: &crate::mcp::Completed, v: &verdict::Verdict) {
+fn count_call(
+    m: &Metrics,
+    server: &Server,
+    s: &str,
+    c: &crate::mcp::session::Completed,
+    v: &verdict::Verdict,
+) {
     let agent = agent_label(m, s, server, v.agent.as_deref(), c.client.as_ref());
     let tool = m.bounded(s, "tool", c.target.as_deref().unwrap_or(""));
     m.tool_calls
@@ -761,7 +772,7 @@ fn agent_label(
     s: &str,
     server: &Server,
     entry: Option<&str>,
-    client: Option<&crate::mcp::PeerInfo>,
+    client: Option<&crate::mcp::session::PeerInfo>,
 ) -> String {
     match (entry, client.or(server.session.client.as_ref())) {
         (Some(a), _) => a.to_string(),

@@ -3,13 +3,13 @@
 use serde_json::{Value, json};
 
 use crate::{
-    identity::Stdio,
-    jsonrpc::{self, ParseError},
-    mcp::{Completed, Direction, Output, Session},
-    policy::{Homes, UNREGISTERED},
-    procs::Process,
-    reassembly::LineReassembler,
-    verdict::Verdict,
+    host::{identity::Stdio, procs::Process},
+    mcp::{
+        jsonrpc::{self, ParseError},
+        session::{Completed, Direction, Output, Session},
+    },
+    policy::{Homes, UNREGISTERED, verdict::Verdict},
+    transport::stdio::LineReassembler,
 };
 
 /// The process on the other end of the server's stdio.
@@ -62,7 +62,7 @@ impl Server {
         Self {
             rule: None,
             homes: Homes::new(p.uid, env_home(p.pid)),
-            program_files: crate::program_files::program_files(
+            program_files: crate::host::program_files::program_files(
                 std::path::Path::new("/proc"),
                 p.pid,
                 &p.exe,

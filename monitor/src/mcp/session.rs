@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::{
-    effects::Effect,
-    jsonrpc::{Id, Message},
+    host::effects::Effect,
+    mcp::jsonrpc::{Id, Message},
 };
 
 /// `_meta` keys of the stateless protocol revision (2026-07-28).
@@ -377,7 +377,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::jsonrpc::parse_value;
+    use crate::mcp::jsonrpc::parse_value;
 
     fn msg(v: Value) -> Message {
         parse_value(v).unwrap()

@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 
 use crate::{
-    effects::Effect,
-    mcp::Completed,
+    host::effects::Effect,
+    mcp::session::Completed,
     policy::{CallFacts, Policy, Violation},
     servers::Server,
 };

@@ -6,6 +6,8 @@
 //! hint, never as a serde dump or a panic.
 use std::{cell::RefCell, collections::HashMap, fmt, path::Path};
 
+pub mod verdict;
+
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use marked_yaml::{LoaderOptions, Node, Span, loader::LoadError};
 

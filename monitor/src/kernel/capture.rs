@@ -13,6 +13,8 @@ use aya::{
 use log::info;
 use monitor_common::{TracepointOffsets, WatchState, stat};
 
+use super::{Kernel, KernelStats};
+
 /// The eBPF object built by monitor/build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
@@ -37,19 +39,6 @@ pub struct Capture {
     pub attached: Vec<(String, u32)>,
 }
 
-/// What the pipeline asks of the kernel side: add a process to the watched set, read
-/// the loss counters, name the attached programs. `Capture` is the real one; benches
-/// and tests drive the pipeline with recorded records and a stand-in.
-pub trait Kernel {
-    fn watch(&mut self, pid: u32) -> anyhow::Result<()>;
-    /// Forgets a process the kernel made pending at its exec, once it is known not to
-    /// be watched.
-    fn unwatch(&mut self, pid: u32);
-    fn stats(&self) -> anyhow::Result<KernelStats>;
-    /// (program name, kernel program id) of what is attached.
-    fn attached(&self) -> &[(String, u32)];
-}
-
 impl Kernel for Capture {
     fn watch(&mut self, pid: u32) -> anyhow::Result<()> {
         Capture::watch(self, pid)
@@ -66,14 +55,6 @@ impl Kernel for Capture {
     fn attached(&self) -> &[(String, u32)] {
         &self.attached
     }
-}
-
-/// Kernel-side loss counters, summed over CPUs.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct KernelStats {
-    pub ringbuf_full: u64,
-    pub read_failed: u64,
-    pub watch_full: u64,
 }
 
 /// Checks what the daemon needs before touching the kernel, with messages that say

@@ -3,7 +3,7 @@
 //! or a launcher sits in between).
 use std::{fs, path::Path};
 
-use crate::fds::FdKind;
+use crate::host::fds::FdKind;
 
 /// The inodes of a server's stdin and stdout, when they are pipes or sockets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub fn client_candidates(proc_root: &Path, server: u32, exclude: &[u32]) -> Vec<
 /// those that opened it for writing (from /proc/PID/fdinfo).
 fn holders(proc_root: &Path, target: &str, exclude: &[u32], writers: bool) -> Vec<u32> {
     let mut found = Vec::new();
-    for pid in crate::procs::pids(proc_root) {
+    for pid in crate::host::procs::pids(proc_root) {
         if exclude.contains(&pid) {
             continue;
         }

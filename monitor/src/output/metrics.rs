@@ -184,9 +184,9 @@ impl Metrics {
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         for (vec, values) in [
             (&events_lost, LOSS_WHERE),
-            (&events_dropped, crate::events::DROP_REASONS),
+            (&events_dropped, crate::output::events::DROP_REASONS),
             (&parse_errors, PARSE_ERROR_WHAT),
-            (&records, crate::records::Record::KINDS),
+            (&records, crate::kernel::records::Record::KINDS),
             (&messages, MESSAGE_DIRECTIONS),
             (&captured_bytes, CAPTURE_DIRECTIONS),
         ] {

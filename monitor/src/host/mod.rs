@@ -1,0 +1,10 @@
+//! What is read about the host's processes: the process table (from the kernel's
+//! records and /proc), fd kinds, who is on the other end of a pipe or socket, the files
+//! a program opens to start itself, paths and addresses of side effects, and the
+//! command-line patterns that name servers.
+pub mod effects;
+pub mod fds;
+pub mod identity;
+pub mod procs;
+pub mod program_files;
+pub mod watch;

@@ -1,0 +1,26 @@
+//! The kernel side: loading and attaching the programs, tracefs, the ring buffer, and
+//! decoding the records it carries. The pipeline sees the kernel through `Kernel`,
+//! which the real `capture::Capture` implements and benches replace.
+pub mod capture;
+pub mod records;
+
+/// What the pipeline asks of the kernel side: add a process to the watched set, read
+/// the loss counters, name the attached programs. `Capture` is the real one; benches
+/// and tests drive the pipeline with recorded records and a stand-in.
+pub trait Kernel {
+    fn watch(&mut self, pid: u32) -> anyhow::Result<()>;
+    /// Forgets a process the kernel made pending at its exec, once it is known not to
+    /// be watched.
+    fn unwatch(&mut self, pid: u32);
+    fn stats(&self) -> anyhow::Result<KernelStats>;
+    /// (program name, kernel program id) of what is attached.
+    fn attached(&self) -> &[(String, u32)];
+}
+
+/// Kernel-side loss counters, summed over CPUs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KernelStats {
+    pub ringbuf_full: u64,
+    pub read_failed: u64,
+    pub watch_full: u64,
+}

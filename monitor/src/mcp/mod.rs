@@ -1,0 +1,4 @@
+//! Transport-neutral MCP: JSON-RPC messages, and sessions that pair requests with
+//! responses and know who the client and server are, in both protocol eras.
+pub mod jsonrpc;
+pub mod session;

@@ -1,0 +1,3 @@
+//! What leaves the daemon: the JSON event stream and the Prometheus metrics.
+pub mod events;
+pub mod metrics;
