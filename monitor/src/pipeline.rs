@@ -17,7 +17,7 @@ use crate::{
     host::{
         effects::{self, Effect},
         fds::{FdKind, FdTable},
-        identity,
+        identity::{self, ClientProcess},
         procs::{Process, ProcessTable, read_cmdline},
         watch::WatchPatterns,
     },
@@ -29,9 +29,10 @@ use crate::{
     output::{
         events::EventWriter,
         metrics::{self, Metrics},
+        render::{self, event_type},
     },
-    policy::{EffectKind, Policy, UNREGISTERED, verdict},
-    servers::{ClientProcess, Server, event_type},
+    policy::{EffectKind, Policy, SecretHit, UNREGISTERED, verdict},
+    servers::Server,
 };
 
 /// What the pipeline needs to know from the command line.
@@ -190,7 +191,7 @@ impl Pipeline {
         let mut server = Server::new(p, stdio, client, self.max_message_bytes);
         server.session.epoch = self.epoch();
         server.rule = policy.entry_name(&server.cmdline, &p.exe);
-        let mut server_json = server.server_json();
+        let mut server_json = render::server_json(&server);
         server_json["uid"] = json!(p.uid);
         server_json["ppid"] = json!(p.ppid);
         let ts = match p.start_ns {
@@ -206,8 +207,7 @@ impl Pipeline {
         if server.rule.is_none()
             && let Some(v) = policy.unregistered_violation(detail)
         {
-            let fields =
-                json!({"server": server.server_json(), "kind": v.kind, "detail": v.detail, "rule": v.rule});
+            let fields = json!({"server": render::server_json(&server), "kind": v.kind, "detail": v.detail, "rule": v.rule});
             self.events.emit("violation", ts, fields);
             self.metrics
                 .violations
@@ -404,7 +404,7 @@ impl Pipeline {
                 {
                     let argv = self.procs.get(pid).map(|p| p.cmdline.clone()).unwrap_or_default();
                     let path = String::from_utf8_lossy(&e.filename).into_owned();
-                    self.effect(root, e.header.ts_ns, Effect::Exec { path, argv });
+                    self.effect(root, e.header.ts_ns, Effect::Exec { path, argv }, None);
                 }
             }
             Record::Fork {
@@ -429,7 +429,7 @@ impl Pipeline {
                         let ts = self.events.kernel_time(header.ts_ns);
                         let (lost, discarded) = server.stream_loss();
                         let fields = json!({
-                            "server": server.server_json(),
+                            "server": render::server_json(&server),
                             "session": server.session_id,
                             "requests": server.session.stats.requests,
                             "parse_errors": server.parse_errors,
@@ -459,7 +459,7 @@ impl Pipeline {
                     && let Some(address) = effects::sockaddr(&c.addr)
                 {
                     let ok = effects::connect_ok(c.ret);
-                    self.effect(root, c.header.ts_ns, Effect::Connect { address, ok });
+                    self.effect(root, c.header.ts_ns, Effect::Connect { address, ok }, None);
                 }
             }
         }
@@ -600,21 +600,13 @@ impl Pipeline {
                 return;
             }
         }
-        self.effect(
-            root,
-            o.header.ts_ns,
-            Effect::File {
-                path,
-                write,
-                ok,
-                secret,
-            },
-        );
+        self.effect(root, o.header.ts_ns, Effect::File { path, write, ok }, secret);
     }
 
-    /// Gives an effect to the server's calls in flight; outside any call, a secret
-    /// read is a `secret_access` event and an out-of-scope effect a `violation` event.
-    fn effect(&mut self, root: u32, ts_ns: u64, effect: Effect) {
+    /// Gives an effect to the server's calls in flight (judged with the call); outside
+    /// any call, a secret read (`secret`: what the policy in force says of the file) is
+    /// a `secret_access` event and an out-of-scope effect a `violation` event.
+    fn effect(&mut self, root: u32, ts_ns: u64, effect: Effect, secret: Option<SecretHit>) {
         let policy = self.policy().clone();
         let Some(server) = self.servers.get_mut(&root) else {
             return;
@@ -624,18 +616,13 @@ impl Pipeline {
         }
         let index = policy.server_index(server.rule.as_deref());
         let ts = self.events.kernel_time(ts_ns);
-        let server_json = server.server_json();
+        let server_json = render::server_json(server);
         let agent = server
             .client
             .as_ref()
             .map(|c| json!({"pid": c.pid, "uid": c.uid, "exe": c.exe}));
-        let (kind, what) = match &effect {
-            Effect::File {
-                secret: Some(hit),
-                path,
-                write,
-                ok,
-            } => {
+        let (kind, what) = match (&effect, secret) {
+            (Effect::File { path, write, ok }, Some(hit)) => {
                 let fields = json!({
                     "server": server_json,
                     "agent": agent,
@@ -654,9 +641,9 @@ impl Pipeline {
                 self.events.emit("secret_access", ts, fields);
                 return;
             }
-            Effect::File { path, .. } => (EffectKind::File, path.as_str()),
-            Effect::Exec { path, .. } => (EffectKind::Exec, path.as_str()),
-            Effect::Connect { address, .. } => (EffectKind::Connect, address.as_str()),
+            (Effect::File { path, .. }, None) => (EffectKind::File, path.as_str()),
+            (Effect::Exec { path, .. }, _) => (EffectKind::Exec, path.as_str()),
+            (Effect::Connect { address, .. }, _) => (EffectKind::Connect, address.as_str()),
         };
         let Some(v) = policy.check_effect(index, kind, what, &server.homes) else {
             return;
@@ -675,11 +662,16 @@ impl Pipeline {
             // Under the policy in force when the call started, whatever a reload did since.
             let (policy, index) = self.call_policy(server, c.epoch);
             let entry = index.map_or(UNREGISTERED, |i| policy.servers[i].name.as_str());
-            let verdict = (c.method == "tools/call").then(|| verdict::judge(&policy, index, server, &c));
+            let caller = verdict::Caller {
+                client: server.session.client.as_ref(),
+                process: server.client.as_ref(),
+            };
+            let verdict =
+                (c.method == "tools/call").then(|| verdict::judge(&policy, index, &server.homes, caller, &c));
             if let Some(v) = &verdict {
                 count_call(&self.metrics, server, entry, &c, v);
             }
-            let fields = server.call_fields(&c, entry, self.max_field_bytes, verdict.as_ref());
+            let fields = render::call_fields(server, &c, entry, self.max_field_bytes, verdict.as_ref());
             let ts = self.events.kernel_time(c.start_ts_ns);
             self.events.emit(event_type(&c.method), ts, fields);
         }

@@ -8,8 +8,6 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::policy::SecretHit;
-
 const AT_FDCWD: i32 = -100;
 const O_ACCMODE: u64 = 0o3;
 const O_WRONLY: u64 = 0o1;
@@ -25,7 +23,6 @@ pub enum Effect {
         write: bool,
         /// The open succeeded (failed attempts matter only for secrets).
         ok: bool,
-        secret: Option<SecretHit>,
     },
     Exec {
         path: String,
@@ -38,23 +35,11 @@ pub enum Effect {
 }
 
 impl Effect {
+    /// The effect as events show it; `ambiguous` when several calls were in flight.
     pub fn to_json(&self, ambiguous: bool) -> Value {
         let mut v = match self {
-            Effect::File {
-                path,
-                write,
-                ok,
-                secret,
-            } => {
-                let mut v = json!({"path": path, "access": if *write { "write" } else { "read" }, "ok": ok});
-                if let Some(s) = secret {
-                    v["class"] = json!(s.class);
-                    v["rule"] = json!(s.rule);
-                    if let Some(a) = &s.allowed_by {
-                        v["allowed_by"] = json!(a);
-                    }
-                }
-                v
+            Effect::File { path, write, ok } => {
+                json!({"path": path, "access": if *write { "write" } else { "read" }, "ok": ok})
             }
             Effect::Exec { path, argv } => json!({"path": path, "argv": argv}),
             Effect::Connect { address, ok } => json!({"address": address, "ok": ok}),

@@ -3,7 +3,7 @@
 //! or a launcher sits in between).
 use std::{fs, path::Path};
 
-use crate::host::fds::FdKind;
+use crate::host::{fds::FdKind, procs::Process};
 
 /// The inodes of a server's stdin and stdout, when they are pipes or sockets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -156,6 +156,26 @@ pub fn pick_client(candidates: &[u32], parent: u32) -> Option<u32> {
         return (parent > 1).then_some(parent);
     }
     candidates.first().copied()
+}
+
+/// The process on the other end of the server's stdio.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientProcess {
+    pub pid: u32,
+    pub uid: u32,
+    pub exe: String,
+    pub cmdline: String,
+}
+
+impl ClientProcess {
+    pub fn from_process(p: &Process) -> Self {
+        Self {
+            pid: p.pid,
+            uid: p.uid,
+            exe: p.exe.clone(),
+            cmdline: p.cmdline_string(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -565,7 +565,6 @@ mod tests {
             path: p.into(),
             write: false,
             ok: true,
-            secret: None,
         };
         assert_eq!(s.attach(&file("/before")), 0, "no call in flight");
         c2s(

@@ -1,3 +1,4 @@
 //! What leaves the daemon: the JSON event stream and the Prometheus metrics.
 pub mod events;
 pub mod metrics;
+pub mod render;

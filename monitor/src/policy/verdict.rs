@@ -3,11 +3,17 @@
 use serde_json::{Value, json};
 
 use crate::{
-    host::effects::Effect,
-    mcp::session::Completed,
-    policy::{CallFacts, Policy, Violation},
-    servers::Server,
+    host::{effects::Effect, identity::ClientProcess},
+    mcp::session::{Completed, PeerInfo},
+    policy::{CallFacts, Homes, Policy, SecretHit, Violation},
 };
+
+/// Who made the call: the client's clientInfo and the process on the other end.
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    pub client: Option<&'a PeerInfo>,
+    pub process: Option<&'a ClientProcess>,
+}
 
 pub struct Verdict {
     pub agent: Option<String>,
@@ -27,60 +33,35 @@ impl Verdict {
 }
 
 /// Judges `c` under `policy`, the one in force when it started, where `index` is the
-/// server's entry (None: unregistered).
-pub fn judge(policy: &Policy, index: Option<usize>, server: &Server, c: &Completed) -> Verdict {
+/// server's entry (None: unregistered). Secrets are classified here, under that policy.
+pub fn judge(policy: &Policy, index: Option<usize>, homes: &Homes, caller: Caller, c: &Completed) -> Verdict {
     let (mut files, mut secrets, mut exec, mut connect) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut file_paths, mut exec_paths, mut addresses) = (Vec::new(), Vec::new(), Vec::new());
     let mut violations = Vec::new();
     for (effect, ambiguous) in &c.effects {
-        // A secret found while the call ran is classified again under the call's own
-        // policy (a reload in between may have changed the class or the allow-list);
-        // where that policy does not know it, the later finding stands.
-        let reclassified;
-        let effect = match effect {
-            Effect::File {
-                path,
-                write,
-                ok,
-                secret: Some(hit),
-            } => {
-                reclassified = Effect::File {
-                    path: path.clone(),
-                    write: *write,
-                    ok: *ok,
-                    secret: Some(
-                        policy
-                            .secret(index, path, &server.homes)
-                            .unwrap_or_else(|| hit.clone()),
-                    ),
-                };
-                &reclassified
-            }
-            other => other,
-        };
-        let shown = effect.to_json(*ambiguous);
+        let mut shown = effect.to_json(*ambiguous);
         match effect {
-            Effect::File {
-                path,
-                write,
-                ok,
-                secret: Some(hit),
-            } => {
-                if hit.allowed_by.is_none() {
-                    let verb = if *write { "wrote" } else { "read" };
-                    let attempt = if *ok { "" } else { " (attempt failed)" };
-                    violations.push(Violation {
-                        kind: "secret_access",
-                        detail: format!("{verb} {path} ({}){attempt}", hit.class),
-                        rule: hit.rule.clone(),
-                    });
+            Effect::File { path, write, ok } => match policy.secret(index, path, homes) {
+                Some(hit) => {
+                    if hit.allowed_by.is_none() {
+                        let verb = if *write { "wrote" } else { "read" };
+                        let attempt = if *ok { "" } else { " (attempt failed)" };
+                        violations.push(Violation {
+                            kind: "secret_access",
+                            detail: format!("{verb} {path} ({}){attempt}", hit.class),
+                            rule: hit.rule.clone(),
+                        });
+                    }
+                    annotate_secret(&mut shown, &hit);
+                    secrets.push(shown);
                 }
-                secrets.push(shown);
-            }
-            Effect::File { path, .. } => {
-                file_paths.push(path.clone());
-                files.push(shown);
-            }
+                // A failed open matters only when it was for a secret.
+                None if !ok => {}
+                None => {
+                    file_paths.push(path.clone());
+                    files.push(shown);
+                }
+            },
             Effect::Exec { path, .. } => {
                 exec_paths.push(path.clone());
                 exec.push(shown);
@@ -91,13 +72,13 @@ pub fn judge(policy: &Policy, index: Option<usize>, server: &Server, c: &Complet
             }
         }
     }
-    let client = c.client.as_ref().or(server.session.client.as_ref());
+    let client = c.client.as_ref().or(caller.client);
     let facts = CallFacts {
         tool: c.target.as_deref().unwrap_or(""),
         client_name: client.map(|i| i.name.as_str()),
-        client_uid: server.client.as_ref().map(|p| p.uid),
-        client_exe: server.client.as_ref().map(|p| p.exe.as_str()),
-        homes: &server.homes,
+        client_uid: caller.process.map(|p| p.uid),
+        client_exe: caller.process.map(|p| p.exe.as_str()),
+        homes,
         files: &file_paths,
         exec: &exec_paths,
         connect: &addresses,
@@ -110,5 +91,14 @@ pub fn judge(policy: &Policy, index: Option<usize>, server: &Server, c: &Complet
         agent,
         violations: all,
         effects: json!({"files": files, "secrets": secrets, "exec": exec, "connect": connect, "noise": c.noise}),
+    }
+}
+
+/// A secret's class, the rule that found it and what allows it, on its effect.
+pub fn annotate_secret(v: &mut Value, hit: &SecretHit) {
+    v["class"] = json!(hit.class);
+    v["rule"] = json!(hit.rule);
+    if let Some(a) = &hit.allowed_by {
+        v["allowed_by"] = json!(a);
     }
 }
