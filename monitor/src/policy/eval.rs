@@ -1,0 +1,439 @@
+//! Evaluating a policy: which entry a server is, whether a call or an effect stays in
+//! its scope, whether a path is a secret or runtime noise.
+use super::{
+    globs::Homes,
+    model::{CallFacts, EffectKind, Policy, SecretHit, Unregistered, Violation},
+};
+
+impl Policy {
+    /// The server entry whose `match` fits this process, first in file order.
+    pub fn match_server(&self, cmdline: &str, exe: &str) -> Option<usize> {
+        self.servers.iter().position(|s| {
+            s.cmdline_glob.as_ref().is_none_or(|g| g.is_match(cmdline))
+                && s.exe_glob.as_ref().is_none_or(|g| g.is_match(exe))
+        })
+    }
+
+    /// The name of the server entry that fits this process (what `Server::rule` holds).
+    pub fn entry_name(&self, cmdline: &str, exe: &str) -> Option<String> {
+        self.match_server(cmdline, exe)
+            .map(|i| self.servers[i].name.clone())
+    }
+
+    /// The index of the server entry called `name`, in this policy.
+    pub fn server_index(&self, name: Option<&str>) -> Option<usize> {
+        self.servers.iter().position(|s| Some(s.name.as_str()) == name)
+    }
+
+    pub fn is_noise(&self, path: &str, homes: &Homes) -> bool {
+        self.noise.allowing(path, homes).is_some()
+    }
+
+    /// The secret class of `path`, and whether the server's entry allows it.
+    pub fn secret(&self, server: Option<usize>, path: &str, homes: &Homes) -> Option<SecretHit> {
+        let glob = self.secret_globs.detecting(path, homes)?;
+        let (i, rule) = self.secrets.iter().enumerate().find(|(_, r)| r.glob == glob)?;
+        let allowed_by = server.and_then(|s| {
+            let rule = &self.servers[s];
+            rule.secrets
+                .allowing(path, homes)
+                .map(|g| format!("servers.{}.secrets {g}", rule.name))
+        });
+        Some(SecretHit {
+            class: rule.class.clone(),
+            rule: format!("secrets[{i}] {}", rule.glob),
+            allowed_by,
+        })
+    }
+
+    /// The violation every call on (and the start of) a server no entry matches gets,
+    /// when the policy says `unregistered_servers: violation`.
+    pub fn unregistered_violation(&self, detail: String) -> Option<Violation> {
+        (self.unregistered_servers == Unregistered::Violation).then(|| Violation {
+            kind: "unregistered_server",
+            detail,
+            rule: "unregistered_servers".to_string(),
+        })
+    }
+
+    /// Checks one completed call against its server's entry. Secrets are checked by the
+    /// caller (it has the hits); this covers tools, agents and the scopes.
+    pub fn check_call(&self, server: Option<usize>, call: &CallFacts) -> (Option<String>, Vec<Violation>) {
+        let Some(si) = server else {
+            let detail = format!("no server entry of {} matches this server", self.source);
+            return (None, self.unregistered_violation(detail).into_iter().collect());
+        };
+        let s = &self.servers[si];
+        let mut out = Vec::new();
+        let base = format!("servers.{}", s.name);
+        if let Some(tools) = &s.tools
+            && tools.matching(call.tool).is_none()
+        {
+            out.push(Violation {
+                kind: "tool_out_of_scope",
+                detail: format!("tool {:?} is not in the server's tools", call.tool),
+                rule: format!("{base}.tools"),
+            });
+        }
+        let agent = s.agents.iter().find(|a| {
+            a.client_glob
+                .as_ref()
+                .is_none_or(|g| call.client_name.is_some_and(|n| g.is_match(n)))
+                && a.uid.is_none_or(|u| call.client_uid == Some(u))
+                && a.exe_glob
+                    .as_ref()
+                    .is_none_or(|g| call.client_exe.is_some_and(|e| g.is_match(e)))
+        });
+        if !s.agents.is_empty() && agent.is_none() {
+            out.push(Violation {
+                kind: "unknown_agent",
+                detail: format!(
+                    "no agent entry matches client {:?} (uid {}, exe {:?})",
+                    call.client_name.unwrap_or("?"),
+                    call.client_uid.map_or("?".to_string(), |u| u.to_string()),
+                    call.client_exe.unwrap_or("?")
+                ),
+                rule: format!("{base}.agents"),
+            });
+        }
+        if let Some(a) = agent
+            && let Some(tools) = &a.tools
+            && tools.matching(call.tool).is_none()
+        {
+            out.push(Violation {
+                kind: "tool_out_of_scope",
+                detail: format!("tool {:?} is not in agent {:?}'s tools", call.tool, a.name),
+                rule: format!("{base}.agents.{}.tools", a.name),
+            });
+        }
+        if let Some(files) = &s.files {
+            for f in call.files {
+                if files.allowing(f, call.homes).is_none() && self.secret(server, f, call.homes).is_none() {
+                    out.push(Violation {
+                        kind: "file_out_of_scope",
+                        detail: format!("opened {f}"),
+                        rule: format!("{base}.files"),
+                    });
+                }
+            }
+        }
+        if let Some(exec) = &s.exec {
+            for e in call.exec {
+                if exec.allowing(e, call.homes).is_none() {
+                    out.push(Violation {
+                        kind: "exec_out_of_scope",
+                        detail: format!("executed {e}"),
+                        rule: format!("{base}.exec"),
+                    });
+                }
+            }
+        }
+        if let Some(connect) = &s.connect {
+            for c in call.connect {
+                if connect.matching(c).is_none() {
+                    out.push(Violation {
+                        kind: "connect_out_of_scope",
+                        detail: format!("connected to {c}"),
+                        rule: format!("{base}.connect"),
+                    });
+                }
+            }
+        }
+        (agent.map(|a| a.name.clone()), out)
+    }
+
+    /// Scope checks for effects outside any call: files, exec, connect.
+    pub fn check_effect(
+        &self,
+        server: Option<usize>,
+        kind: EffectKind,
+        what: &str,
+        homes: &Homes,
+    ) -> Option<Violation> {
+        let s = &self.servers[server?];
+        let base = format!("servers.{}", s.name);
+        match kind {
+            EffectKind::File => {
+                let files = s.files.as_ref()?;
+                (files.allowing(what, homes).is_none() && self.secret(server, what, homes).is_none()).then(
+                    || Violation {
+                        kind: "file_out_of_scope",
+                        detail: format!("opened {what} outside any tool call"),
+                        rule: format!("{base}.files"),
+                    },
+                )
+            }
+            EffectKind::Exec => {
+                let exec = s.exec.as_ref()?;
+                exec.allowing(what, homes).is_none().then(|| Violation {
+                    kind: "exec_out_of_scope",
+                    detail: format!("executed {what} outside any tool call"),
+                    rule: format!("{base}.exec"),
+                })
+            }
+            EffectKind::Connect => {
+                let connect = s.connect.as_ref()?;
+                connect.matching(what).is_none().then(|| Violation {
+                    kind: "connect_out_of_scope",
+                    detail: format!("connected to {what} outside any tool call"),
+                    rule: format!("{base}.connect"),
+                })
+            }
+        }
+    }
+
+    /// Command-line globs of every server entry (entries matched on exe alone are found
+    /// through the other watch patterns).
+    pub fn cmdline_globs(&self) -> Vec<String> {
+        self.servers.iter().filter_map(|s| s.cmdline.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static HOMES: std::sync::LazyLock<Homes> = std::sync::LazyLock::new(|| Homes {
+        owner: Some("/home/u".to_string()),
+        started_with: None,
+    });
+
+    fn homes() -> Homes {
+        HOMES.clone()
+    }
+
+    const EXAMPLE: &str = r#"
+secrets: ["~/.ssh/**", "~/.aws/credentials", "**/.env", {path: "~/.kube/config", class: kube_config}]
+servers:
+  filesystem:
+    match: { cmdline: "*server-filesystem*" }
+    tools: [read_text_file, list_directory]
+    files: ["/srv/docs/**"]
+    secrets: ["/srv/docs/.env"]
+    exec: []
+    connect: ["127.0.0.1:*"]
+    agents:
+      claude-code: { client: "claude-code*", uid: 1000, tools: [list_directory] }
+      ops: { exe: "/usr/bin/python3*" }
+unregistered_servers: violation
+"#;
+
+    const SCOPED: &str = r#"
+secrets: ["~/.ssh/**", "~/.aws/credentials"]
+servers:
+  everything-at-home:
+    match: { cmdline: "*home*" }
+    files: ["~/**"]
+    secrets: ["~/.aws/credentials"]
+    exec: ["~/bin/*", "/usr/bin/*"]
+"#;
+
+    fn facts<'a>(tool: &'a str, client: &'a str, uid: u32) -> CallFacts<'a> {
+        CallFacts {
+            tool,
+            client_name: Some(client),
+            client_uid: Some(uid),
+            client_exe: Some("/usr/bin/node"),
+            homes: &HOMES,
+            files: &[],
+            exec: &[],
+            connect: &[],
+        }
+    }
+
+    #[test]
+    fn example_policy_parses_and_checks_tools_and_agents() {
+        let p = Policy::parse("p.yaml", EXAMPLE).unwrap();
+        let s = p.match_server(
+            "node /x/server-filesystem/dist/index.js /srv/docs",
+            "/usr/bin/node",
+        );
+        assert_eq!(s, Some(0));
+        assert_eq!(p.match_server("python3 other.py", "/usr/bin/python3"), None);
+        let (agent, v) = p.check_call(s, &facts("list_directory", "claude-code", 1000));
+        assert_eq!((agent.as_deref(), v.len()), (Some("claude-code"), 0));
+        let (_, v) = p.check_call(s, &facts("read_text_file", "claude-code", 1000));
+        assert_eq!(v.len(), 1);
+        assert_eq!(
+            (v[0].kind, v[0].rule.as_str()),
+            ("tool_out_of_scope", "servers.filesystem.agents.claude-code.tools")
+        );
+        let (_, v) = p.check_call(s, &facts("write_file", "claude-code", 1000));
+        let kinds: Vec<_> = v.iter().map(|v| v.kind).collect();
+        assert_eq!(
+            kinds,
+            ["tool_out_of_scope", "tool_out_of_scope"],
+            "server list and agent list both refuse"
+        );
+        let (agent, v) = p.check_call(s, &facts("list_directory", "cursor", 1000));
+        assert_eq!(agent, None);
+        assert_eq!(
+            (v[0].kind, v[0].rule.as_str()),
+            ("unknown_agent", "servers.filesystem.agents")
+        );
+        let (_, v) = p.check_call(s, &facts("list_directory", "claude-code", 0));
+        assert_eq!(v[0].kind, "unknown_agent", "uid must match too");
+    }
+
+    #[test]
+    fn scopes_and_secrets() {
+        let p = Policy::parse("p.yaml", EXAMPLE).unwrap();
+        let files = vec![
+            "/srv/docs/a.md".to_string(),
+            "/etc/issue".to_string(),
+            "/srv/docs/.env".to_string(),
+        ];
+        let exec = vec!["/bin/sh".to_string()];
+        let connect = vec!["127.0.0.1:8080".to_string(), "[::1]:22".to_string()];
+        let call = CallFacts {
+            files: &files,
+            exec: &exec,
+            connect: &connect,
+            ..facts("list_directory", "claude-code", 1000)
+        };
+        let (_, v) = p.check_call(Some(0), &call);
+        let got: Vec<_> = v.iter().map(|v| (v.kind, v.detail.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("file_out_of_scope", "opened /etc/issue"),
+                ("exec_out_of_scope", "executed /bin/sh"),
+                ("connect_out_of_scope", "connected to [::1]:22")
+            ]
+        );
+        let hit = p.secret(Some(0), "/home/u/.ssh/id_rsa", &homes()).unwrap();
+        assert_eq!(
+            (hit.class.as_str(), hit.rule.as_str(), hit.allowed_by),
+            ("ssh_key", "secrets[0] ~/.ssh/**", None)
+        );
+        let hit = p.secret(Some(0), "/srv/docs/.env", &homes()).unwrap();
+        assert_eq!(hit.class, "env_file");
+        assert_eq!(
+            hit.allowed_by.as_deref(),
+            Some("servers.filesystem.secrets /srv/docs/.env")
+        );
+        assert_eq!(
+            p.secret(Some(0), "/home/u/.kube/config", &homes()).unwrap().class,
+            "kube_config"
+        );
+        assert!(p.secret(Some(0), "/home/u/notes.txt", &homes()).is_none());
+        assert!(
+            p.secret(Some(0), "/root/.ssh/id_rsa", &homes()).is_none(),
+            "~ is the owner's home"
+        );
+    }
+
+    #[test]
+    fn runtime_noise_is_recognised() {
+        let p = Policy::parse("p.yaml", EXAMPLE).unwrap();
+        for path in [
+            "/etc/localtime",
+            "/sys/devices/system/cpu/online",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            "/app/node_modules/x/index.js",
+            "/proc/self/maps",
+        ] {
+            assert!(p.is_noise(path, &homes()), "{path}");
+        }
+        assert!(!p.is_noise("/home/u/.ssh/id_rsa", &homes()));
+        assert!(!p.is_noise("/srv/docs/a.md", &homes()));
+    }
+
+    #[test]
+    fn allow_lists_use_the_owners_home_only_and_detection_both() {
+        let p = Policy::parse("p.yaml", SCOPED).unwrap();
+        // Started with HOME=/ by whoever launched it: `~/**` must not become `/**`.
+        let h = Homes {
+            owner: Some("/home/u".into()),
+            started_with: Some("/".into()),
+        };
+        let files = ["/etc/shadow".to_string(), "/home/u/notes".to_string()];
+        let call = CallFacts {
+            files: &files,
+            homes: &h,
+            ..facts("any", "c", 1)
+        };
+        let (_, v) = p.check_call(Some(0), &call);
+        let got: Vec<_> = v.iter().map(|v| (v.kind, v.detail.as_str())).collect();
+        assert_eq!(got, [("file_out_of_scope", "opened /etc/shadow")]);
+        assert!(
+            p.check_effect(Some(0), EffectKind::File, "/etc/hostname", &h)
+                .is_some()
+        );
+        assert!(
+            p.check_effect(Some(0), EffectKind::Exec, "/bin/sh", &h).is_some(),
+            "`~/bin/*` is not `/bin/*`"
+        );
+        // Credentials under the HOME it was started with: detected, not allowed.
+        let h = Homes {
+            owner: Some("/home/u".into()),
+            started_with: Some("/tmp/h".into()),
+        };
+        let hit = p.secret(Some(0), "/tmp/h/.aws/credentials", &h).unwrap();
+        assert_eq!(hit.class, "cloud_credentials");
+        assert_eq!(hit.allowed_by, None, "the allow-list is the owner's home only");
+        let hit = p.secret(Some(0), "/home/u/.aws/credentials", &h).unwrap();
+        assert_eq!(
+            hit.allowed_by.as_deref(),
+            Some("servers.everything-at-home.secrets ~/.aws/credentials")
+        );
+        assert!(p.secret(Some(0), "/tmp/h/.ssh/id_rsa", &h).is_some());
+    }
+
+    #[test]
+    fn without_a_passwd_entry_tilde_matches_nothing() {
+        let p = Policy::parse("p.yaml", SCOPED).unwrap();
+        let none = Homes::default();
+        for path in ["/", "/etc/shadow", "/.ssh/id_rsa", "/home/u/x"] {
+            assert!(
+                p.check_effect(Some(0), EffectKind::File, path, &none).is_some(),
+                "{path}"
+            );
+        }
+        assert!(p.secret(Some(0), "/.ssh/id_rsa", &none).is_none());
+        assert!(
+            p.check_effect(Some(0), EffectKind::Exec, "/usr/bin/env", &none)
+                .is_none(),
+            "globs without ~ still apply"
+        );
+        let started = Homes {
+            owner: None,
+            started_with: Some("/tmp/h".into()),
+        };
+        assert!(
+            p.secret(Some(0), "/tmp/h/.ssh/id_rsa", &started).is_some(),
+            "detection still uses the HOME it was started with"
+        );
+    }
+
+    #[test]
+    fn a_folder_glob_covers_the_folder_itself() {
+        let p = Policy::parse("p.yaml", EXAMPLE).unwrap();
+        assert!(p.is_noise("/usr/share/zoneinfo", &homes()));
+        assert!(p.is_noise("/usr/share/zoneinfo/Europe/Paris", &homes()));
+        assert!(!p.is_noise("/usr/share/zoneinfo-extra", &homes()));
+        assert!(
+            p.check_effect(Some(0), EffectKind::File, "/srv/docs", &homes())
+                .is_none()
+        );
+        assert!(
+            p.check_effect(Some(0), EffectKind::File, "/srv", &homes())
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn calls_on_unregistered_servers_are_violations_unless_ignored() {
+        let p = Policy::parse("p.yaml", EXAMPLE).unwrap();
+        let (agent, v) = p.check_call(None, &facts("anything", "claude-code", 1000));
+        assert_eq!(agent, None);
+        assert_eq!(v.len(), 1);
+        assert_eq!(
+            (v[0].kind, v[0].rule.as_str()),
+            ("unregistered_server", "unregistered_servers")
+        );
+        let ignore = EXAMPLE.replace("unregistered_servers: violation", "unregistered_servers: ignore");
+        let p = Policy::parse("p.yaml", &ignore).unwrap();
+        assert_eq!(p.check_call(None, &facts("anything", "c", 1)).1, []);
+    }
+}

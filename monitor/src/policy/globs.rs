@@ -1,0 +1,157 @@
+//! Globs of a policy: names (tools, addresses) and paths, where `~` is a home folder
+//! and `DIR/**` covers `DIR` itself.
+use std::{cell::RefCell, collections::HashMap};
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+
+use super::passwd::home_of;
+
+/// Tool names or addresses: globs over plain strings (`*` matches anything).
+#[derive(Debug)]
+pub struct NameList {
+    pub items: Vec<String>,
+    set: GlobSet,
+}
+
+impl NameList {
+    pub(super) fn new(items: Vec<String>) -> Result<Self, globset::Error> {
+        let mut b = GlobSetBuilder::new();
+        for i in &items {
+            b.add(Glob::new(i)?);
+        }
+        Ok(Self {
+            items,
+            set: b.build()?,
+        })
+    }
+
+    /// The first item that matches.
+    pub fn matching(&self, s: &str) -> Option<&str> {
+        self.set.matches(s).first().map(|&i| self.items[i].as_str())
+    }
+}
+
+/// What `~` stands for in one server's path globs.
+///
+/// Allow-lists (`files`, `exec`, a server's `secrets`, `noise`) use only the owner's
+/// home from the password database: whoever starts a server must not be able to
+/// widen its scope by choosing its HOME. Detection lists (the global `secrets`) also
+/// use the HOME the server was started with, since more matches can only find more.
+/// A uid with no passwd entry has no home: `~` globs match nothing for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Homes {
+    pub owner: Option<String>,
+    /// The server's `HOME` when it is an absolute path other than the owner's.
+    pub started_with: Option<String>,
+}
+
+impl Homes {
+    /// The owner's home from the password database, and `env_home` if it differs.
+    pub fn new(uid: u32, env_home: Option<String>) -> Self {
+        let owner = home_of(uid);
+        let started_with = env_home.filter(|h| h.starts_with('/') && owner.as_ref() != Some(h));
+        Self { owner, started_with }
+    }
+
+    /// Both homes, for detection.
+    fn detection(&self) -> impl Iterator<Item = Option<&str>> {
+        std::iter::once(self.owner.as_deref()).chain(self.started_with.as_deref().map(Some))
+    }
+}
+
+/// Path globs where `~` is a home folder, compiled once per home. `DIR/**` also
+/// matches `DIR` itself: a scope over a folder's contents includes opening the folder.
+#[derive(Debug, Default)]
+pub struct PathGlobs {
+    pub items: Vec<String>,
+    /// Per home (None: no home, `~` globs left out).
+    compiled: RefCell<HashMap<Option<String>, CompiledGlobs>>,
+}
+
+/// A compiled set, and for each of its globs the item it came from.
+type CompiledGlobs = (GlobSet, Vec<usize>);
+
+impl PathGlobs {
+    pub(super) fn new(items: Vec<String>) -> Result<Self, globset::Error> {
+        let me = Self {
+            items,
+            compiled: RefCell::default(),
+        };
+        me.set_for(Some("/home/check"))?;
+        Ok(me)
+    }
+
+    fn set_for(&self, home: Option<&str>) -> Result<CompiledGlobs, globset::Error> {
+        let key = home.map(str::to_string);
+        if let Some(s) = self.compiled.borrow().get(&key) {
+            return Ok(s.clone());
+        }
+        let mut b = GlobSetBuilder::new();
+        let mut origin = Vec::new();
+        for (i, item) in self.items.iter().enumerate() {
+            let expanded = match (is_home_glob(item), home) {
+                (false, _) => item.clone(),
+                (true, Some(h)) => expand_home(item, h),
+                (true, None) => continue,
+            };
+            if let Some(dir) = expanded.strip_suffix("/**")
+                && !dir.is_empty()
+            {
+                b.add(path_glob(dir)?);
+                origin.push(i);
+            }
+            b.add(path_glob(&expanded)?);
+            origin.push(i);
+        }
+        let set = (b.build()?, origin);
+        self.compiled.borrow_mut().insert(key, set.clone());
+        Ok(set)
+    }
+
+    /// The first glob matching `path`, `~` standing for `home`.
+    fn matching_home(&self, path: &str, home: Option<&str>) -> Option<&str> {
+        let (set, origin) = self.set_for(home).ok()?;
+        let first = set.matches(path).into_iter().map(|g| origin[g]).min()?;
+        Some(self.items[first].as_str())
+    }
+
+    /// For an allow-list: the first glob matching `path`, `~` being the owner's home.
+    pub fn allowing(&self, path: &str, homes: &Homes) -> Option<&str> {
+        self.matching_home(path, homes.owner.as_deref())
+    }
+
+    /// For a detection list: the first glob matching `path` with `~` as either home.
+    pub fn detecting(&self, path: &str, homes: &Homes) -> Option<&str> {
+        homes.detection().find_map(|h| self.matching_home(path, h))
+    }
+}
+
+fn is_home_glob(glob: &str) -> bool {
+    glob == "~" || glob.starts_with("~/")
+}
+
+/// `*` stays within one path component, `**` crosses them.
+pub(super) fn path_glob(s: &str) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(s).literal_separator(true).build()
+}
+
+pub(super) fn expand_home(glob: &str, home: &str) -> String {
+    match glob.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            format!("{}{rest}", home.trim_end_matches('/'))
+        }
+        _ => glob.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn home_expansion_only_for_a_leading_tilde() {
+        assert_eq!(expand_home("~/.ssh/**", "/home/u/"), "/home/u/.ssh/**");
+        assert_eq!(expand_home("~", "/root"), "/root");
+        assert_eq!(expand_home("~bob/x", "/root"), "~bob/x");
+    }
+}

@@ -1,0 +1,666 @@
+//! Loading a policy: YAML through a parser that keeps line and column of every node,
+//! checked by hand so that every mistake is reported at once, with its place, its
+//! field and a hint, never as a serde dump or a panic.
+use std::{fmt, path::Path};
+
+use globset::Glob;
+use marked_yaml::{LoaderOptions, Node, Span, loader::LoadError};
+
+use super::{
+    globs::{NameList, PathGlobs, expand_home, path_glob},
+    model::{AgentRule, Policy, RUNTIME_NOISE, SecretRule, ServerRule, UNREGISTERED, Unregistered},
+    secrets::secret_class,
+};
+
+/// The policy used when `--policy` is not given; `mcp-monitor default-policy` prints it.
+pub const DEFAULT_POLICY: &str = include_str!("default-policy.yaml");
+
+/// One mistake in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub line: usize,
+    pub column: usize,
+    /// Where in the document: `servers.filesystem.tools[1]`.
+    pub field: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Every mistake found in one file.
+#[derive(Debug)]
+pub struct PolicyErrors {
+    pub source: String,
+    pub errors: Vec<PolicyError>,
+}
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(
+                f,
+                "{}:{}:{}: {}: {}",
+                self.source, e.line, e.column, e.field, e.message
+            )?;
+            if let Some(h) = &e.hint {
+                write!(f, " (hint: {h})")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PolicyErrors {}
+
+impl Policy {
+    pub fn load_file(path: &Path) -> Result<Self, PolicyErrors> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyErrors {
+            source: source.clone(),
+            errors: vec![PolicyError {
+                line: 0,
+                column: 0,
+                field: "(file)".into(),
+                message: format!("cannot read: {e}"),
+                hint: None,
+            }],
+        })?;
+        Self::parse(&source, &text)
+    }
+
+    pub fn builtin() -> Self {
+        // The built-in policy is tested (`default_policy_is_valid`); failing here is a bug.
+        Self::parse("built-in", DEFAULT_POLICY).unwrap_or_else(|e| panic!("built-in policy is invalid: {e}"))
+    }
+
+    pub fn parse(source: &str, text: &str) -> Result<Self, PolicyErrors> {
+        let mut v = Validator { errors: Vec::new() };
+        let policy = v.document(source, text);
+        v.errors.sort_by_key(|e| (e.line, e.column));
+        match policy {
+            Some(p) if v.errors.is_empty() => Ok(p),
+            _ => Err(PolicyErrors {
+                source: source.to_string(),
+                errors: v.errors,
+            }),
+        }
+    }
+
+    pub fn summary(&self) -> String {
+        let agents: usize = self.servers.iter().map(|s| s.agents.len()).sum();
+        format!(
+            "{}: valid: {} server(s), {} agent(s), {} secret pattern(s), unregistered servers: {}",
+            self.source,
+            self.servers.len(),
+            agents,
+            self.secrets.len(),
+            match self.unregistered_servers {
+                Unregistered::Violation => "violation",
+                Unregistered::Ignore => "ignore",
+            }
+        )
+    }
+}
+
+const TOP_KEYS: &[&str] = &["secrets", "noise", "unregistered_servers", "servers"];
+const SERVER_KEYS: &[&str] = &["match", "tools", "files", "secrets", "exec", "connect", "agents"];
+const MATCH_KEYS: &[&str] = &["cmdline", "exe"];
+const AGENT_KEYS: &[&str] = &["client", "uid", "exe", "tools"];
+const SECRET_KEYS: &[&str] = &["path", "class"];
+
+struct Validator {
+    errors: Vec<PolicyError>,
+}
+
+fn start(span: &Span) -> (usize, usize) {
+    span.start().map_or((0, 0), |m| (m.line(), m.column()))
+}
+
+/// The closest known key, for "did you mean" hints.
+fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(word, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+impl Validator {
+    fn err(&mut self, span: &Span, field: &str, message: impl Into<String>, hint: Option<String>) {
+        let (line, column) = start(span);
+        self.errors.push(PolicyError {
+            line,
+            column,
+            field: field.to_string(),
+            message: message.into(),
+            hint,
+        });
+    }
+
+    fn document(&mut self, source: &str, text: &str) -> Option<Policy> {
+        let options = LoaderOptions::default()
+            .error_on_duplicate_keys(true)
+            .prevent_coercion(true);
+        let root = match marked_yaml::parse_yaml_with_options(0, text, options) {
+            Ok(root) => root,
+            Err(e) => {
+                self.load_error(e);
+                return None;
+            }
+        };
+        let map = root.as_mapping()?;
+        self.unknown_keys(map, "", TOP_KEYS);
+        let secrets = match map.get_node("secrets") {
+            Some(n) => self.secret_list(n, "secrets"),
+            None => Vec::new(),
+        };
+        let secret_globs =
+            PathGlobs::new(secrets.iter().map(|s| s.glob.clone()).collect()).unwrap_or_default();
+        let noise = match map.get_node("noise") {
+            Some(n) => self.path_list(n, "noise"),
+            None => PathGlobs::new(RUNTIME_NOISE.iter().map(|s| s.to_string()).collect()).ok(),
+        }
+        .unwrap_or_default();
+        let unregistered_servers = match map.get_node("unregistered_servers") {
+            None => Unregistered::Violation,
+            Some(n) => match n.as_scalar().map(|s| s.as_str()) {
+                Some("violation") => Unregistered::Violation,
+                Some("ignore") => Unregistered::Ignore,
+                _ => {
+                    self.err(
+                        n.span(),
+                        "unregistered_servers",
+                        "must be `violation` or `ignore`",
+                        Some("`violation` reports MCP servers no entry matches".into()),
+                    );
+                    Unregistered::Violation
+                }
+            },
+        };
+        let mut servers = Vec::new();
+        if let Some(n) = map.get_node("servers") {
+            match n.as_mapping() {
+                Some(m) => {
+                    for (name, node) in m.iter() {
+                        if let Some(s) = self.server(name, node) {
+                            servers.push(s);
+                        }
+                    }
+                }
+                None => self.err(
+                    n.span(),
+                    "servers",
+                    "must be a mapping of server names to entries",
+                    None,
+                ),
+            }
+        }
+        Some(Policy {
+            source: source.to_string(),
+            secrets,
+            secret_globs,
+            noise,
+            unregistered_servers,
+            servers,
+        })
+    }
+
+    fn load_error(&mut self, e: LoadError) {
+        let (marker, message) = match &e {
+            LoadError::TopLevelMustBeMapping(m) => (
+                *m,
+                "the policy must be a mapping (keys like `secrets:` and `servers:`)".to_string(),
+            ),
+            LoadError::UnexpectedAnchor(m) => (*m, "YAML anchors are not supported".to_string()),
+            LoadError::MappingKeyMustBeScalar(m) => (*m, "keys must be plain words".to_string()),
+            LoadError::UnexpectedTag(m) => (*m, "YAML tags are not supported".to_string()),
+            LoadError::ScanError(m, se) => (*m, format!("not valid YAML: {}", se.info())),
+            LoadError::DuplicateKey(inner) => {
+                let prev = start(inner.prev_key.span());
+                let m = inner
+                    .key
+                    .span()
+                    .start()
+                    .copied()
+                    .unwrap_or(marked_yaml::Marker::new(0, 0, 0, 0));
+                (
+                    m,
+                    format!(
+                        "duplicate key `{}` (first at line {})",
+                        inner.key.as_str(),
+                        prev.0
+                    ),
+                )
+            }
+            other => (marked_yaml::Marker::new(0, 0, 0, 0), other.to_string()),
+        };
+        self.errors.push(PolicyError {
+            line: marker.line(),
+            column: marker.column(),
+            field: "(document)".into(),
+            message,
+            hint: None,
+        });
+    }
+
+    fn unknown_keys(&mut self, map: &marked_yaml::types::MarkedMappingNode, prefix: &str, known: &[&str]) {
+        for key in map.keys() {
+            if !known.contains(&key.as_str()) {
+                let field = if prefix.is_empty() {
+                    key.as_str().to_string()
+                } else {
+                    format!("{prefix}.{}", key.as_str())
+                };
+                let hint = match closest(key.as_str(), known) {
+                    Some(k) => format!("did you mean `{k}`?"),
+                    None => format!("known keys: {}", known.join(", ")),
+                };
+                self.err(key.span(), &field, "unknown key", Some(hint));
+            }
+        }
+    }
+
+    fn strings(&mut self, node: &Node, field: &str) -> Option<Vec<(String, Span)>> {
+        let Some(seq) = node.as_sequence() else {
+            self.err(
+                node.span(),
+                field,
+                "must be a list",
+                Some(format!(
+                    "write `{}: [a, b]`",
+                    field.rsplit('.').next().unwrap_or(field)
+                )),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for (i, item) in seq.iter().enumerate() {
+            match item.as_scalar() {
+                Some(s) if !s.as_str().is_empty() => out.push((s.as_str().to_string(), *item.span())),
+                _ => self.err(
+                    item.span(),
+                    &format!("{field}[{i}]"),
+                    "must be a non-empty string",
+                    None,
+                ),
+            }
+        }
+        Some(out)
+    }
+
+    fn check_globs(&mut self, items: &[(String, Span)], field: &str, path: bool) -> bool {
+        let mut ok = true;
+        for (i, (s, span)) in items.iter().enumerate() {
+            let built = if path {
+                path_glob(&expand_home(s, "/home/check")).map(|_| ())
+            } else {
+                Glob::new(s).map(|_| ())
+            };
+            if let Err(e) = built {
+                ok = false;
+                self.err(
+                    span,
+                    &format!("{field}[{i}]"),
+                    format!("bad glob {s:?}: {}", e.kind()),
+                    Some("`*` matches within a path component, `**` across them, `[ab]` a class".into()),
+                );
+            }
+        }
+        ok
+    }
+
+    fn path_list(&mut self, node: &Node, field: &str) -> Option<PathGlobs> {
+        let items = self.strings(node, field)?;
+        if !self.check_globs(&items, field, true) {
+            return None;
+        }
+        PathGlobs::new(items.into_iter().map(|(s, _)| s).collect()).ok()
+    }
+
+    fn name_list(&mut self, node: &Node, field: &str) -> Option<NameList> {
+        let items = self.strings(node, field)?;
+        if !self.check_globs(&items, field, false) {
+            return None;
+        }
+        NameList::new(items.into_iter().map(|(s, _)| s).collect()).ok()
+    }
+
+    /// `secrets:` items are globs, or `{path: GLOB, class: NAME}`.
+    fn secret_list(&mut self, node: &Node, field: &str) -> Vec<SecretRule> {
+        let Some(seq) = node.as_sequence() else {
+            self.err(node.span(), field, "must be a list of path globs", None);
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in seq.iter().enumerate() {
+            let f = format!("{field}[{i}]");
+            let (glob, class, span) = match item {
+                Node::Scalar(s) => (s.as_str().to_string(), None, *s.span()),
+                Node::Mapping(m) => {
+                    self.unknown_keys(m, &f, SECRET_KEYS);
+                    let Some(path) = m.get_scalar("path") else {
+                        self.err(
+                            m.span(),
+                            &f,
+                            "a secret entry needs `path`",
+                            Some("write `{path: \"~/.ssh/**\", class: ssh_key}`".into()),
+                        );
+                        continue;
+                    };
+                    (
+                        path.as_str().to_string(),
+                        m.get_scalar("class").map(|c| c.as_str().to_string()),
+                        *path.span(),
+                    )
+                }
+                Node::Sequence(s) => {
+                    self.err(s.span(), &f, "must be a glob or {path, class}", None);
+                    continue;
+                }
+            };
+            if self.check_globs(&[(glob.clone(), span)], field, true) {
+                let class = class.unwrap_or_else(|| secret_class(&glob).to_string());
+                out.push(SecretRule { glob, class });
+            }
+        }
+        out
+    }
+
+    fn glob_matcher(&mut self, node: &Node, field: &str) -> Option<(String, globset::GlobMatcher)> {
+        let Some(s) = node.as_scalar() else {
+            self.err(node.span(), field, "must be a glob string", None);
+            return None;
+        };
+        match Glob::new(s.as_str()) {
+            Ok(g) => Some((s.as_str().to_string(), g.compile_matcher())),
+            Err(e) => {
+                self.err(
+                    node.span(),
+                    field,
+                    format!("bad glob {:?}: {}", s.as_str(), e.kind()),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    fn server(&mut self, key: &marked_yaml::types::MarkedScalarNode, node: &Node) -> Option<ServerRule> {
+        let name = key.as_str();
+        let base = format!("servers.{name}");
+        if name == UNREGISTERED {
+            self.err(
+                key.span(),
+                &base,
+                "`unregistered` is reserved",
+                Some("events and metrics name servers that no entry matches `unregistered`: choose another name".into()),
+            );
+        }
+        let Some(map) = node.as_mapping() else {
+            self.err(
+                node.span(),
+                &base,
+                "must be a mapping",
+                Some("give it at least `match: {cmdline: \"*my-server*\"}`".into()),
+            );
+            return None;
+        };
+        self.unknown_keys(map, &base, SERVER_KEYS);
+        let (mut cmdline, mut exe) = (None, None);
+        match map.get_node("match") {
+            None => self.err(
+                map.span(),
+                &base,
+                "a server needs `match`",
+                Some("add `match: {cmdline: \"*my-server*\"}`".into()),
+            ),
+            Some(m) => match m.as_mapping() {
+                None => self.err(
+                    m.span(),
+                    &format!("{base}.match"),
+                    "must be a mapping with `cmdline` and/or `exe`",
+                    None,
+                ),
+                Some(mm) => {
+                    self.unknown_keys(mm, &format!("{base}.match"), MATCH_KEYS);
+                    if let Some(n) = mm.get_node("cmdline") {
+                        cmdline = self.glob_matcher(n, &format!("{base}.match.cmdline"));
+                    }
+                    if let Some(n) = mm.get_node("exe") {
+                        exe = self.glob_matcher(n, &format!("{base}.match.exe"));
+                    }
+                    if mm.get_node("cmdline").is_none() && mm.get_node("exe").is_none() {
+                        self.err(
+                            mm.span(),
+                            &format!("{base}.match"),
+                            "needs `cmdline` or `exe`",
+                            None,
+                        );
+                    }
+                }
+            },
+        }
+        let tools = map
+            .get_node("tools")
+            .and_then(|n| self.name_list(n, &format!("{base}.tools")));
+        let files = map
+            .get_node("files")
+            .and_then(|n| self.path_list(n, &format!("{base}.files")));
+        let secrets = map
+            .get_node("secrets")
+            .and_then(|n| self.path_list(n, &format!("{base}.secrets")))
+            .unwrap_or_default();
+        let exec = map
+            .get_node("exec")
+            .and_then(|n| self.path_list(n, &format!("{base}.exec")));
+        let connect = map
+            .get_node("connect")
+            .and_then(|n| self.name_list(n, &format!("{base}.connect")));
+        let mut agents = Vec::new();
+        if let Some(n) = map.get_node("agents") {
+            match n.as_mapping() {
+                None => self.err(
+                    n.span(),
+                    &format!("{base}.agents"),
+                    "must be a mapping of agent names to matchers",
+                    None,
+                ),
+                Some(am) => {
+                    for (aname, anode) in am.iter() {
+                        if let Some(a) = self.agent(&base, aname.as_str(), anode) {
+                            agents.push(a);
+                        }
+                    }
+                }
+            }
+        }
+        Some(ServerRule {
+            name: name.to_string(),
+            cmdline: cmdline.as_ref().map(|c| c.0.clone()),
+            cmdline_glob: cmdline.map(|c| c.1),
+            exe: exe.as_ref().map(|c| c.0.clone()),
+            exe_glob: exe.map(|c| c.1),
+            tools,
+            files,
+            secrets,
+            exec,
+            connect,
+            agents,
+        })
+    }
+
+    fn agent(&mut self, base: &str, name: &str, node: &Node) -> Option<AgentRule> {
+        let field = format!("{base}.agents.{name}");
+        let Some(map) = node.as_mapping() else {
+            self.err(
+                node.span(),
+                &field,
+                "must be a mapping",
+                Some("e.g. `{client: \"claude-code*\", uid: 1000, tools: [list_directory]}`".into()),
+            );
+            return None;
+        };
+        self.unknown_keys(map, &field, AGENT_KEYS);
+        let client = map
+            .get_node("client")
+            .and_then(|n| self.glob_matcher(n, &format!("{field}.client")));
+        let exe = map
+            .get_node("exe")
+            .and_then(|n| self.glob_matcher(n, &format!("{field}.exe")));
+        let uid = match map.get_node("uid") {
+            None => None,
+            Some(n) => match n.as_scalar().and_then(|s| s.as_str().parse::<u32>().ok()) {
+                Some(u) => Some(u),
+                None => {
+                    self.err(
+                        n.span(),
+                        &format!("{field}.uid"),
+                        "must be a number (a user id)",
+                        None,
+                    );
+                    None
+                }
+            },
+        };
+        if map.get_node("client").is_none() && map.get_node("uid").is_none() && map.get_node("exe").is_none()
+        {
+            self.err(
+                map.span(),
+                &field,
+                "an agent needs a matcher",
+                Some("give `client` (clientInfo name glob), `uid` or `exe`".into()),
+            );
+        }
+        let tools = map
+            .get_node("tools")
+            .and_then(|n| self.name_list(n, &format!("{field}.tools")));
+        Some(AgentRule {
+            name: name.to_string(),
+            client: client.as_ref().map(|c| c.0.clone()),
+            client_glob: client.map(|c| c.1),
+            uid,
+            exe: exe.as_ref().map(|c| c.0.clone()),
+            exe_glob: exe.map(|c| c.1),
+            tools,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<PolicyError> {
+        Policy::parse("p.yaml", text)
+            .expect_err("policy should be invalid")
+            .errors
+    }
+
+    #[test]
+    fn default_policy_is_valid() {
+        let p = Policy::builtin();
+        assert!(p.secrets.len() >= 10);
+        assert!(!p.servers.is_empty());
+        assert!(p.summary().starts_with("built-in: valid:"), "{}", p.summary());
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_line_column_field_and_hint() {
+        let text = "secrets: [\"~/.ssh/**\"]\nservers:\n  fs:\n    match: { cmdline: \"*fs*\" }\n    tols: [a]\n    tools: read_file\n    files: [\"/srv/[docs\"]\n    agents:\n      claude: {}\n      bob: { uid: alice }\nunregistered_servers: maybe\n";
+        let e = errors(text);
+        let got: Vec<(usize, usize, &str)> = e.iter().map(|e| (e.line, e.column, e.field.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (5, 5, "servers.fs.tols"),
+                (6, 12, "servers.fs.tools"),
+                (7, 13, "servers.fs.files[0]"),
+                (9, 15, "servers.fs.agents.claude"),
+                (10, 19, "servers.fs.agents.bob.uid"),
+                (11, 23, "unregistered_servers"),
+            ],
+            "{e:#?}"
+        );
+        assert_eq!(e[0].hint.as_deref(), Some("did you mean `tools`?"));
+        assert_eq!(e[1].message, "must be a list");
+        assert!(
+            e[2].message.starts_with("bad glob \"/srv/[docs\""),
+            "{}",
+            e[2].message
+        );
+        assert_eq!(e[3].message, "an agent needs a matcher");
+        let shown = PolicyErrors {
+            source: "p.yaml".into(),
+            errors: e,
+        }
+        .to_string();
+        assert!(
+            shown.starts_with("p.yaml:5:5: servers.fs.tols: unknown key (hint: did you mean `tools`?)"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn structural_mistakes() {
+        let e = errors("servers:\n  x:\n    tools: [a]\n");
+        assert_eq!(
+            (e[0].field.as_str(), e[0].message.as_str()),
+            ("servers.x", "a server needs `match`")
+        );
+        let e = errors("servers:\n  x:\n    match: {command: \"*x*\"}\n");
+        let fields: Vec<_> = e.iter().map(|e| (e.field.as_str(), e.message.as_str())).collect();
+        assert_eq!(
+            fields,
+            [
+                ("servers.x.match", "needs `cmdline` or `exe`"),
+                ("servers.x.match.command", "unknown key")
+            ]
+        );
+        assert_eq!(e[1].hint.as_deref(), Some("known keys: cmdline, exe"));
+        let e = errors("- a\n- b\n");
+        assert_eq!(e[0].field, "(document)");
+        let e = errors("servers: {a: {match: {cmdline: x}}}\nservers: {}\n");
+        assert!(e[0].message.starts_with("duplicate key `servers`"), "{e:?}");
+        let e = errors("secrets: [\"a\", [b]]\nservers: [1]\n");
+        let fields: Vec<_> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["secrets[1]", "servers"]);
+        let e = errors("key: [unclosed\n");
+        assert!(e[0].message.starts_with("not valid YAML"), "{e:?}");
+    }
+
+    #[test]
+    fn tool_list_entries_must_be_strings() {
+        let e = errors("servers:\n  x:\n    match: {exe: \"/usr/bin/*\"}\n    tools: [a, {b: 1}, \"\"]\n");
+        let fields: Vec<_> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["servers.x.tools[1]", "servers.x.tools[2]"]);
+    }
+
+    #[test]
+    fn unregistered_is_a_reserved_server_name() {
+        let e = errors("servers:\n  unregistered:\n    match: {cmdline: \"*x*\"}\n");
+        assert_eq!(
+            (e[0].line, e[0].field.as_str(), e[0].message.as_str()),
+            (2, "servers.unregistered", "`unregistered` is reserved")
+        );
+    }
+}

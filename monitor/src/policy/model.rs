@@ -1,0 +1,142 @@
+//! The policy as loaded: server entries with their scopes and agents, secret rules,
+//! runtime noise, and the facts and findings the evaluation works with.
+use super::globs::{Homes, NameList, PathGlobs};
+
+/// The server name in events and the `server` label in metrics of a server that no
+/// policy entry matches; reserved, so no entry can take it.
+pub const UNREGISTERED: &str = "unregistered";
+
+/// Files every runtime opens while it works (shared libraries, /proc, locale and time
+/// zone data, its own packages). They are counted, not listed, and `files` scopes need
+/// not repeat them. A policy's `noise:` replaces this list.
+pub const RUNTIME_NOISE: &[&str] = &[
+    "/proc/**",
+    "/sys/**",
+    "/dev/**",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.preload",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/etc/gai.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/ssl/**",
+    "/etc/pki/**",
+    "/etc/ca-certificates/**",
+    "/etc/mime.types",
+    "/etc/os-release",
+    "/usr/lib/os-release",
+    "/lib/**",
+    "/lib64/**",
+    "/usr/lib/**",
+    "/usr/lib64/**",
+    "/usr/local/lib/**",
+    "/usr/share/zoneinfo/**",
+    "/usr/share/locale/**",
+    "/usr/share/i18n/**",
+    "**/*.so",
+    "**/*.so.*",
+    "**/node_modules/**",
+    "**/site-packages/**",
+    "**/dist-packages/**",
+    "**/__pycache__/**",
+    "**/*.pyc",
+    "**/lib/python3*/**",
+    "**/pyvenv.cfg",
+    "**/.pyenv/versions/**",
+    "**/.nvm/versions/**",
+    "**/.npm/_npx/**",
+    "**/.cache/uv/**",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unregistered {
+    Violation,
+    Ignore,
+}
+
+#[derive(Debug)]
+pub struct SecretRule {
+    pub glob: String,
+    pub class: String,
+}
+
+#[derive(Debug)]
+pub struct AgentRule {
+    pub name: String,
+    pub client: Option<String>,
+    pub(super) client_glob: Option<globset::GlobMatcher>,
+    pub uid: Option<u32>,
+    pub exe: Option<String>,
+    pub(super) exe_glob: Option<globset::GlobMatcher>,
+    pub tools: Option<NameList>,
+}
+
+#[derive(Debug)]
+pub struct ServerRule {
+    pub name: String,
+    pub cmdline: Option<String>,
+    pub(super) cmdline_glob: Option<globset::GlobMatcher>,
+    pub exe: Option<String>,
+    pub(super) exe_glob: Option<globset::GlobMatcher>,
+    pub tools: Option<NameList>,
+    pub files: Option<PathGlobs>,
+    pub secrets: PathGlobs,
+    pub exec: Option<PathGlobs>,
+    pub connect: Option<NameList>,
+    pub agents: Vec<AgentRule>,
+}
+
+#[derive(Debug)]
+pub struct Policy {
+    /// Where it came from: a file path or "built-in".
+    pub source: String,
+    pub secrets: Vec<SecretRule>,
+    pub(super) secret_globs: PathGlobs,
+    pub(super) noise: PathGlobs,
+    pub unregistered_servers: Unregistered,
+    pub servers: Vec<ServerRule>,
+}
+
+/// What a check concluded, with the rule that decided it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Violation {
+    pub kind: &'static str,
+    pub detail: String,
+    pub rule: String,
+}
+
+/// What the policy needs to know about a completed tool call.
+pub struct CallFacts<'a> {
+    pub tool: &'a str,
+    pub client_name: Option<&'a str>,
+    pub client_uid: Option<u32>,
+    pub client_exe: Option<&'a str>,
+    /// What `~` stands for in path globs.
+    pub homes: &'a Homes,
+    /// Files opened (resolved paths) other than runtime noise.
+    pub files: &'a [String],
+    pub exec: &'a [String],
+    pub connect: &'a [String],
+}
+
+/// A path that matched a secret glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretHit {
+    pub class: String,
+    /// `secrets[3] ~/.ssh/**`
+    pub rule: String,
+    /// The server's own `secrets` entry that allows it, if any.
+    pub allowed_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EffectKind {
+    File,
+    Exec,
+    Connect,
+}
