@@ -25,7 +25,7 @@ use crate::{
         Kernel, KernelStats,
         records::{Data, Direction, Record},
     },
-    mcp::session::Output,
+    mcp::session::{Output, PeerInfo},
     output::{
         events::EventWriter,
         metrics::{self, Metrics},
@@ -33,6 +33,7 @@ use crate::{
     },
     policy::{EffectKind, Policy, SecretHit, UNREGISTERED, verdict},
     servers::Server,
+    transport::SessionKey,
 };
 
 /// What the pipeline needs to know from the command line.
@@ -154,7 +155,7 @@ impl Pipeline {
         // A child of a server on the same stdio (node under npx, a shell wrapper) is part
         // of that server; one with stdio of its own is a server its parent talks to.
         if let Some(outer) = self.server_root(pid)
-            && self.servers.get(&outer).is_some_and(|s| s.stdio == stdio)
+            && self.servers.get(&outer).is_some_and(|s| s.stdio.stdio == stdio)
         {
             return;
         }
@@ -188,8 +189,7 @@ impl Pipeline {
             json!({"pid": c.pid, "uid": c.uid, "exe": c.exe, "cmdline": c.cmdline, "parents": parents})
         });
         let policy = self.policy().clone();
-        let mut server = Server::new(p, stdio, client, self.max_message_bytes);
-        server.session.epoch = self.epoch();
+        let mut server = Server::new(p, stdio, client, self.max_message_bytes, self.epoch());
         server.rule = policy.entry_name(&server.cmdline, &p.exe);
         let mut server_json = render::server_json(&server);
         server_json["uid"] = json!(p.uid);
@@ -258,7 +258,7 @@ impl Pipeline {
         let oldest = self
             .servers
             .values()
-            .filter_map(|s| s.session.oldest_epoch())
+            .filter_map(Server::oldest_epoch)
             .min()
             .unwrap_or(current)
             .min(current);
@@ -288,7 +288,7 @@ impl Pipeline {
                 info!("SIGHUP: {}", policy.summary());
                 let epoch = self.epoch() + 1;
                 for s in self.servers.values_mut() {
-                    s.session.epoch = epoch;
+                    s.set_epoch(epoch);
                     s.rule = policy.entry_name(&s.cmdline, &s.exe);
                 }
                 let summary = policy.summary();
@@ -424,14 +424,14 @@ impl Pipeline {
                     }
                     if let Some(mut server) = self.servers.remove(&p.pid) {
                         self.metrics.servers_watched.set(self.servers.len() as i64);
-                        let outputs = server.session.close(header.ts_ns);
+                        let outputs = server.close(header.ts_ns);
                         self.emit_outputs(&server, outputs);
                         let ts = self.events.kernel_time(header.ts_ns);
-                        let (lost, discarded) = server.stream_loss();
+                        let (lost, discarded) = server.stdio.stream_loss();
                         let fields = json!({
                             "server": render::server_json(&server),
-                            "session": server.session_id,
-                            "requests": server.session.stats.requests,
+                            "session": server.stdio.key().to_string(),
+                            "requests": server.request_stats(),
                             "parse_errors": server.parse_errors,
                             "bytes_lost": lost,
                             "bytes_discarded": discarded,
@@ -528,14 +528,15 @@ impl Pipeline {
         let Some(server) = self.servers.get_mut(&root) else {
             return;
         };
-        let Some(dir) = server.direction_of(inode, d.direction == Direction::Read) else {
+        let Some(dir) = server.stdio.direction_of(inode, d.direction == Direction::Read) else {
             return;
         };
         if gap > 0 {
-            server.lost(dir, gap);
+            server.stdio.lost(dir, gap);
         }
         let before = server.messages;
-        let (outputs, errors) = server.feed(dir, &d.bytes, d.header.ts_ns);
+        let framed = server.stdio.push(dir, &d.bytes, d.header.ts_ns);
+        let (outputs, errors) = server.feed(framed);
         let label = server.label().to_string();
         for (i, direction) in metrics::MESSAGE_DIRECTIONS.iter().enumerate() {
             let n = server.messages[i] - before[i];
@@ -595,7 +596,7 @@ impl Pipeline {
             // The runtime loading its own program, or what the noise list covers.
             let own = !write && server.program_files.contains(&path);
             if own || policy.is_noise(&path, &server.homes) {
-                server.session.attach_noise();
+                server.attach_noise();
                 self.metrics.noise_opens.inc();
                 return;
             }
@@ -611,16 +612,17 @@ impl Pipeline {
         let Some(server) = self.servers.get_mut(&root) else {
             return;
         };
-        if server.session.attach(&effect) > 0 {
+        if server.attach(&effect) > 0 {
             return;
         }
         let index = policy.server_index(server.rule.as_deref());
         let ts = self.events.kernel_time(ts_ns);
         let server_json = render::server_json(server);
-        let agent = server
-            .client
-            .as_ref()
+        let starter = server.stdio_session();
+        let agent = starter
+            .and_then(|s| s.peer.as_ref())
             .map(|c| json!({"pid": c.pid, "uid": c.uid, "exe": c.exe}));
+        let starter_client = starter.and_then(|s| s.client.as_ref());
         let (kind, what) = match (&effect, secret) {
             (Effect::File { path, write, ok }, Some(hit)) => {
                 let fields = json!({
@@ -633,7 +635,7 @@ impl Pipeline {
                     "rule": hit.rule,
                     "allowed_by": hit.allowed_by,
                 });
-                let agent = agent_label(&self.metrics, server.label(), server, None, None);
+                let agent = agent_label(&self.metrics, server.label(), None, starter_client);
                 self.metrics
                     .secret_access
                     .with_label_values(&[server.label(), &agent])
@@ -648,7 +650,7 @@ impl Pipeline {
         let Some(v) = policy.check_effect(index, kind, what, &server.homes) else {
             return;
         };
-        let label = agent_label(&self.metrics, server.label(), server, None, None);
+        let label = agent_label(&self.metrics, server.label(), None, starter_client);
         self.metrics
             .violations
             .with_label_values(&[server.label(), &label, v.kind])
@@ -657,21 +659,32 @@ impl Pipeline {
         self.events.emit("violation", ts, fields);
     }
 
-    fn emit_outputs(&mut self, server: &Server, outputs: Vec<Output>) {
-        for Output::Completed(c) in outputs {
+    fn emit_outputs(&mut self, server: &Server, outputs: Vec<(SessionKey, Output)>) {
+        for (key, Output::Completed(c)) in outputs {
+            let Some(session) = server.sessions.get(&key) else {
+                continue;
+            };
             // Under the policy in force when the call started, whatever a reload did since.
             let (policy, index) = self.call_policy(server, c.epoch);
             let entry = index.map_or(UNREGISTERED, |i| policy.servers[i].name.as_str());
             let caller = verdict::Caller {
-                client: server.session.client.as_ref(),
-                process: server.client.as_ref(),
+                client: session.client.as_ref(),
+                process: session.peer.as_ref(),
             };
             let verdict =
                 (c.method == "tools/call").then(|| verdict::judge(&policy, index, &server.homes, caller, &c));
             if let Some(v) = &verdict {
-                count_call(&self.metrics, server, entry, &c, v);
+                let client = c.client.as_ref().or(session.client.as_ref());
+                count_call(&self.metrics, entry, client, &c, v);
             }
-            let fields = render::call_fields(server, &c, entry, self.max_field_bytes, verdict.as_ref());
+            let fields = render::call_fields(
+                server,
+                (&key, session),
+                &c,
+                entry,
+                self.max_field_bytes,
+                verdict.as_ref(),
+            );
             let ts = self.events.kernel_time(c.start_ts_ns);
             self.events.emit(event_type(&c.method), ts, fields);
         }
@@ -731,15 +744,16 @@ impl Pipeline {
 }
 
 /// Metrics of one judged tool call; names from watched processes are capped.
-/// `s` is the server's entry under the call's policy, as its event names it.
+/// `s` is the server's entry under the call's policy, as its event names it; `client`
+/// the caller's clientInfo.
 fn count_call(
     m: &Metrics,
-    server: &Server,
     s: &str,
+    client: Option<&PeerInfo>,
     c: &crate::mcp::session::Completed,
     v: &verdict::Verdict,
 ) {
-    let agent = agent_label(m, s, server, v.agent.as_deref(), c.client.as_ref());
+    let agent = agent_label(m, s, v.agent.as_deref(), client);
     let tool = m.bounded(s, "tool", c.target.as_deref().unwrap_or(""));
     m.tool_calls
         .with_label_values(&[s, &agent, &tool, v.decision()])
@@ -759,14 +773,8 @@ fn count_call(
 
 /// The agent label: the policy's agent entry, else the client's name (capped), else
 /// `unknown`.
-fn agent_label(
-    m: &Metrics,
-    s: &str,
-    server: &Server,
-    entry: Option<&str>,
-    client: Option<&crate::mcp::session::PeerInfo>,
-) -> String {
-    match (entry, client.or(server.session.client.as_ref())) {
+fn agent_label(m: &Metrics, s: &str, entry: Option<&str>, client: Option<&PeerInfo>) -> String {
+    match (entry, client) {
         (Some(a), _) => a.to_string(),
         (None, Some(c)) => m.bounded(s, "agent", &c.name),
         (None, None) => "unknown".to_string(),

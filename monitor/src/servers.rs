@@ -1,16 +1,19 @@
-//! A watched stdio MCP server: its stdio streams, reassembled into JSON-RPC messages,
-//! its MCP session, and the process on the other end of its pipes.
+//! A watched MCP server: who it is (process, policy entry, homes, its own program
+//! files), the transports that carry its messages, and its MCP sessions by key.
+use std::collections::HashMap;
+
 use crate::{
     host::{
+        effects::Effect,
         identity::{ClientProcess, Stdio},
         procs::Process,
     },
     mcp::{
         jsonrpc::{self, ParseError},
-        session::{Direction, Output, Session},
+        session::{Direction, Output, PeerInfo, Session, SessionStats},
     },
     policy::{Homes, UNREGISTERED},
-    transport::stdio::LineReassembler,
+    transport::{Framed, SessionKey, stdio::StdioTransport},
 };
 
 pub struct Server {
@@ -24,13 +27,11 @@ pub struct Server {
     pub exe: String,
     pub cmdline: String,
     pub uid: u32,
-    pub stdio: Stdio,
-    pub client: Option<ClientProcess>,
-    pub session: Session,
-    /// `stdio-<pid>-<stdin inode>`: names the session in events (stdio has no session id).
-    pub session_id: String,
-    from_client: LineReassembler,
-    to_client: LineReassembler,
+    pub stdio: StdioTransport,
+    /// Its MCP sessions, whatever transport carries them.
+    pub sessions: HashMap<SessionKey, Session>,
+    /// Policy epoch stamped on calls as they start (a reload applies to later calls).
+    epoch: u64,
     pub parse_errors: u64,
     /// Messages by direction (client to server, server to client), for metrics.
     pub messages: [u64; 2],
@@ -39,7 +40,16 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(p: &Process, stdio: Stdio, client: Option<ClientProcess>, max_message: usize) -> Self {
+    /// A server found on stdio, with `client` on the other end of its stdin.
+    pub fn new(
+        p: &Process,
+        stdio: Stdio,
+        client: Option<ClientProcess>,
+        max_message: usize,
+        epoch: u64,
+    ) -> Self {
+        let stdio = StdioTransport::new(p.pid, stdio, max_message);
+        let session = Session::new(client, epoch);
         Self {
             rule: None,
             homes: Homes::new(p.uid, env_home(p.pid)),
@@ -53,53 +63,36 @@ impl Server {
             exe: p.exe.clone(),
             cmdline: p.cmdline_string(),
             uid: p.uid,
+            sessions: HashMap::from([(stdio.key().clone(), session)]),
             stdio,
-            client,
-            session: Session::default(),
-            session_id: format!("stdio-{}-{}", p.pid, stdio.stdin.unwrap_or(0)),
-            from_client: LineReassembler::new(max_message),
-            to_client: LineReassembler::new(max_message),
+            epoch,
             parse_errors: 0,
             messages: [0; 2],
             seen: Vec::new(),
         }
     }
 
-    /// Which direction of the session bytes on `inode` belong to, if any: what the
-    /// server's tree reads from its stdin, and what it writes to its stdout.
-    pub fn direction_of(&self, inode: u64, read: bool) -> Option<Direction> {
-        match read {
-            true if self.stdio.stdin == Some(inode) => Some(Direction::ClientToServer),
-            false if self.stdio.stdout == Some(inode) => Some(Direction::ServerToClient),
-            _ => None,
-        }
-    }
-
-    fn stream(&mut self, dir: Direction) -> &mut LineReassembler {
-        match dir {
-            Direction::ClientToServer => &mut self.from_client,
-            Direction::ServerToClient => &mut self.to_client,
-        }
-    }
-
-    /// Bytes of one direction were lost: resynchronise at the next message.
-    pub fn lost(&mut self, dir: Direction, n: u64) {
-        self.stream(dir).lost(n);
-    }
-
-    /// Feeds captured bytes; returns completed calls and the parse errors met.
-    pub fn feed(&mut self, dir: Direction, bytes: &[u8], ts_ns: u64) -> (Vec<Output>, Vec<ParseError>) {
+    /// Feeds framed messages to their sessions; returns completed calls (with their
+    /// session) and the parse errors met.
+    pub fn feed(&mut self, framed: Vec<Framed>) -> (Vec<(SessionKey, Output)>, Vec<ParseError>) {
         let mut out = Vec::new();
         let mut errors = Vec::new();
-        for line in self.stream(dir).push(bytes, ts_ns) {
-            for msg in jsonrpc::parse_line(&line.bytes) {
+        for f in framed {
+            let dir = f.direction;
+            let epoch = self.epoch;
+            let session = self
+                .sessions
+                .entry(f.session.clone())
+                .or_insert_with(|| Session::new(None, epoch));
+            for msg in jsonrpc::parse_line(&f.body) {
                 match msg {
                     Ok(m) => {
                         if let jsonrpc::Message::Request { method, .. } = &m {
                             self.seen.push((dir, method.clone()));
                         }
                         self.messages[dir as usize] += 1;
-                        out.extend(self.session.on_message(dir, m, line.last_ts_ns))
+                        let done = session.on_message(dir, m, f.ts_ns);
+                        out.extend(done.into_iter().map(|o| (f.session.clone(), o)));
                     }
                     Err(e) => errors.push(e),
                 }
@@ -114,10 +107,65 @@ impl Server {
         std::mem::take(&mut self.seen)
     }
 
-    /// Lost and discarded bytes over both directions.
-    pub fn stream_loss(&self) -> (u64, u64) {
-        let (a, b) = (self.from_client.stats, self.to_client.stats);
-        (a.bytes_lost + b.bytes_lost, a.bytes_discarded + b.bytes_discarded)
+    /// A new policy epoch: calls that start from now on are judged by it.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        for s in self.sessions.values_mut() {
+            s.epoch = epoch;
+        }
+    }
+
+    /// The epoch of the oldest call in flight in any session.
+    pub fn oldest_epoch(&self) -> Option<u64> {
+        self.sessions.values().filter_map(Session::oldest_epoch).min()
+    }
+
+    /// Gives an effect of the server's process tree to every tool call in flight, in
+    /// every session: ambiguous when there are several. Returns how many got it.
+    pub fn attach(&mut self, effect: &Effect) -> usize {
+        let in_flight: usize = self.sessions.values().map(Session::tool_calls_in_flight).sum();
+        let ambiguous = in_flight > 1;
+        self.sessions
+            .values_mut()
+            .map(|s| s.attach(effect, ambiguous))
+            .sum()
+    }
+
+    /// Counts a runtime-noise open for every tool call in flight.
+    pub fn attach_noise(&mut self) {
+        for s in self.sessions.values_mut() {
+            s.attach_noise();
+        }
+    }
+
+    /// The server ended: every open call of every session is incomplete.
+    pub fn close(&mut self, ts_ns: u64) -> Vec<(SessionKey, Output)> {
+        let mut out = Vec::new();
+        for (key, s) in &mut self.sessions {
+            out.extend(s.close(ts_ns).into_iter().map(|o| (key.clone(), o)));
+        }
+        out
+    }
+
+    /// Requests by method over all sessions.
+    pub fn request_stats(&self) -> HashMap<String, u64> {
+        let mut all: HashMap<String, u64> = HashMap::new();
+        for SessionStats { requests, .. } in self.sessions.values().map(|s| &s.stats) {
+            for (m, n) in requests {
+                *all.entry(m.clone()).or_default() += n;
+            }
+        }
+        all
+    }
+
+    /// The session its stdio carries: who started it, for what happens outside calls.
+    pub fn stdio_session(&self) -> Option<&Session> {
+        self.sessions.get(self.stdio.key())
+    }
+
+    /// serverInfo, as any session learnt it.
+    pub fn info(&self) -> Option<&PeerInfo> {
+        self.sessions.values().find_map(|s| s.server.as_ref())
     }
 
     /// The server's name in events and its `server` label in metrics: its policy entry,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::{
-    host::effects::Effect,
+    host::{effects::Effect, identity::ClientProcess},
     mcp::jsonrpc::{Id, Message},
 };
 
@@ -19,11 +19,7 @@ pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion
 /// Requests that become events of their own when they complete.
 const REPORTED_METHODS: &[&str] = &["tools/call", "resources/read", "prompts/get"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    ClientToServer,
-    ServerToClient,
-}
+pub use crate::transport::Direction;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PeerInfo {
@@ -130,6 +126,9 @@ pub struct SessionStats {
 
 #[derive(Debug, Default)]
 pub struct Session {
+    /// The client process, when the transport knows it (the other end of a stdio
+    /// server's stdin).
+    pub peer: Option<ClientProcess>,
     pub client: Option<PeerInfo>,
     pub server: Option<PeerInfo>,
     pub protocol_version: Option<String>,
@@ -144,6 +143,16 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session whose client process the transport knows (or not), starting at a
+    /// policy epoch.
+    pub fn new(peer: Option<ClientProcess>, epoch: u64) -> Self {
+        Self {
+            peer,
+            epoch,
+            ..Self::default()
+        }
+    }
+
     /// Feeds one message; `ts_ns` is when the server finished reading it
     /// (client to server) or writing it (server to client).
     pub fn on_message(&mut self, dir: Direction, msg: Message, ts_ns: u64) -> Vec<Output> {
@@ -330,19 +339,21 @@ impl Session {
         self.pending.len()
     }
 
-    /// Gives a side effect to every tool call in flight, marked ambiguous when there
-    /// are several (the kernel cannot say which one caused it). Returns how many got it.
-    pub fn attach(&mut self, effect: &Effect) -> usize {
-        let mut calls: Vec<&mut Pending> = self
-            .pending
-            .values_mut()
-            .filter(|p| p.method == "tools/call")
-            .collect();
-        let ambiguous = calls.len() > 1;
-        for p in calls.iter_mut() {
+    /// Tool calls waiting for their answer.
+    pub fn tool_calls_in_flight(&self) -> usize {
+        self.pending.values().filter(|p| p.method == "tools/call").count()
+    }
+
+    /// Gives a side effect to every tool call in flight; `ambiguous` when the server
+    /// has several in flight (the kernel cannot say which one caused it). Returns how
+    /// many got it.
+    pub fn attach(&mut self, effect: &Effect, ambiguous: bool) -> usize {
+        let mut n = 0;
+        for p in self.pending.values_mut().filter(|p| p.method == "tools/call") {
             p.effects.push((effect.clone(), ambiguous));
+            n += 1;
         }
-        calls.len()
+        n
     }
 
     /// Counts a runtime-noise open for every tool call in flight.
@@ -566,23 +577,28 @@ mod tests {
             write: false,
             ok: true,
         };
-        assert_eq!(s.attach(&file("/before")), 0, "no call in flight");
+        // As the server does it: ambiguous when several calls are in flight.
+        let attach = |s: &mut Session, e: Effect| {
+            let ambiguous = s.tool_calls_in_flight() > 1;
+            s.attach(&e, ambiguous)
+        };
+        assert_eq!(attach(&mut s, file("/before")), 0, "no call in flight");
         c2s(
             &mut s,
             json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}}),
             1,
         );
         c2s(&mut s, json!({"jsonrpc":"2.0","id":9,"method":"tools/list"}), 1);
-        assert_eq!(s.attach(&file("/one")), 1, "tools/list is not a call");
+        assert_eq!(attach(&mut s, file("/one")), 1, "tools/list is not a call");
         c2s(
             &mut s,
             json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"b"}}),
             2,
         );
-        assert_eq!(s.attach(&file("/both")), 2);
+        assert_eq!(attach(&mut s, file("/both")), 2);
         let a = completed(s2c(&mut s, json!({"jsonrpc":"2.0","id":1,"result":{}}), 3));
         assert_eq!(a.effects, vec![(file("/one"), false), (file("/both"), true)]);
-        s.attach(&file("/b-only"));
+        attach(&mut s, file("/b-only"));
         let b = completed(s2c(&mut s, json!({"jsonrpc":"2.0","id":2,"result":{}}), 4));
         assert_eq!(b.effects, vec![(file("/both"), true), (file("/b-only"), false)]);
     }

@@ -1,7 +1,12 @@
 //! Rendering: the JSON fields of events about servers and their calls.
 use serde_json::{Value, json};
 
-use crate::{mcp::session::Completed, policy::verdict::Verdict, servers::Server};
+use crate::{
+    mcp::session::{Completed, Session},
+    policy::verdict::Verdict,
+    servers::Server,
+    transport::SessionKey,
+};
 
 /// A server as events name it: its policy entry (or `unregistered`), process, serverInfo.
 pub fn server_json(server: &Server) -> Value {
@@ -15,36 +20,37 @@ pub fn server_json_named(server: &Server, name: &str) -> Value {
         "pid": server.pid,
         "exe": server.exe,
         "cmdline": server.cmdline,
-        "info": server.session.server.as_ref().map(|s| json!({"name": s.name, "version": s.version})),
+        "info": server.info().map(|s| json!({"name": s.name, "version": s.version})),
     })
 }
 
-/// The fields of a `tool_call` (or `resource_read`, `prompt_get`) event.
-/// `entry` is the server's name under the policy the call was judged by.
+/// The fields of a `tool_call` (or `resource_read`, `prompt_get`) event of a call in
+/// `session`. `entry` is the server's name under the policy the call was judged by.
 pub fn call_fields(
     server: &Server,
+    (key, session): (&SessionKey, &Session),
     c: &Completed,
     entry: &str,
     max_field_bytes: usize,
     verdict: Option<&Verdict>,
 ) -> Value {
-    let client = c.client.as_ref().or(server.session.client.as_ref());
+    let client = c.client.as_ref().or(session.client.as_ref());
     let agent = json!({
         "name": verdict.and_then(|v| v.agent.clone()),
         "client": client.map(|i| json!({"name": i.name, "version": i.version})),
-        "pid": server.client.as_ref().map(|p| p.pid),
-        "uid": server.client.as_ref().map(|p| p.uid),
-        "exe": server.client.as_ref().map(|p| p.exe.clone()),
+        "pid": session.peer.as_ref().map(|p| p.pid),
+        "uid": session.peer.as_ref().map(|p| p.uid),
+        "exe": session.peer.as_ref().map(|p| p.exe.clone()),
     });
     let (arguments, arguments_truncated) = bounded(&c.arguments, max_field_bytes);
     let mut fields = json!({
         "server": server_json_named(server, entry),
         "agent": agent,
-        "transport": "stdio",
-        "session": server.session_id,
+        "transport": key.transport(),
+        "session": key.to_string(),
         "protocol": {
-            "version": server.session.protocol_version,
-            "era": server.session.era.map(|e| e.as_str()),
+            "version": session.protocol_version,
+            "era": session.era.map(|e| e.as_str()),
         },
         "request_id": c.id.to_value(),
     });

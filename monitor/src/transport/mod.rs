@@ -1,2 +1,52 @@
-//! Bytes of a connection to framed JSON-RPC messages: stdio (newline framing).
+//! Bytes of a connection to framed messages with a session key: the seam between
+//! transports and MCP. A transport turns what the kernel captured (in order, with
+//! gaps marked) into [`Framed`] messages; everything after it is the same for every
+//! transport. `stdio` frames a server's pipes by newlines.
+use std::fmt;
+
 pub mod stdio;
+
+/// Which way a message went, seen from the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    ClientToServer,
+    ServerToClient,
+}
+
+/// The MCP session a message belongs to. A server has many sessions; each is judged,
+/// identified and reported on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SessionKey {
+    /// A stdio server's one session: its pid and the inode of its stdin.
+    Stdio { pid: u32, stdin: u64 },
+}
+
+impl SessionKey {
+    /// The `transport` field of events.
+    pub fn transport(&self) -> &'static str {
+        match self {
+            SessionKey::Stdio { .. } => "stdio",
+        }
+    }
+}
+
+/// How events name the session: `stdio-<pid>-<stdin inode>` (stdio has no session id).
+impl fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionKey::Stdio { pid, stdin } => write!(f, "stdio-{pid}-{stdin}"),
+        }
+    }
+}
+
+/// One message as its transport framed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Framed {
+    pub session: SessionKey,
+    pub direction: Direction,
+    /// Kernel time of the chunk that completed the message: when the server had read
+    /// all of a request, or written all of a response.
+    pub ts_ns: u64,
+    /// One JSON-RPC message or batch, as sent.
+    pub body: Vec<u8>,
+}

@@ -1,8 +1,83 @@
-//! Newline-delimited message reassembly for one byte stream (one direction of a
-//! server's stdio). Chunks arrive in order; the caller, which sees the kernel's stream
+//! stdio: a server's stdin carries the client's messages, its stdout the server's, one
+//! JSON-RPC message per line. [`StdioTransport`] routes captured bytes by pipe inode
+//! and frames them with a [`LineReassembler`] per direction.
+//!
+//! Reassembly: chunks arrive in order; the caller, which sees the kernel's stream
 //! offsets, reports lost bytes with [`LineReassembler::lost`], and the stream then
 //! resynchronises at the next newline. Nothing here can stop the monitor: bad input is
 //! dropped and counted.
+use super::{Direction, Framed, SessionKey};
+use crate::host::identity::Stdio;
+
+/// A stdio server's two streams and the one session they carry.
+pub struct StdioTransport {
+    /// The inodes of its stdin and stdout.
+    pub stdio: Stdio,
+    key: SessionKey,
+    from_client: LineReassembler,
+    to_client: LineReassembler,
+}
+
+impl StdioTransport {
+    pub fn new(pid: u32, stdio: Stdio, max_message: usize) -> Self {
+        Self {
+            stdio,
+            key: SessionKey::Stdio {
+                pid,
+                stdin: stdio.stdin.unwrap_or(0),
+            },
+            from_client: LineReassembler::new(max_message),
+            to_client: LineReassembler::new(max_message),
+        }
+    }
+
+    /// The session its messages belong to.
+    pub fn key(&self) -> &SessionKey {
+        &self.key
+    }
+
+    /// Which direction of the session bytes on `inode` belong to, if any: what the
+    /// server's tree reads from its stdin, and what it writes to its stdout.
+    pub fn direction_of(&self, inode: u64, read: bool) -> Option<Direction> {
+        match read {
+            true if self.stdio.stdin == Some(inode) => Some(Direction::ClientToServer),
+            false if self.stdio.stdout == Some(inode) => Some(Direction::ServerToClient),
+            _ => None,
+        }
+    }
+
+    fn stream(&mut self, dir: Direction) -> &mut LineReassembler {
+        match dir {
+            Direction::ClientToServer => &mut self.from_client,
+            Direction::ServerToClient => &mut self.to_client,
+        }
+    }
+
+    /// Bytes of one direction were lost: resynchronise at the next message.
+    pub fn lost(&mut self, dir: Direction, n: u64) {
+        self.stream(dir).lost(n);
+    }
+
+    /// Feeds captured bytes of one direction; returns the messages they complete.
+    pub fn push(&mut self, dir: Direction, bytes: &[u8], ts_ns: u64) -> Vec<Framed> {
+        let lines = self.stream(dir).push(bytes, ts_ns);
+        lines
+            .into_iter()
+            .map(|line| Framed {
+                session: self.key.clone(),
+                direction: dir,
+                ts_ns: line.last_ts_ns,
+                body: line.bytes,
+            })
+            .collect()
+    }
+
+    /// Lost and discarded bytes over both directions.
+    pub fn stream_loss(&self) -> (u64, u64) {
+        let (a, b) = (self.from_client.stats, self.to_client.stats);
+        (a.bytes_lost + b.bytes_lost, a.bytes_discarded + b.bytes_discarded)
+    }
+}
 
 /// One complete line, without its newline.
 #[derive(Debug, Clone, PartialEq, Eq)]
