@@ -1,9 +1,12 @@
 //! Bytes of a connection to framed messages with a session key: the seam between
 //! transports and MCP. A transport turns what the kernel captured (in order, with
 //! gaps marked) into [`Framed`] messages; everything after it is the same for every
-//! transport. `stdio` frames a server's pipes by newlines.
+//! transport. `stdio` frames a server's pipes by newlines, `http` the connections an
+//! HTTP server accepted (with `sse` for event streams).
 use std::fmt;
 
+pub mod http;
+pub mod sse;
 pub mod stdio;
 
 /// Which way a message went, seen from the server.
@@ -19,6 +22,8 @@ pub enum Direction {
 pub enum SessionKey {
     /// A stdio server's one session: its pid and the inode of its stdin.
     Stdio { pid: u32, stdin: u64 },
+    /// A session of an HTTP server: its `Mcp-Session-Id`, or the connection.
+    Http { pid: u32, id: http::HttpSession },
 }
 
 impl SessionKey {
@@ -26,15 +31,25 @@ impl SessionKey {
     pub fn transport(&self) -> &'static str {
         match self {
             SessionKey::Stdio { .. } => "stdio",
+            SessionKey::Http { .. } => "http",
         }
     }
 }
 
-/// How events name the session: `stdio-<pid>-<stdin inode>` (stdio has no session id).
+/// How events name the session: the server's `Mcp-Session-Id` when it gave one, else
+/// `stdio-<pid>-<stdin inode>` or `http-<pid>-conn-<socket inode>`.
 impl fmt::Display for SessionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SessionKey::Stdio { pid, stdin } => write!(f, "stdio-{pid}-{stdin}"),
+            SessionKey::Http {
+                id: http::HttpSession::Id(id),
+                ..
+            } => f.write_str(id),
+            SessionKey::Http {
+                pid,
+                id: http::HttpSession::Connection(inode),
+            } => write!(f, "http-{pid}-conn-{inode}"),
         }
     }
 }
