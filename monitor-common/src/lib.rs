@@ -33,6 +33,8 @@ pub mod kind {
     pub const CONNECT: u32 = 6;
     /// An fd of a watched process was closed or replaced (close, dup2, ...).
     pub const FD_CHANGE: u32 = 7;
+    /// A watched process accepted a connection (accept, accept4).
+    pub const ACCEPT: u32 = 8;
 }
 
 /// Direction of a [`DataRecord`] relative to the watched process.
@@ -185,6 +187,22 @@ pub struct ConnectRecord {
     pub addr_len: u32,
     /// 0, -EINPROGRESS for a non-blocking connect, or another -errno.
     pub ret: i64,
+    pub addr: [u8; MAX_SOCKADDR],
+}
+
+/// accept/accept4 by a watched process that returned a connection, at syscall exit.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct AcceptRecord {
+    pub header: Header,
+    /// The listening socket.
+    pub listen_fd: i32,
+    /// The new connection's fd.
+    pub fd: i32,
+    /// Bytes of `addr` used: 0 when the caller asked for no address (libuv does not).
+    pub addr_len: u32,
+    pub _pad: u32,
+    /// The peer's address, as the kernel wrote it for the caller.
     pub addr: [u8; MAX_SOCKADDR],
 }
 

@@ -4,7 +4,7 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    ConnectRecord, DataRecord, ExecRecord, OpenRecord, TracepointOffsets, WatchState, stat,
+    AcceptRecord, ConnectRecord, DataRecord, ExecRecord, OpenRecord, TracepointOffsets, WatchState, stat,
 };
 
 /// Every record for userspace.
@@ -43,6 +43,8 @@ pub static OPEN_SCRATCH: PerCpuArray<OpenRecord> = PerCpuArray::with_max_entries
 pub static COPY_STATE: PerCpuArray<crate::probes::Copy> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static CONNECT_SCRATCH: PerCpuArray<ConnectRecord> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static ACCEPT_SCRATCH: PerCpuArray<AcceptRecord> = PerCpuArray::with_max_entries(1, 0);
 
 /// Tracepoint field offsets read from tracefs by userspace before loading.
 #[unsafe(no_mangle)]

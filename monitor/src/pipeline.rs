@@ -32,7 +32,7 @@ use crate::{
         render::{self, event_type},
     },
     policy::{EffectKind, Policy, SecretHit, UNREGISTERED, verdict},
-    servers::Server,
+    servers::{Server, Stream},
     transport::SessionKey,
 };
 
@@ -59,6 +59,10 @@ struct Loss {
     bytes_missing: u64,
     /// Lines on a server's stdio that were not JSON-RPC.
     message_errors: u64,
+    /// HTTP framing that did not parse, bodies that could not be read.
+    http_errors: u64,
+    /// HTTP connections not followed (too many open on one server).
+    http_untracked: u64,
 }
 
 /// Everything between the kernel's records and the events: the process table and
@@ -445,6 +449,9 @@ impl Pipeline {
             }
             Record::Data(d) => self.data(d),
             Record::FdChange { header, fd, .. } => {
+                if let Some(stream) = self.fds.cached(header.pid, fd).and_then(stream_of) {
+                    self.socket_closed(header.pid, stream, header.ts_ns);
+                }
                 self.fds.changed(header.pid, fd);
                 if fd < 0 {
                     self.streams.retain(|&(pid, _, _), _| pid != header.pid);
@@ -454,6 +461,7 @@ impl Pipeline {
                 }
             }
             Record::Open(o) => self.open(o),
+            Record::Accept(a) => self.accept(a),
             Record::Connect(c) => {
                 if let Some(root) = self.server_root(c.header.pid)
                     && let Some(address) = effects::sockaddr(&c.addr)
@@ -490,8 +498,8 @@ impl Pipeline {
             self.loss.bytes_missing += gap;
         }
         let kind = self.fds.classify(d.header.pid, d.fd).clone();
-        if let FdKind::Pipe { inode } | FdKind::Socket { inode } = kind {
-            self.stdio_bytes(&d, inode, gap);
+        if let Some(stream) = stream_of(&kind) {
+            self.transport_bytes(&d, stream, gap);
         }
         if !self.debug_captures {
             return;
@@ -512,6 +520,7 @@ impl Pipeline {
         });
         match kind {
             FdKind::Pipe { inode } | FdKind::Socket { inode } => fields["inode"] = json!(inode),
+            FdKind::Accepted { conn } => fields["connection"] = json!(conn),
             FdKind::File { path } | FdKind::Tty { path } => fields["path"] = json!(path),
             FdKind::Other { target } => fields["target"] = json!(target),
             FdKind::Unknown => {}
@@ -520,23 +529,20 @@ impl Pipeline {
         self.events.emit("capture", ts, fields)
     }
 
-    /// Bytes on a pipe or socket: MCP messages when they are a server's stdio.
-    fn stdio_bytes(&mut self, d: &Data, inode: u64, gap: u64) {
+    /// Bytes on a pipe or socket of a server's tree: MCP messages when they are its
+    /// stdio or a connection it accepted that speaks HTTP.
+    fn transport_bytes(&mut self, d: &Data, stream: Stream, gap: u64) {
         let Some(root) = self.server_root(d.header.pid) else {
             return;
         };
         let Some(server) = self.servers.get_mut(&root) else {
             return;
         };
-        let Some(dir) = server.stdio.direction_of(inode, d.direction == Direction::Read) else {
-            return;
-        };
-        if gap > 0 {
-            server.stdio.lost(dir, gap);
-        }
         let before = server.messages;
-        let framed = server.stdio.push(dir, &d.bytes, d.header.ts_ns);
-        let (outputs, errors) = server.feed(framed);
+        let read = d.direction == Direction::Read;
+        let (procs, self_pid) = (&self.procs, self.self_pid);
+        let peer_of = |inode| tcp_client(procs, inode, &[root, self_pid]);
+        let received = server.receive(stream, read, &d.bytes, d.header.ts_ns, gap, peer_of);
         let label = server.label().to_string();
         for (i, direction) in metrics::MESSAGE_DIRECTIONS.iter().enumerate() {
             let n = server.messages[i] - before[i];
@@ -555,11 +561,13 @@ impl Pipeline {
                 .with_label_values(&[&label, metrics::method_label(&method), from])
                 .inc();
         }
-        for e in &errors {
+        for e in &received.errors {
             self.loss.message_errors += 1;
             self.metrics.parse_errors.with_label_values(&["message"]).inc();
-            log::debug!("server {root}: skipping a line: {e}");
+            log::debug!("server {root}: skipping a message: {e}");
         }
+        self.count_http(&received);
+        let outputs = received.outputs;
         if outputs.is_empty() {
             return;
         }
@@ -571,6 +579,65 @@ impl Pipeline {
         self.servers.insert(root, server);
         // Back in the table first: its own calls in flight may still need old policies.
         self.forget_unused_policies();
+    }
+
+    /// What the HTTP framing of a server's connections counted: malformed framing,
+    /// bodies it could not read, connections it could not track.
+    fn count_http(&mut self, r: &crate::servers::Received) {
+        let counts = [
+            ("http", r.http.malformed),
+            ("http_encoded_body", r.http.encoded_bodies),
+            ("http_oversized", r.http.oversized),
+        ];
+        for (what, n) in counts {
+            if n > 0 {
+                self.loss.http_errors += n;
+                self.metrics.parse_errors.with_label_values(&[what]).inc_by(n);
+            }
+        }
+        if r.untracked {
+            self.loss.http_untracked += 1;
+        }
+    }
+
+    /// A connection accepted by a process of a server's tree: numbered now, with its
+    /// client looked up while the connection still exists, so that bytes read after
+    /// it closed are still the server's HTTP.
+    fn accept(&mut self, a: crate::kernel::records::Accept) {
+        let pid = a.header.pid;
+        let Some(root) = self.server_root(pid) else {
+            return;
+        };
+        // The kernel's sockaddr when the caller asked for one (libuv does not).
+        let from_kernel = effects::sockaddr(&a.addr);
+        let (peer, addr) = match self.fds.classify(pid, a.fd).clone() {
+            FdKind::Socket { inode } => tcp_client(&self.procs, inode, &[root, self.self_pid]),
+            _ => (None, None),
+        };
+        let Some(server) = self.servers.get_mut(&root) else {
+            return;
+        };
+        match server.accepted(peer, from_kernel.or(addr)) {
+            Some(conn) => self.fds.set(pid, a.fd, FdKind::Accepted { conn }),
+            None => {
+                // Too many accepted and not yet read: this one is looked up in /proc.
+                self.fds.changed(pid, a.fd);
+            }
+        }
+    }
+
+    /// A socket of a server's tree was closed: an HTTP response that ran until then
+    /// ends, and the connection is forgotten.
+    fn socket_closed(&mut self, pid: u32, stream: Stream, ts_ns: u64) {
+        let Some(root) = self.server_root(pid) else {
+            return;
+        };
+        let Some(mut server) = self.servers.remove(&root) else {
+            return;
+        };
+        let outputs = server.close_connection(stream, ts_ns);
+        self.emit_outputs(&server, outputs);
+        self.servers.insert(root, server);
     }
 
     /// An open by a process of a server's tree: runtime noise is counted, failed opens
@@ -722,6 +789,7 @@ impl Pipeline {
         );
         // Userspace: gaps in a stream's kernel offsets (bytes that never arrived).
         lost("userspace_stream_gap", now.stream_gaps, before.stream_gaps);
+        lost("http_connections_full", now.http_untracked, before.http_untracked);
         let ts = self.events.now();
         self.events.emit(
             "monitor_status",
@@ -735,12 +803,44 @@ impl Pipeline {
                 },
                 "parse_errors": now.parse_errors,
                 "message_errors": now.message_errors,
+                "http_errors": now.http_errors,
+                "http_untracked": now.http_untracked,
                 "stream_gaps": now.stream_gaps,
                 "bytes_missing": now.bytes_missing,
             }),
         );
         self.reported = now;
     }
+}
+
+/// The stream an fd is, for the transports: pipes and sockets.
+fn stream_of(kind: &FdKind) -> Option<Stream> {
+    match *kind {
+        FdKind::Pipe { inode } => Some(Stream::Pipe(inode)),
+        FdKind::Socket { inode } => Some(Stream::Socket(inode)),
+        FdKind::Accepted { conn } => Some(Stream::Accepted(conn)),
+        _ => None,
+    }
+}
+
+/// The client of a TCP connection server `exclude[0]` accepted: the process holding the
+/// other end when it is on this host (not the server, not the daemon), and its address,
+/// as the server's network namespace shows them.
+fn tcp_client(procs: &ProcessTable, inode: u64, exclude: &[u32]) -> (Option<ClientProcess>, Option<String>) {
+    let net = Path::new("/proc").join(exclude[0].to_string()).join("net");
+    let Some(ends) = identity::tcp_ends(&net, inode) else {
+        return (None, None);
+    };
+    let process = ends
+        .peer_inode
+        .and_then(|peer| {
+            identity::socket_holders(Path::new("/proc"), peer, exclude)
+                .first()
+                .copied()
+        })
+        .and_then(|pid| procs.get(pid))
+        .map(ClientProcess::from_process);
+    (process, Some(ends.peer))
 }
 
 /// Metrics of one judged tool call; names from watched processes are capped.

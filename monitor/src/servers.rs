@@ -1,6 +1,6 @@
 //! A watched MCP server: who it is (process, policy entry, homes, its own program
 //! files), the transports that carry its messages, and its MCP sessions by key.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::{
     host::{
@@ -13,8 +13,46 @@ use crate::{
         session::{Direction, Output, PeerInfo, Session, SessionStats},
     },
     policy::{Homes, UNREGISTERED},
-    transport::{Framed, SessionKey, stdio::StdioTransport},
+    transport::{
+        Framed, SessionKey,
+        http::{self, HttpConnection, HttpStats},
+        stdio::StdioTransport,
+    },
 };
+
+/// HTTP connections tracked per server; past this, new ones are counted, not read.
+const MAX_CONNECTIONS: usize = 1024;
+/// Sockets remembered as not carrying HTTP to the server (a cache: cleared when full).
+const MAX_NOT_HTTP: usize = 4096;
+
+/// A pipe or socket of the server's tree, as the pipeline knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// A pipe, by inode: only its stdio matters.
+    Pipe(u64),
+    /// A socket by inode, found through /proc (open before the daemon saw it accepted).
+    Socket(u64),
+    /// A connection the kernel said the tree accepted, by the number it was given.
+    Accepted(u64),
+}
+
+/// The client of an accepted connection, known before its first bytes.
+#[derive(Debug)]
+struct Accepted {
+    peer: Option<ClientProcess>,
+    peer_addr: Option<String>,
+}
+
+/// What bytes on one of the server's pipes or sockets gave.
+#[derive(Debug, Default)]
+pub struct Received {
+    pub outputs: Vec<(SessionKey, Output)>,
+    pub errors: Vec<ParseError>,
+    /// What the HTTP framing counted meanwhile (malformed heads, encoded bodies...).
+    pub http: HttpStats,
+    /// A new HTTP connection could not be tracked (too many open).
+    pub untracked: bool,
+}
 
 pub struct Server {
     /// The policy's server entry that matched, by name; None: unregistered.
@@ -28,6 +66,18 @@ pub struct Server {
     pub cmdline: String,
     pub uid: u32,
     pub stdio: StdioTransport,
+    /// HTTP connections its tree accepted, by number.
+    pub http: HashMap<u64, HttpConnection>,
+    /// Connections accepted whose first bytes are still to come.
+    accepted: HashMap<u64, Accepted>,
+    /// Connections found through /proc (open before the daemon saw them accepted):
+    /// socket inode to number.
+    socket_conns: HashMap<u64, u64>,
+    /// Sockets whose first bytes were not an HTTP request to it.
+    not_http: HashSet<u64>,
+    /// Connections numbered so far.
+    conns: u64,
+    max_message: usize,
     /// Its MCP sessions, whatever transport carries them.
     pub sessions: HashMap<SessionKey, Session>,
     /// Policy epoch stamped on calls as they start (a reload applies to later calls).
@@ -65,10 +115,204 @@ impl Server {
             uid: p.uid,
             sessions: HashMap::from([(stdio.key().clone(), session)]),
             stdio,
+            http: HashMap::new(),
+            accepted: HashMap::new(),
+            socket_conns: HashMap::new(),
+            not_http: HashSet::new(),
+            conns: 0,
+            max_message,
             epoch,
             parse_errors: 0,
             messages: [0; 2],
             seen: Vec::new(),
+        }
+    }
+
+    /// A connection its tree accepted (the kernel said so): numbered now, read as HTTP
+    /// when its first bytes are a request. `peer`/`peer_addr` name the client.
+    pub fn accepted(&mut self, peer: Option<ClientProcess>, peer_addr: Option<String>) -> Option<u64> {
+        if self.accepted.len() >= MAX_CONNECTIONS {
+            return None;
+        }
+        let conn = self.next_conn();
+        self.accepted.insert(conn, Accepted { peer, peer_addr });
+        Some(conn)
+    }
+
+    fn next_conn(&mut self) -> u64 {
+        self.conns += 1;
+        self.conns
+    }
+
+    /// Bytes the server's tree read (`read`) or wrote on `stream`: its stdio, or a
+    /// connection it accepted that speaks HTTP. `gap`: bytes of that stream lost just
+    /// before these. `peer_of` names the client of a connection that was open before
+    /// the daemon saw it accepted: its process and address.
+    #[allow(clippy::too_many_arguments)]
+    pub fn receive(
+        &mut self,
+        stream: Stream,
+        read: bool,
+        bytes: &[u8],
+        ts_ns: u64,
+        gap: u64,
+        peer_of: impl FnOnce(u64) -> (Option<ClientProcess>, Option<String>),
+    ) -> Received {
+        if let Stream::Pipe(inode) | Stream::Socket(inode) = stream
+            && let Some(dir) = self.stdio.direction_of(inode, read)
+        {
+            if gap > 0 {
+                self.stdio.lost(dir, gap);
+            }
+            let framed = self.stdio.push(dir, bytes, ts_ns);
+            let (outputs, errors) = self.feed(framed);
+            return Received {
+                outputs,
+                errors,
+                ..Received::default()
+            };
+        }
+        let mut received = Received::default();
+        let Some(conn) = self.connection(stream, read, bytes, peer_of, &mut received) else {
+            return received;
+        };
+        let dir = if read {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        };
+        let Some(c) = self.http.get_mut(&conn) else {
+            return received;
+        };
+        let before = c.stats;
+        if gap > 0 {
+            c.lost(dir, gap);
+        }
+        let pushed = c.push(dir, bytes, ts_ns);
+        received.http = c.stats.since(before);
+        let (peer, addr) = (c.peer.clone(), c.peer_addr.clone());
+        for (from, to) in pushed.aliases {
+            self.alias(&from, to);
+        }
+        // Who is calling is a fact of the session, from the connection it came on.
+        for f in &pushed.framed {
+            let epoch = self.epoch;
+            let s = self
+                .sessions
+                .entry(f.session.clone())
+                .or_insert_with(|| Session::new(None, epoch));
+            if s.peer.is_none() && s.peer_addr.is_none() {
+                s.peer = peer.clone();
+                s.peer_addr = addr.clone();
+            }
+        }
+        let (outputs, errors) = self.feed(pushed.framed);
+        received.outputs = outputs;
+        received.errors = errors;
+        received
+    }
+
+    /// The HTTP connection `stream` is, found or started: a connection is the
+    /// server's when the first thing it reads on it is a request.
+    fn connection(
+        &mut self,
+        stream: Stream,
+        read: bool,
+        bytes: &[u8],
+        peer_of: impl FnOnce(u64) -> (Option<ClientProcess>, Option<String>),
+        received: &mut Received,
+    ) -> Option<u64> {
+        match stream {
+            Stream::Pipe(_) => return None,
+            Stream::Accepted(conn) if self.http.contains_key(&conn) => return Some(conn),
+            // Found not to be HTTP, or not tracked: its later bytes are not read either.
+            Stream::Accepted(conn) if !self.accepted.contains_key(&conn) => return None,
+            Stream::Accepted(_) => {}
+            Stream::Socket(inode) => {
+                if let Some(&conn) = self.socket_conns.get(&inode) {
+                    return Some(conn);
+                }
+                if self.not_http.contains(&inode) {
+                    return None;
+                }
+            }
+        }
+        let request = read && http::looks_like_request(bytes);
+        let full = self.http.len() >= MAX_CONNECTIONS;
+        if !request || full {
+            // Counted once: the connection is not looked at again.
+            received.untracked = request && full;
+            match stream {
+                Stream::Accepted(conn) => {
+                    self.accepted.remove(&conn);
+                }
+                Stream::Socket(inode) => {
+                    if self.not_http.len() >= MAX_NOT_HTTP {
+                        self.not_http.clear();
+                    }
+                    self.not_http.insert(inode);
+                }
+                Stream::Pipe(_) => {}
+            }
+            return None;
+        }
+        let (conn, peer) = match stream {
+            Stream::Accepted(conn) => {
+                let a = self.accepted.remove(&conn)?;
+                (conn, (a.peer, a.peer_addr))
+            }
+            Stream::Socket(inode) => {
+                let conn = self.next_conn();
+                self.socket_conns.insert(inode, conn);
+                (conn, peer_of(inode))
+            }
+            Stream::Pipe(_) => return None,
+        };
+        let mut c = HttpConnection::new(self.pid, conn, self.max_message);
+        (c.peer, c.peer_addr) = peer;
+        self.http.insert(conn, c);
+        Some(conn)
+    }
+
+    /// `stream` was closed: a response that ran until then ends, and a session that
+    /// was the connection itself (no session id) is over.
+    pub fn close_connection(&mut self, stream: Stream, ts_ns: u64) -> Vec<(SessionKey, Output)> {
+        let conn = match stream {
+            Stream::Pipe(_) => return Vec::new(),
+            Stream::Socket(inode) => {
+                self.not_http.remove(&inode);
+                match self.socket_conns.remove(&inode) {
+                    Some(conn) => conn,
+                    None => return Vec::new(),
+                }
+            }
+            Stream::Accepted(conn) => {
+                self.accepted.remove(&conn);
+                conn
+            }
+        };
+        let Some(mut c) = self.http.remove(&conn) else {
+            return Vec::new();
+        };
+        let pushed = c.close(ts_ns);
+        let mut out = self.feed(pushed.framed).0;
+        let key = SessionKey::Http {
+            pid: self.pid,
+            id: http::HttpSession::Connection(conn),
+        };
+        if let Some(mut s) = self.sessions.remove(&key) {
+            out.extend(s.close(ts_ns).into_iter().map(|o| (key.clone(), o)));
+        }
+        out
+    }
+
+    /// The session `from` is now called `to` (the server handed out a session id).
+    fn alias(&mut self, from: &SessionKey, to: SessionKey) {
+        if self.sessions.contains_key(&to) {
+            return;
+        }
+        if let Some(s) = self.sessions.remove(from) {
+            self.sessions.insert(to, s);
         }
     }
 
@@ -84,6 +328,10 @@ impl Server {
                 .sessions
                 .entry(f.session.clone())
                 .or_insert_with(|| Session::new(None, epoch));
+            // A call's credential is its own request's, never an earlier one's.
+            if dir == Direction::ClientToServer {
+                session.bearer = f.bearer;
+            }
             for msg in jsonrpc::parse_line(&f.body) {
                 match msg {
                     Ok(m) => {

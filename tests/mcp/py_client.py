@@ -2,12 +2,14 @@
 """MCP client driver built on the official Python SDK (PyPI `mcp` 2.x).
 
 Launches the server command given after `--` as its own child over stdin/stdout
-pipes (the SDK's stdio transport), runs a fixed scripted session, and prints ONE
-JSON object on stdout describing exactly what it did. Logs go to stderr.
+pipes (the SDK's stdio transport), or talks Streamable HTTP to `--url` (with the
+extra request headers given by `--header`), runs a fixed scripted session, and
+prints ONE JSON object on stdout describing exactly what it did. Logs go to stderr.
 
     py_client.py [--client-name N] [--client-version V] [--mode auto|legacy]
                  [--calls JSON | --calls-file F | --preset filesystem:ROOT | --preset py_server]
                  [--list-tools] [--timeout S] [--cwd DIR] [--env K=V]... [-v] -- SERVER_CMD [ARGS...]
+    py_client.py [options] --url http://HOST:PORT/mcp [--header NAME=VALUE]...
 
 Run it with tests/mcp/.venv/bin/python (see setup.sh).
 """
@@ -32,6 +34,8 @@ import anyio
 import mcp.client.stdio as _sdk_stdio
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.message import SessionMessage
 from mcp_types import Implementation
 
@@ -62,14 +66,16 @@ def preset_calls(preset: str) -> list[dict[str, Any]]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     # The server command comes after `--`, or as a JSON array in MCP_SERVER_CMD, which
     # keeps it out of this client's own command line (the monitor matches command lines).
-    if "--" not in argv and os.environ.get("MCP_SERVER_CMD"):
+    if "--" not in argv and "--url" in argv:
+        own, server_cmd = argv, []
+    elif "--" not in argv and os.environ.get("MCP_SERVER_CMD"):
         own, server_cmd = argv, json.loads(os.environ["MCP_SERVER_CMD"])
     elif "--" not in argv:
         raise SystemExit("py_client: usage: py_client.py [options] -- SERVER_CMD [ARGS...] (or set MCP_SERVER_CMD)")
     else:
         split = argv.index("--")
         own, server_cmd = argv[:split], argv[split + 1 :]
-    if not server_cmd:
+    if not server_cmd and "--url" not in own:
         raise SystemExit("py_client: empty server command after --")
     p = argparse.ArgumentParser(prog="py_client.py")
     p.add_argument("--client-name", default="py-client")
@@ -89,6 +95,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra environment for the server (the SDK passes only HOME LOGNAME PATH SHELL TERM USER)",
     )
+    p.add_argument("--url", default=None, help="a Streamable HTTP endpoint instead of a server command")
+    p.add_argument("--header", action="append", default=[], metavar="NAME=VALUE", help="extra HTTP request header")
     p.add_argument("-v", "--verbose", action="store_true")
     ns = p.parse_args(own)
     ns.server_cmd = server_cmd
@@ -167,9 +175,9 @@ def _note(direction: str, item: SessionMessage | Exception) -> None:
 
 
 @asynccontextmanager
-async def recording_stdio(params: StdioServerParameters):
-    """The SDK's stdio transport with both message streams relayed through a recorder."""
-    async with stdio_client(params) as (sdk_read, sdk_write):
+async def recording(transport):
+    """An SDK transport with both message streams relayed through a recorder."""
+    async with transport as (sdk_read, sdk_write):
         out_send, out_recv = anyio.create_memory_object_stream[SessionMessage](0)
         in_send, in_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
 
@@ -211,11 +219,16 @@ def _text_of(result: Any) -> str:
 
 async def run(ns: argparse.Namespace, record: dict[str, Any]) -> None:
     client_info = record["client_info"]
-    params = StdioServerParameters(
-        command=ns.server_cmd[0], args=ns.server_cmd[1:], cwd=ns.cwd, env=ns.server_env or None
-    )
+    if ns.url:
+        headers = dict(h.split("=", 1) for h in ns.header)
+        transport = streamable_http_client(ns.url, http_client=create_mcp_http_client(headers=headers))
+    else:
+        params = StdioServerParameters(
+            command=ns.server_cmd[0], args=ns.server_cmd[1:], cwd=ns.cwd, env=ns.server_env or None
+        )
+        transport = stdio_client(params)
     async with Client(
-        recording_stdio(params),
+        recording(transport),
         client_info=Implementation(**client_info),
         mode=ns.mode,
         read_timeout_seconds=ns.timeout,

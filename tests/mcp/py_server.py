@@ -14,8 +14,9 @@ Tools (each has a side effect the monitor should attribute to the call):
   run(cmd)          -> runs cmd (argv split with shlex, no shell), returns its exit code
   connect(port)     -> TCP connect to 127.0.0.1:port, then close; returns "connected"
 
-Run: tests/mcp/.venv/bin/python tests/mcp/py_server.py [--name NAME]
-Logs go to stderr only; stdout carries JSON-RPC.
+Run: tests/mcp/.venv/bin/python tests/mcp/py_server.py [--name NAME] [--http PORT]
+Logs go to stderr only; stdout carries JSON-RPC. With --http it serves Streamable HTTP
+on 127.0.0.1:PORT/mcp instead (stateless: the 2026-07-28 era, plain JSON answers).
 """
 
 from __future__ import annotations
@@ -88,9 +89,15 @@ def build(name: str) -> MCPServer:
 def main() -> None:
     p = argparse.ArgumentParser(prog="py_server.py")
     p.add_argument("--name", default="mcp-monitor-test-server")
+    p.add_argument("--http", type=int, default=None, metavar="PORT")
     ns = p.parse_args()
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="py_server: %(levelname)s %(message)s")
-    build(ns.name).run("stdio")
+    if ns.http is None:
+        build(ns.name).run("stdio")
+    else:
+        build(ns.name).run(
+            "streamable-http", host="127.0.0.1", port=ns.http, stateless_http=True, json_response=True
+        )
 
 
 if __name__ == "__main__":

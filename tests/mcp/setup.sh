@@ -34,13 +34,15 @@ node_major="$("$NODE" -p 'process.versions.node.split(".")[0]')"
 node_want="$(hash_of package.json package-lock.json)"
 node_stamp="node_modules/.mcp-setup.sha256"
 fs_entry="node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"
-if [ -f "$node_stamp" ] && [ "$(cat "$node_stamp")" = "$node_want" ] && [ -f "$fs_entry" ]; then
+everything_entry="node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+if [ -f "$node_stamp" ] && [ "$(cat "$node_stamp")" = "$node_want" ] && [ -f "$fs_entry" ] && [ -f "$everything_entry" ]; then
   say "node_modules up to date (lock $node_want)"
 else
   say "installing node packages: $NPM ci (from package-lock.json)"
   "$NPM" ci --no-audit --no-fund --no-update-notifier --ignore-scripts --loglevel=error \
     || die "npm ci failed (is the npm registry reachable? is package-lock.json in sync with package.json?)"
   [ -f "$fs_entry" ] || die "npm ci finished but $fs_entry is missing"
+  [ -f "$everything_entry" ] || die "npm ci finished but $everything_entry is missing"
   "$NODE" --input-type=module -e "await import('@modelcontextprotocol/sdk/client/stdio.js')" \
     || die "node cannot import @modelcontextprotocol/sdk from $HERE/node_modules"
   echo "$node_want" > "$node_stamp"
@@ -69,4 +71,4 @@ else
 fi
 
 mcp_dist="$(cd .venv/lib/python*/site-packages && ls -d mcp-*.dist-info | grep -v mcp_types | grep -E '^mcp-[0-9]' | head -1)"
-say "ready: $("$NODE" -p 'const v=(p)=>require("./node_modules/"+p+"/package.json").version; `node ${process.version}, @modelcontextprotocol/sdk ${v("@modelcontextprotocol/sdk")}, @modelcontextprotocol/server-filesystem ${v("@modelcontextprotocol/server-filesystem")}`'), ${mcp_dist%.dist-info}"
+say "ready: $("$NODE" -p 'const v=(p)=>require("./node_modules/"+p+"/package.json").version; `node ${process.version}, @modelcontextprotocol/sdk ${v("@modelcontextprotocol/sdk")}, @modelcontextprotocol/server-filesystem ${v("@modelcontextprotocol/server-filesystem")}, @modelcontextprotocol/server-everything ${v("@modelcontextprotocol/server-everything")}`'), ${mcp_dist%.dist-info}"

@@ -5,9 +5,11 @@
 //   node ts_client.mjs [--client-name N] [--client-version V]
 //        [--calls JSON | --calls-file F | --preset filesystem:ROOT | --preset py_server]
 //        [--list-tools] [--timeout S] [--cwd DIR] [--env K=V]... [-v] -- SERVER_CMD [ARGS...]
+//   node ts_client.mjs [options] --url http://HOST:PORT/mcp [--header K=V]...
 //
-// Launches SERVER_CMD as its own child over stdin/stdout pipes, runs the scripted
-// session, prints ONE JSON object on stdout. Logs (and the server's stderr) go to stderr.
+// Launches SERVER_CMD as its own child over stdin/stdout pipes (or talks Streamable
+// HTTP to --url, with the extra request headers given), runs the scripted session,
+// prints ONE JSON object on stdout. Logs (and the server's stderr) go to stderr.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,6 +17,7 @@ import process from 'node:process';
 import { createRequire } from 'node:module';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 
 const TEXT_LIMIT = 2000;
@@ -51,7 +54,10 @@ function parseArgs(argv) {
   // keeps it out of this client's own command line (the monitor matches command lines).
   let split = argv.indexOf('--');
   let serverCmd;
-  if (split < 0 && process.env.MCP_SERVER_CMD) {
+  if (split < 0 && argv.includes('--url')) {
+    split = argv.length;
+    serverCmd = [];
+  } else if (split < 0 && process.env.MCP_SERVER_CMD) {
     split = argv.length;
     serverCmd = JSON.parse(process.env.MCP_SERVER_CMD);
   } else {
@@ -59,14 +65,22 @@ function parseArgs(argv) {
     serverCmd = argv.slice(split + 1);
   }
   const own = argv.slice(0, split);
-  if (serverCmd.length === 0) usage('empty server command after --');
-  const o = { clientName: 'ts-client', clientVersion: '0.0.1', calls: [], listTools: false, timeout: 30, cwd: undefined, env: {}, verbose: false, serverCmd };
+  if (serverCmd.length === 0 && !own.includes('--url')) usage('empty server command after --');
+  const o = { clientName: 'ts-client', clientVersion: '0.0.1', calls: [], listTools: false, timeout: 30, cwd: undefined, env: {}, verbose: false, serverCmd, url: null, headers: {} };
   let callSources = 0;
   for (let i = 0; i < own.length; i++) {
     const a = own[i];
     const val = () => { if (i + 1 >= own.length) usage(`${a} needs a value`); return own[++i]; };
     switch (a) {
       case '--client-name': o.clientName = val(); break;
+      case '--url': o.url = val(); break;
+      case '--header': {
+        const kv = val();
+        const eq = kv.indexOf('=');
+        if (eq <= 0) usage(`--header wants NAME=VALUE, got ${JSON.stringify(kv)}`);
+        o.headers[kv.slice(0, eq)] = kv.slice(eq + 1);
+        break;
+      }
       case '--client-version': o.clientVersion = val(); break;
       case '--calls':
         callSources++;
@@ -128,6 +142,20 @@ class RecordingStdioTransport extends StdioClientTransport {
   setProtocolVersion(v) { this.negotiatedProtocolVersion = v; }
 }
 
+// The SDK's Streamable HTTP transport, recorded the same way.
+class RecordingHttpTransport extends StreamableHTTPClientTransport {
+  constructor(url, headers, verbose) {
+    super(new URL(url), { requestInit: { headers } });
+    this._verbose = verbose;
+    this.onmessage = (m) => { note('in', m); if (this._verbose) log('in', JSON.stringify(m).slice(0, 500)); };
+  }
+  async send(message, options) {
+    note('out', message);
+    if (this._verbose) log('out', JSON.stringify(message).slice(0, 500));
+    return super.send(message, options);
+  }
+}
+
 function textOf(result) {
   return (result?.content ?? []).filter((b) => typeof b.text === 'string').map((b) => b.text).join('\n').slice(0, TEXT_LIMIT);
 }
@@ -155,16 +183,19 @@ async function main() {
     wire,
   };
   let rc = 0;
-  const transport = new RecordingStdioTransport(
-    { command: o.serverCmd[0], args: o.serverCmd.slice(1), cwd: o.cwd, env: o.env, stderr: 'inherit' },
-    o.verbose,
-  );
+  const transport = o.url
+    ? new RecordingHttpTransport(o.url, o.headers, o.verbose)
+    : new RecordingStdioTransport(
+      { command: o.serverCmd[0], args: o.serverCmd.slice(1), cwd: o.cwd, env: o.env, stderr: 'inherit' },
+      o.verbose,
+    );
   const client = new Client({ name: o.clientName, version: o.clientVersion }, { capabilities: {} });
   const reqOpts = { timeout: o.timeout * 1000 };
   try {
     await client.connect(transport, reqOpts);
-    record.server_pid = transport.pid;
-    record.protocol = transport.negotiatedProtocolVersion;
+    record.server_pid = transport.pid ?? null;
+    record.protocol = transport.negotiatedProtocolVersion ?? transport.protocolVersion ?? null;
+    record.session_id = transport.sessionId ?? null;
     record.server_info = client.getServerVersion() ?? null;
     log(`connected: protocol=${record.protocol} server=${JSON.stringify(record.server_info)} pid=${record.server_pid}`);
     if (o.listTools) {
@@ -203,7 +234,7 @@ async function main() {
     record.fatal = `${e?.name ?? 'Error'}: ${e?.message ?? e}`;
     rc = 1;
   } finally {
-    if (record.server_pid === null) record.server_pid = transport.pid;
+    if (record.server_pid === null) record.server_pid = transport.pid ?? null;
     try { await client.close(); } catch (e) { log('close failed:', e?.message ?? e); }
   }
   process.stdout.write(JSON.stringify(record) + '\n', () => process.exit(rc));

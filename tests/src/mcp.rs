@@ -41,6 +41,51 @@ pub fn python_server(name: &str) -> Vec<String> {
     ]
 }
 
+/// `python_server(name)` serving Streamable HTTP (stateless, plain JSON) on `port`.
+pub fn python_http_server(name: &str, port: u16) -> Vec<String> {
+    let mut cmd = python_server(name);
+    cmd.extend(["--http".to_string(), port.to_string()]);
+    cmd
+}
+
+/// `node <server-everything entry> streamableHttp TAG` (the legacy era over HTTP: SSE
+/// answers, `Mcp-Session-Id`, a standing GET stream); its port comes from `PORT`. The
+/// tag, which it ignores, names it for a watch glob.
+pub fn everything_http_server(tag: &str) -> Vec<String> {
+    let entry = mcp_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        entry.exists(),
+        "{} missing: run tests/mcp/setup.sh (cargo xtask test does)",
+        entry.display()
+    );
+    vec![
+        "node".into(),
+        entry.display().to_string(),
+        "streamableHttp".into(),
+        tag.into(),
+    ]
+}
+
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port`.
+pub fn wait_listening(port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on port {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A glob matching exactly `python_server(name)`'s command line.
 pub fn python_server_glob(name: &str) -> String {
     format!("{} *py_server.py --name {name}", venv_python().display())
@@ -58,6 +103,26 @@ pub enum Client {
 /// goes in MCP_SERVER_CMD so the client's own command line does not match the server's
 /// watch glob; `server_env` is passed to the server (KEY=VALUE).
 pub fn drive(client: Client, name: &str, server: &[String], calls: &Value, server_env: &[String]) -> Value {
+    let mut cmd = driver(client, name, calls);
+    for kv in server_env {
+        cmd.args(["--env", kv]);
+    }
+    cmd.env("MCP_SERVER_CMD", serde_json::to_string(server).unwrap());
+    run_driver(cmd)
+}
+
+/// Runs a client driver against a Streamable HTTP endpoint, with extra request headers
+/// (NAME=VALUE), and returns its report.
+pub fn drive_url(client: Client, name: &str, url: &str, calls: &Value, headers: &[String]) -> Value {
+    let mut cmd = driver(client, name, calls);
+    cmd.args(["--url", url]);
+    for h in headers {
+        cmd.args(["--header", h]);
+    }
+    run_driver(cmd)
+}
+
+fn driver(client: Client, name: &str, calls: &Value) -> Command {
     let mut cmd = match client {
         Client::Python => {
             let mut c = Command::new(venv_python());
@@ -78,11 +143,11 @@ pub fn drive(client: Client, name: &str, server: &[String], calls: &Value, serve
         "--calls",
         &calls.to_string(),
     ]);
-    for kv in server_env {
-        cmd.args(["--env", kv]);
-    }
+    cmd
+}
+
+fn run_driver(mut cmd: Command) -> Value {
     let out = cmd
-        .env("MCP_SERVER_CMD", serde_json::to_string(server).unwrap())
         .stdin(Stdio::null())
         .output()
         .expect("starting the MCP client driver");

@@ -13,16 +13,16 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use monitor_common::{
-    ConnectRecord, DataMeta, DataRecord, FdChangeRecord, MAX_CAPTURE_PER_SYSCALL, MAX_CHUNK, MAX_SOCKADDR,
-    OpenRecord, data_flags, direction, kind, stat,
+    AcceptRecord, ConnectRecord, DataMeta, DataRecord, FdChangeRecord, MAX_CAPTURE_PER_SYSCALL, MAX_CHUNK,
+    MAX_SOCKADDR, OpenRecord, data_flags, direction, kind, stat,
 };
 
 use crate::{
     bounds::clamp,
     emit::{header, output},
     maps::{
-        CONNECT_SCRATCH, COPY_STATE, DATA_SCRATCH, FdKey, OPEN_SCRATCH, OPENED_FILES, STREAM_OFFSETS,
-        StreamKey, WATCHED, count,
+        ACCEPT_SCRATCH, CONNECT_SCRATCH, COPY_STATE, DATA_SCRATCH, FdKey, OPEN_SCRATCH, OPENED_FILES,
+        STREAM_OFFSETS, StreamKey, WATCHED, count,
     },
 };
 
@@ -38,6 +38,7 @@ const SYS_WRITEV: u64 = 20;
 const SYS_DUP: u64 = 32;
 const SYS_DUP2: u64 = 33;
 const SYS_CONNECT: u64 = 42;
+const SYS_ACCEPT: u64 = 43;
 const SYS_SENDTO: u64 = 44;
 const SYS_RECVFROM: u64 = 45;
 const SYS_SENDMSG: u64 = 46;
@@ -45,6 +46,7 @@ const SYS_RECVMSG: u64 = 47;
 const SYS_FCNTL: u64 = 72;
 const SYS_OPENAT: u64 = 257;
 const SYS_DUP3: u64 = 292;
+const SYS_ACCEPT4: u64 = 288;
 const SYS_PREADV: u64 = 295;
 const SYS_PWRITEV: u64 = 296;
 const SYS_PREADV2: u64 = 327;
@@ -115,6 +117,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
             open(pid_tgid, generation, &regs, args[0] as i64, args[1], flags, ret)
         }
         SYS_CONNECT => connect(pid_tgid, args[0], args[1], args[2], ret),
+        SYS_ACCEPT | SYS_ACCEPT4 if ret >= 0 => accept(pid_tgid, args[0], args[1], args[2], ret),
         SYS_CLOSE => {
             if ret == 0 {
                 let _ = OPENED_FILES.remove(FdKey {
@@ -335,6 +338,37 @@ fn connect(pid_tgid: u64, fd: u64, addr: u64, addr_len: u64, ret: i64) {
         n as u32
     };
     output(rec as *const ConnectRecord, core::mem::size_of::<ConnectRecord>());
+}
+
+/// A connection accepted on `listen_fd`: its fd and, when the caller asked for it, the
+/// peer's address (`addr`, with its length behind `addr_len_ptr`).
+#[inline(always)]
+fn accept(pid_tgid: u64, listen_fd: u64, addr: u64, addr_len_ptr: u64, ret: i64) {
+    let pid = (pid_tgid >> 32) as u32;
+    // A new socket: whatever file that fd number was before, it is not one now.
+    let _ = OPENED_FILES.remove(FdKey { pid, fd: ret as i32 });
+    let Some(rec) = ACCEPT_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // Safety: per-CPU scratch owned by this program for its run.
+    let rec = unsafe { &mut *rec };
+    rec.header = header(kind::ACCEPT, pid_tgid);
+    rec.listen_fd = listen_fd as i32;
+    rec.fd = ret as i32;
+    rec.addr_len = 0;
+    if addr != 0 && addr_len_ptr != 0 {
+        // Safety: user memory; unreadable means no address.
+        let len: u32 = unsafe { bpf_probe_read_user(addr_len_ptr as *const u32) }.unwrap_or(0);
+        let n = clamp(len as u64, MAX_SOCKADDR as u64);
+        // Safety: n <= MAX_SOCKADDR, the size of `addr`.
+        let read = unsafe { read_user_raw(rec.addr.as_mut_ptr().cast(), n as u32, addr as *const c_void) };
+        if read < 0 {
+            count(stat::READ_FAILED);
+        } else {
+            rec.addr_len = n as u32;
+        }
+    }
+    output(rec as *const AcceptRecord, core::mem::size_of::<AcceptRecord>());
 }
 
 /// `newfd` now refers to what `oldfd` does: it is a file exactly when `oldfd` is.

@@ -10,6 +10,11 @@ pub enum FdKind {
     Socket {
         inode: u64,
     },
+    /// A connection the kernel said a server's tree accepted, numbered by that server
+    /// (set at accept: a short-lived one may be gone from /proc before it is read).
+    Accepted {
+        conn: u64,
+    },
     File {
         path: String,
     },
@@ -27,7 +32,7 @@ impl FdKind {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Pipe { .. } => "pipe",
-            Self::Socket { .. } => "socket",
+            Self::Socket { .. } | Self::Accepted { .. } => "socket",
             Self::File { .. } => "file",
             Self::Tty { .. } => "tty",
             Self::Other { .. } => "other",
@@ -78,6 +83,16 @@ impl FdTable {
                 .map(|t| FdKind::from_link(&t.to_string_lossy()))
                 .unwrap_or(FdKind::Unknown)
         })
+    }
+
+    /// What `fd` is, as the kernel told us (cached until it changes).
+    pub fn set(&mut self, pid: u32, fd: i32, kind: FdKind) {
+        self.kinds.insert((pid, fd), kind);
+    }
+
+    /// What `fd` was last classified as, without looking it up.
+    pub fn cached(&self, pid: u32, fd: i32) -> Option<&FdKind> {
+        self.kinds.get(&(pid, fd))
     }
 
     /// The fd now refers to something else; -1 means every fd of the process.

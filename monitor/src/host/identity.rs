@@ -149,6 +149,79 @@ fn parse_peer(reply: &[u8], nlmsg_error: u16, peer_attr: u16) -> Option<u64> {
     None
 }
 
+/// The two ends of a TCP connection, from /proc/net/tcp and tcp6.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpEnds {
+    /// `ip:port` (`[v6]:port`).
+    pub local: String,
+    pub peer: String,
+    /// The socket of the other end, when it is on this host (loopback or a local
+    /// address): the row whose ends are these, swapped.
+    pub peer_inode: Option<u64>,
+}
+
+/// The ends of the TCP socket `inode` as `proc_root`'s network namespace shows them.
+pub fn tcp_ends(net_dir: &Path, inode: u64) -> Option<TcpEnds> {
+    let mut rows: Vec<(String, String, u64)> = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = fs::read_to_string(net_dir.join(table)) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if let (Some(local), Some(remote), Some(ino)) = (f.get(1), f.get(2), f.get(9))
+                && let (Some(local), Some(remote), Ok(ino)) =
+                    (proc_net_addr(local), proc_net_addr(remote), ino.parse::<u64>())
+            {
+                rows.push((local, remote, ino));
+            }
+        }
+    }
+    // Decoded addresses, so that an IPv4 client of a dual-stack (tcp6) listener, which
+    // sees `[::ffff:127.0.0.1]`, is matched with its own tcp row.
+    let (local, remote, _) = rows.iter().find(|r| r.2 == inode)?;
+    let peer_inode = rows
+        .iter()
+        .find(|r| &r.0 == remote && &r.1 == local && r.2 != 0)
+        .map(|r| r.2);
+    Some(TcpEnds {
+        local: local.clone(),
+        peer: remote.clone(),
+        peer_inode,
+    })
+}
+
+/// `0100007F:1F90` -> `127.0.0.1:8080`; 32 hex digits of IPv6 (four host-order
+/// words) -> `[::1]:8080`.
+fn proc_net_addr(s: &str) -> Option<String> {
+    let (ip, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    match ip.len() {
+        8 => {
+            let v = u32::from_str_radix(ip, 16).ok()?;
+            Some(format!("{}:{port}", std::net::Ipv4Addr::from(v.to_le_bytes())))
+        }
+        32 => {
+            let mut bytes = [0u8; 16];
+            for (w, chunk) in bytes.chunks_mut(4).enumerate() {
+                let v = u32::from_str_radix(&ip[w * 8..w * 8 + 8], 16).ok()?;
+                chunk.copy_from_slice(&v.to_le_bytes());
+            }
+            let v6 = std::net::Ipv6Addr::from(bytes);
+            Some(match v6.to_ipv4_mapped() {
+                Some(v4) => format!("{v4}:{port}"),
+                None => format!("[{v6}]:{port}"),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The processes holding socket `inode` (the other end of a local TCP connection).
+pub fn socket_holders(proc_root: &Path, inode: u64, exclude: &[u32]) -> Vec<u32> {
+    holders(proc_root, &format!("socket:[{inode}]"), exclude, false)
+}
+
 /// The client among the candidates: the server's parent when it is one (it spawned the
 /// server), else the first; with none (the client closed its end), the parent.
 pub fn pick_client(candidates: &[u32], parent: u32) -> Option<u32> {
@@ -181,6 +254,47 @@ impl ClientProcess {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn socket_inode(fd: &impl std::os::fd::AsRawFd) -> u64 {
+        let link = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+        match FdKind::from_link(&link.to_string_lossy()) {
+            FdKind::Socket { inode } => inode,
+            other => panic!("not a socket: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_other_end_of_a_loopback_connection_is_found() {
+        for bind in ["127.0.0.1:0", "[::1]:0"] {
+            let listener = std::net::TcpListener::bind(bind).unwrap();
+            let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (accepted, _) = listener.accept().unwrap();
+            let ends = tcp_ends(Path::new("/proc/self/net"), socket_inode(&accepted)).unwrap();
+            assert_eq!(ends.local, listener.local_addr().unwrap().to_string());
+            assert_eq!(ends.peer, client.local_addr().unwrap().to_string());
+            assert_eq!(ends.peer_inode, Some(socket_inode(&client)));
+            let me = std::process::id();
+            assert_eq!(
+                socket_holders(Path::new("/proc"), socket_inode(&client), &[]),
+                [me]
+            );
+        }
+        // An IPv4 client of a dual-stack listener (Node's default).
+        let listener = std::net::TcpListener::bind("[::]:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let ends = tcp_ends(Path::new("/proc/self/net"), socket_inode(&accepted)).unwrap();
+        assert_eq!(ends.peer, client.local_addr().unwrap().to_string());
+        assert_eq!(ends.peer_inode, Some(socket_inode(&client)));
+        assert_eq!(proc_net_addr("0100007F:1F90").as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(
+            proc_net_addr("0000000000000000FFFF00000100007F:1F90").as_deref(),
+            Some("127.0.0.1:8080"),
+            "IPv4-mapped"
+        );
+        assert_eq!(proc_net_addr("junk"), None);
+    }
 
     #[test]
     fn picks_parent_when_it_holds_the_pipe_or_nobody_does() {

@@ -4,8 +4,8 @@
 use std::mem::{offset_of, size_of};
 
 use monitor_common::{
-    ConnectRecord, DataMeta, ExecMeta, ExecRecord, ExitRecord, FdChangeRecord, ForkRecord, Header, MAX_ARGV,
-    MAX_CHUNK, MAX_FILENAME, MAX_PATH, OpenMeta, OpenRecord, data_flags, direction, kind,
+    AcceptRecord, ConnectRecord, DataMeta, ExecMeta, ExecRecord, ExitRecord, FdChangeRecord, ForkRecord,
+    Header, MAX_ARGV, MAX_CHUNK, MAX_FILENAME, MAX_PATH, OpenMeta, OpenRecord, data_flags, direction, kind,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,7 @@ pub enum Record {
     Data(Data),
     Open(Open),
     Connect(Connect),
+    Accept(Accept),
     FdChange {
         header: Header,
         syscall: u32,
@@ -31,7 +32,16 @@ pub enum Record {
 
 impl Record {
     /// Every `kind()`, for metrics created at zero.
-    pub const KINDS: &[&str] = &["exec", "fork", "exit", "data", "open", "connect", "fd_change"];
+    pub const KINDS: &[&str] = &[
+        "exec",
+        "fork",
+        "exit",
+        "data",
+        "open",
+        "connect",
+        "accept",
+        "fd_change",
+    ];
 
     /// The record's kind, as the `kind` label of `mcp_monitor_records_total`.
     pub fn kind(&self) -> &'static str {
@@ -42,6 +52,7 @@ impl Record {
             Record::Data(_) => "data",
             Record::Open(_) => "open",
             Record::Connect(_) => "connect",
+            Record::Accept(_) => "accept",
             Record::FdChange { .. } => "fd_change",
         }
     }
@@ -93,6 +104,16 @@ pub struct Connect {
     pub header: Header,
     pub fd: i32,
     pub ret: i64,
+    pub addr: Vec<u8>,
+}
+
+/// A connection a watched process accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accept {
+    pub header: Header,
+    pub listen_fd: i32,
+    pub fd: i32,
+    /// The peer's sockaddr; empty when the caller did not ask for it.
     pub addr: Vec<u8>,
 }
 
@@ -229,6 +250,23 @@ impl TryFrom<&[u8]> for Record {
                     header,
                     fd: r.fd,
                     ret: r.ret,
+                    addr,
+                }))
+            }
+            kind::ACCEPT => {
+                let r: AcceptRecord = read(buf, kind::ACCEPT)?;
+                let addr = tail(
+                    buf,
+                    offset_of!(AcceptRecord, addr),
+                    r.addr_len,
+                    r.addr.len(),
+                    "addr_len",
+                )?
+                .to_vec();
+                Ok(Record::Accept(Accept {
+                    header,
+                    listen_fd: r.listen_fd,
+                    fd: r.fd,
                     addr,
                 }))
             }

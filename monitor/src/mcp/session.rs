@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::{
     host::{effects::Effect, identity::ClientProcess},
     mcp::jsonrpc::{Id, Message},
+    transport::bearer::Bearer,
 };
 
 /// `_meta` keys of the stateless protocol revision (2026-07-28).
@@ -88,6 +89,8 @@ pub struct Completed {
     pub end_ts_ns: u64,
     /// The client's identity for this request: its `_meta` or the session's.
     pub client: Option<PeerInfo>,
+    /// The bearer credential its request carried.
+    pub bearer: Option<Bearer>,
     /// Side effects while it ran; `true` when other calls were in flight too.
     pub effects: Vec<(Effect, bool)>,
     /// Runtime-noise opens while it ran (counted, not listed).
@@ -107,6 +110,7 @@ struct Pending {
     params: Value,
     ts_ns: u64,
     client: Option<PeerInfo>,
+    bearer: Option<Bearer>,
     effects: Vec<(Effect, bool)>,
     noise: u64,
     epoch: u64,
@@ -129,7 +133,11 @@ pub struct Session {
     /// The client process, when the transport knows it (the other end of a stdio
     /// server's stdin).
     pub peer: Option<ClientProcess>,
+    /// The client's address, for a network transport (`ip:port`).
+    pub peer_addr: Option<String>,
     pub client: Option<PeerInfo>,
+    /// The bearer credential of the request being read (HTTP), given to its call.
+    pub bearer: Option<Bearer>,
     pub server: Option<PeerInfo>,
     pub protocol_version: Option<String>,
     pub era: Option<Era>,
@@ -231,6 +239,7 @@ impl Session {
             params,
             ts_ns,
             client: self.client.clone(),
+            bearer: self.bearer.clone(),
             effects: Vec::new(),
             noise: 0,
             epoch: self.epoch,
@@ -306,6 +315,7 @@ impl Session {
             start_ts_ns: req.ts_ns,
             end_ts_ns,
             client: req.client,
+            bearer: req.bearer,
             effects: req.effects,
             noise: req.noise,
             epoch: req.epoch,

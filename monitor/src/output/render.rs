@@ -35,13 +35,19 @@ pub fn call_fields(
     verdict: Option<&Verdict>,
 ) -> Value {
     let client = c.client.as_ref().or(session.client.as_ref());
-    let agent = json!({
+    let mut agent = json!({
         "name": verdict.and_then(|v| v.agent.clone()),
         "client": client.map(|i| json!({"name": i.name, "version": i.version})),
         "pid": session.peer.as_ref().map(|p| p.pid),
         "uid": session.peer.as_ref().map(|p| p.uid),
         "exe": session.peer.as_ref().map(|p| p.exe.clone()),
     });
+    if let Some(addr) = &session.peer_addr {
+        agent["address"] = json!(addr);
+    }
+    if let Some(b) = &c.bearer {
+        agent["token"] = b.to_json();
+    }
     let (arguments, arguments_truncated) = bounded(&c.arguments, max_field_bytes);
     let mut fields = json!({
         "server": server_json_named(server, entry),

@@ -83,15 +83,17 @@ impl Policy {
                 && a.exe_glob
                     .as_ref()
                     .is_none_or(|g| call.client_exe.is_some_and(|e| g.is_match(e)))
+                && a.token.matches(call.token)
         });
         if !s.agents.is_empty() && agent.is_none() {
             out.push(Violation {
                 kind: "unknown_agent",
                 detail: format!(
-                    "no agent entry matches client {:?} (uid {}, exe {:?})",
+                    "no agent entry matches client {:?} (uid {}, exe {:?}{})",
                     call.client_name.unwrap_or("?"),
                     call.client_uid.map_or("?".to_string(), |u| u.to_string()),
-                    call.client_exe.unwrap_or("?")
+                    call.client_exe.unwrap_or("?"),
+                    token_detail(call.token)
                 ),
                 rule: format!("{base}.agents"),
             });
@@ -189,9 +191,24 @@ impl Policy {
     }
 }
 
+/// `, token sub "alice" iss "https://idp"` for a caller with token claims.
+fn token_detail(token: Option<&crate::transport::bearer::Claims>) -> String {
+    let Some(c) = token else {
+        return String::new();
+    };
+    let mut s = String::from(", token");
+    for (name, v) in [("sub", &c.sub), ("iss", &c.iss), ("client_id", &c.client_id)] {
+        if let Some(v) = v {
+            s.push_str(&format!(" {name} {v:?}"));
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::bearer::Claims;
 
     static HOMES: std::sync::LazyLock<Homes> = std::sync::LazyLock::new(|| Homes {
         owner: Some("/home/u".to_string()),
@@ -234,6 +251,7 @@ servers:
             client_name: Some(client),
             client_uid: Some(uid),
             client_exe: Some("/usr/bin/node"),
+            token: None,
             homes: &HOMES,
             files: &[],
             exec: &[],
@@ -273,6 +291,53 @@ servers:
         );
         let (_, v) = p.check_call(s, &facts("list_directory", "claude-code", 0));
         assert_eq!(v[0].kind, "unknown_agent", "uid must match too");
+    }
+
+    #[test]
+    fn agents_match_on_bearer_token_claims() {
+        let p = Policy::parse(
+            "p.yaml",
+            r#"
+servers:
+  notes:
+    match: { cmdline: "*notes*" }
+    agents:
+      alice: { sub: "alice@*", iss: "https://idp.example", tools: [read] }
+      ci: { client_id: "ci-*" }
+"#,
+        )
+        .unwrap();
+        let claims = |sub: &str, iss: &str, client_id: Option<&str>| Claims {
+            sub: Some(sub.into()),
+            iss: Some(iss.into()),
+            client_id: client_id.map(str::to_string),
+            ..Claims::default()
+        };
+        let check = |token: Option<&Claims>| {
+            let call = CallFacts {
+                token,
+                ..facts("read", "any-client", 1000)
+            };
+            let (agent, v) = p.check_call(Some(0), &call);
+            (agent, v.iter().map(|v| v.kind).collect::<Vec<_>>(), v)
+        };
+        let alice = claims("alice@example.com", "https://idp.example", None);
+        assert_eq!(check(Some(&alice)).0.as_deref(), Some("alice"));
+        let forged_iss = claims("alice@example.com", "https://evil.example", None);
+        let (agent, kinds, v) = check(Some(&forged_iss));
+        assert_eq!(
+            (agent, kinds),
+            (None, vec!["unknown_agent"]),
+            "every glob must match"
+        );
+        assert!(
+            v[0].detail.contains("sub \"alice@example.com\""),
+            "{}",
+            v[0].detail
+        );
+        assert_eq!(check(None).1, ["unknown_agent"], "no token: no claim matches");
+        let ci = claims("svc", "https://idp.example", Some("ci-runner"));
+        assert_eq!(check(Some(&ci)).0.as_deref(), Some("ci"));
     }
 
     #[test]

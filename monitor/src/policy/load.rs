@@ -8,7 +8,9 @@ use marked_yaml::{LoaderOptions, Node, Span, loader::LoadError};
 
 use super::{
     globs::{NameList, PathGlobs, expand_home, path_glob},
-    model::{AgentRule, Policy, RUNTIME_NOISE, SecretRule, ServerRule, UNREGISTERED, Unregistered},
+    model::{
+        AgentRule, Policy, RUNTIME_NOISE, SecretRule, ServerRule, TokenMatch, UNREGISTERED, Unregistered,
+    },
     secrets::secret_class,
 };
 
@@ -107,7 +109,9 @@ impl Policy {
 const TOP_KEYS: &[&str] = &["secrets", "noise", "unregistered_servers", "servers"];
 const SERVER_KEYS: &[&str] = &["match", "tools", "files", "secrets", "exec", "connect", "agents"];
 const MATCH_KEYS: &[&str] = &["cmdline", "exe"];
-const AGENT_KEYS: &[&str] = &["client", "uid", "exe", "tools"];
+const AGENT_KEYS: &[&str] = &["client", "uid", "exe", "sub", "iss", "client_id", "tools"];
+/// Agent keys that match a caller; an agent needs one.
+const AGENT_MATCHERS: &[&str] = &["client", "uid", "exe", "sub", "iss", "client_id"];
 const SECRET_KEYS: &[&str] = &["path", "class"];
 
 struct Validator {
@@ -542,13 +546,24 @@ impl Validator {
                 }
             },
         };
-        if map.get_node("client").is_none() && map.get_node("uid").is_none() && map.get_node("exe").is_none()
-        {
+        let mut glob = |key: &str| {
+            map.get_node(key)
+                .and_then(|n| self.glob_matcher(n, &format!("{field}.{key}")))
+        };
+        let token = TokenMatch {
+            sub: glob("sub"),
+            iss: glob("iss"),
+            client_id: glob("client_id"),
+        };
+        if AGENT_MATCHERS.iter().all(|k| map.get_node(k).is_none()) {
             self.err(
                 map.span(),
                 &field,
                 "an agent needs a matcher",
-                Some("give `client` (clientInfo name glob), `uid` or `exe`".into()),
+                Some(
+                    "give `client` (clientInfo name glob), `uid`, `exe`, or a bearer-token claim glob: `sub`, `iss`, `client_id`"
+                        .into(),
+                ),
             );
         }
         let tools = map
@@ -561,6 +576,7 @@ impl Validator {
             uid,
             exe: exe.as_ref().map(|c| c.0.clone()),
             exe_glob: exe.map(|c| c.1),
+            token,
             tools,
         })
     }
@@ -574,6 +590,18 @@ mod tests {
         Policy::parse("p.yaml", text)
             .expect_err("policy should be invalid")
             .errors
+    }
+
+    #[test]
+    fn token_claim_globs_are_validated_like_the_others() {
+        let text = "servers:\n  fs:\n    match: { cmdline: \"*fs*\" }\n    agents:\n      a: { sub: [x] }\n      b: { iss: \"https://[idp\" }\n      c: { client_id: \"ci-*\", tools: [x] }\n";
+        let e = errors(text);
+        let got: Vec<(usize, &str)> = e.iter().map(|e| (e.line, e.field.as_str())).collect();
+        assert_eq!(
+            got,
+            [(5, "servers.fs.agents.a.sub"), (6, "servers.fs.agents.b.iss")],
+            "{e:#?}"
+        );
     }
 
     #[test]

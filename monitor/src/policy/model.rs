@@ -1,6 +1,7 @@
 //! The policy as loaded: server entries with their scopes and agents, secret rules,
 //! runtime noise, and the facts and findings the evaluation works with.
 use super::globs::{Homes, NameList, PathGlobs};
+use crate::transport::bearer::Claims;
 
 /// The server name in events and the `server` label in metrics of a server that no
 /// policy entry matches; reserved, so no entry can take it.
@@ -73,7 +74,34 @@ pub struct AgentRule {
     pub uid: Option<u32>,
     pub exe: Option<String>,
     pub(super) exe_glob: Option<globset::GlobMatcher>,
+    /// Globs on the caller's bearer-token claims.
+    pub token: TokenMatch,
     pub tools: Option<NameList>,
+}
+
+/// An agent's globs on token claims: `sub`, `iss`, `client_id` (or `azp`).
+#[derive(Debug, Default)]
+pub struct TokenMatch {
+    pub sub: Option<(String, globset::GlobMatcher)>,
+    pub iss: Option<(String, globset::GlobMatcher)>,
+    pub client_id: Option<(String, globset::GlobMatcher)>,
+}
+
+impl TokenMatch {
+    pub fn is_empty(&self) -> bool {
+        self.sub.is_none() && self.iss.is_none() && self.client_id.is_none()
+    }
+
+    /// Whether claims satisfy every glob given; a claim that is absent matches none.
+    pub fn matches(&self, claims: Option<&Claims>) -> bool {
+        let ok = |glob: &Option<(String, globset::GlobMatcher)>, value: Option<&String>| {
+            glob.as_ref()
+                .is_none_or(|(_, g)| value.is_some_and(|v| g.is_match(v)))
+        };
+        ok(&self.sub, claims.and_then(|c| c.sub.as_ref()))
+            && ok(&self.iss, claims.and_then(|c| c.iss.as_ref()))
+            && ok(&self.client_id, claims.and_then(|c| c.client_id.as_ref()))
+    }
 }
 
 #[derive(Debug)]
@@ -116,6 +144,8 @@ pub struct CallFacts<'a> {
     pub client_name: Option<&'a str>,
     pub client_uid: Option<u32>,
     pub client_exe: Option<&'a str>,
+    /// The claims of the caller's bearer token (unverified).
+    pub token: Option<&'a Claims>,
     /// What `~` stands for in path globs.
     pub homes: &'a Homes,
     /// Files opened (resolved paths) other than runtime noise.

@@ -15,7 +15,8 @@
 //! whatever a peer sends.
 use std::collections::VecDeque;
 
-use super::{Direction, Framed, SessionKey, sse::SseParser};
+use super::{Direction, Framed, SessionKey, bearer::Bearer, sse::SseParser};
+use crate::host::identity::ClientProcess;
 
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
@@ -43,7 +44,7 @@ pub fn looks_like_request(bytes: &[u8]) -> bool {
 pub enum HttpSession {
     /// The server's `Mcp-Session-Id`.
     Id(String),
-    /// No id: the connection (its socket inode) is the session.
+    /// No id: the connection (its number among the server's connections) is the session.
     Connection(u64),
 }
 
@@ -58,6 +59,20 @@ pub struct HttpStats {
     /// Bodies or SSE events longer than the message limit: dropped.
     pub oversized: u64,
     pub bytes_lost: u64,
+}
+
+impl HttpStats {
+    /// What was counted since `before`.
+    pub fn since(self, before: Self) -> Self {
+        Self {
+            requests: self.requests - before.requests,
+            responses: self.responses - before.responses,
+            malformed: self.malformed - before.malformed,
+            encoded_bodies: self.encoded_bodies - before.encoded_bodies,
+            oversized: self.oversized - before.oversized,
+            bytes_lost: self.bytes_lost - before.bytes_lost,
+        }
+    }
 }
 
 /// What a push produced: messages, and sessions renamed by a server's new session id.
@@ -79,6 +94,8 @@ struct Head {
     /// A Content-Encoding other than identity.
     encoded: bool,
     session_id: Option<String>,
+    /// `Authorization: Bearer` of a request.
+    bearer: Option<Bearer>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +110,7 @@ enum BodyState {
 
 #[derive(Debug, PartialEq, Eq)]
 enum Piece {
-    Head(Head),
+    Head(Box<Head>),
     Data(Vec<u8>),
     End,
 }
@@ -218,7 +235,7 @@ impl Half {
         } else {
             Some(BodyState::UntilClose)
         };
-        out.push(Piece::Head(head));
+        out.push(Piece::Head(Box::new(head)));
         match body {
             Some(b) => self.body = Some(b),
             None => out.push(Piece::End),
@@ -359,6 +376,8 @@ fn head_of(headers: &[httparse::Header]) -> Option<Head> {
             head.event_stream |= value.to_ascii_lowercase().starts_with("text/event-stream");
         } else if name.eq_ignore_ascii_case("content-encoding") {
             head.encoded |= !value.eq_ignore_ascii_case("identity") && !value.is_empty();
+        } else if name.eq_ignore_ascii_case("authorization") {
+            head.bearer = Bearer::from_header(h.value);
         } else if name.eq_ignore_ascii_case("mcp-session-id") {
             let visible = value.bytes().all(|b| (0x21..=0x7e).contains(&b));
             if visible && !value.is_empty() && value.len() <= MAX_SESSION_ID {
@@ -377,13 +396,20 @@ struct Current {
     sse: Option<SseParser>,
     /// The body outgrew the limit (or is encoded): its bytes are skipped.
     skip: bool,
+    /// A request's bearer credential.
+    bearer: Option<Bearer>,
 }
 
 /// One HTTP connection a server accepted.
 #[derive(Debug)]
 pub struct HttpConnection {
+    /// The client process on the other end, when it is on this host.
+    pub peer: Option<ClientProcess>,
+    /// The client's `ip:port`.
+    pub peer_addr: Option<String>,
     pid: u32,
-    inode: u64,
+    /// The connection's number among the server's connections.
+    conn: u64,
     requests: Half,
     responses: Half,
     request: Option<Current>,
@@ -395,12 +421,14 @@ pub struct HttpConnection {
 }
 
 impl HttpConnection {
-    /// A connection of server `pid` on socket `inode`; bodies and events longer than
-    /// `max_message` are dropped and counted.
-    pub fn new(pid: u32, inode: u64, max_message: usize) -> Self {
+    /// Connection `conn` of server `pid`; bodies and events longer than `max_message`
+    /// are dropped and counted.
+    pub fn new(pid: u32, conn: u64, max_message: usize) -> Self {
         Self {
+            peer: None,
+            peer_addr: None,
             pid,
-            inode,
+            conn,
             requests: Half::new(true),
             responses: Half::new(false),
             request: None,
@@ -414,7 +442,7 @@ impl HttpConnection {
     fn key(&self, head: &Head) -> SessionKey {
         let id = match &head.session_id {
             Some(s) => HttpSession::Id(s.clone()),
-            None => HttpSession::Connection(self.inode),
+            None => HttpSession::Connection(self.conn),
         };
         SessionKey::Http { pid: self.pid, id }
     }
@@ -460,7 +488,7 @@ impl HttpConnection {
 
     fn piece(&mut self, dir: Direction, piece: Piece, ts_ns: u64, out: &mut Pushed) {
         match piece {
-            Piece::Head(head) => self.head(dir, head, out),
+            Piece::Head(head) => self.head(dir, *head, out),
             Piece::Data(bytes) => self.data(dir, &bytes, ts_ns, out),
             Piece::End => self.end(dir, ts_ns, out),
         }
@@ -497,6 +525,7 @@ impl HttpConnection {
             sse: (dir == Direction::ServerToClient && head.event_stream)
                 .then(|| SseParser::new(self.max_message)),
             skip: head.encoded,
+            bearer: head.bearer,
             body: Vec::new(),
         };
         *self.current(dir) = Some(current);
@@ -526,6 +555,7 @@ impl HttpConnection {
                         direction: dir,
                         ts_ns,
                         body: event.data,
+                        bearer: None,
                     });
                 }
             }
@@ -554,6 +584,7 @@ impl HttpConnection {
             direction: dir,
             ts_ns,
             body: cur.body,
+            bearer: cur.bearer,
         });
     }
 }

@@ -5,6 +5,7 @@
 //! HTTP server accepted (with `sse` for event streams).
 use std::fmt;
 
+pub mod bearer;
 pub mod http;
 pub mod sse;
 pub mod stdio;
@@ -37,7 +38,7 @@ impl SessionKey {
 }
 
 /// How events name the session: the server's `Mcp-Session-Id` when it gave one, else
-/// `stdio-<pid>-<stdin inode>` or `http-<pid>-conn-<socket inode>`.
+/// `stdio-<pid>-<stdin inode>` or `http-<pid>-conn-<n>` (the server's n-th connection).
 impl fmt::Display for SessionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -48,8 +49,8 @@ impl fmt::Display for SessionKey {
             } => f.write_str(id),
             SessionKey::Http {
                 pid,
-                id: http::HttpSession::Connection(inode),
-            } => write!(f, "http-{pid}-conn-{inode}"),
+                id: http::HttpSession::Connection(n),
+            } => write!(f, "http-{pid}-conn-{n}"),
         }
     }
 }
@@ -64,4 +65,6 @@ pub struct Framed {
     pub ts_ns: u64,
     /// One JSON-RPC message or batch, as sent.
     pub body: Vec<u8>,
+    /// The bearer credential of the HTTP request that carried it.
+    pub bearer: Option<bearer::Bearer>,
 }

@@ -68,6 +68,7 @@ impl StdioTransport {
                 direction: dir,
                 ts_ns: line.last_ts_ns,
                 body: line.bytes,
+                bearer: None,
             })
             .collect()
     }
