@@ -702,6 +702,58 @@ mod tests {
     }
 
     #[test]
+    fn a_response_resumed_on_another_connection_is_on_its_request_session() {
+        // The POST's stream broke before the answer; the client resumes with a GET
+        // carrying Last-Event-ID on a new connection and the server replays it there.
+        let mut first = conn();
+        let req = first.push(
+            C2S,
+            b"POST /mcp HTTP/1.1\r\nMcp-Session-Id: s9\r\nContent-Length: 46\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\"}",
+            1,
+        );
+        assert_eq!(bodies(&req)[0].0, "s9");
+        assert!(first.close(2).framed.is_empty());
+        let mut second = HttpConnection::new(10, 78, 1 << 20);
+        second.push(
+            C2S,
+            b"GET /mcp HTTP/1.1\r\nmcp-session-id: s9\r\nLast-Event-ID: e1\r\n\r\n",
+            3,
+        );
+        let resp = second.push(
+            S2C,
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\nid: e2\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}\n\n",
+            4,
+        );
+        assert_eq!(
+            bodies(&resp),
+            [("s9".into(), "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}".into())]
+        );
+        assert_eq!(
+            resp.framed[0].session, req.framed[0].session,
+            "one session across connections"
+        );
+    }
+
+    #[test]
+    fn a_request_carries_its_own_bearer_credential_and_a_response_none() {
+        let mut c = conn();
+        let with = c.push(
+            C2S,
+            b"POST /mcp HTTP/1.1\r\nAuthorization: Bearer opaque-1\r\nContent-Length: 2\r\n\r\n{}",
+            1,
+        );
+        let b = with.framed[0].bearer.as_ref().expect("the request's credential");
+        assert_eq!(b.claims, None);
+        let resp = c.push(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", 2);
+        assert_eq!(resp.framed[0].bearer, None);
+        let without = c.push(C2S, b"POST /mcp HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 3);
+        assert_eq!(
+            without.framed[0].bearer, None,
+            "not inherited from the previous request"
+        );
+    }
+
+    #[test]
     fn malformed_and_truncated_input_resynchronises_at_the_next_request() {
         let mut c = conn();
         let mut bytes = b"POST /mcp HTTP/1.1\r\nContent-Length: nope\r\n\r\n".to_vec();
