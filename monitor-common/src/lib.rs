@@ -244,10 +244,24 @@ pub struct WatchState {
     pub pending: u32,
 }
 
+/// Candidate reads the kernel hands to userspace per unwatched process and exec (see
+/// `probes::discover`); userspace sets `PROBES` to this to stop them sooner.
+pub const MAX_PROBE_TRIES: u32 = 64;
+
+/// Value of the `PROBES` map (key: thread-group id): candidate reads handed over.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProbeState {
+    pub tries: u32,
+    pub _pad: u32,
+}
+
 #[cfg(feature = "user")]
 mod user {
     // Safety: plain `#[repr(C)]` integers, no padding.
     unsafe impl aya::Pod for super::TracepointOffsets {}
     // Safety: plain `#[repr(C)]` integers, no padding.
     unsafe impl aya::Pod for super::WatchState {}
+    // Safety: plain `#[repr(C)]` integers, no padding.
+    unsafe impl aya::Pod for super::ProbeState {}
 }

@@ -4,7 +4,8 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    AcceptRecord, ConnectRecord, DataRecord, ExecRecord, OpenRecord, TracepointOffsets, WatchState, stat,
+    AcceptRecord, ConnectRecord, DataRecord, ExecRecord, OpenRecord, ProbeState, TracepointOffsets,
+    WatchState, stat,
 };
 
 /// Every record for userspace.
@@ -14,6 +15,10 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 /// Watched thread-group ids. Userspace adds servers; the kernel adds their children.
 #[map]
 pub static WATCHED: HashMap<u32, WatchState> = HashMap::with_max_entries(16384, 0);
+
+/// Protocol probes made per unwatched process since its exec (see `probes::discover`).
+#[map]
+pub static PROBES: LruHashMap<u32, ProbeState> = LruHashMap::with_max_entries(65536, 0);
 
 /// Bytes transferred so far per (pid, fd, direction), so userspace sees gaps.
 #[map]
@@ -57,6 +62,17 @@ pub static TP_OFFSETS: TracepointOffsets = TracepointOffsets {
     execve_argv: 24,
     execveat_argv: 32,
 };
+
+/// 1: look at unwatched processes' reads for MCP (`probes::discover`); userspace sets
+/// 0 for `--no-discovery`.
+#[unsafe(no_mangle)]
+pub static DISCOVERY: u32 = 1;
+
+#[inline(always)]
+pub fn discovery() -> bool {
+    // Safety: a global that userspace patches before load (see `offsets`).
+    unsafe { core::ptr::read_volatile(&DISCOVERY) != 0 }
+}
 
 #[inline(always)]
 pub fn offsets() -> TracepointOffsets {

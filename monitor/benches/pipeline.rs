@@ -143,6 +143,8 @@ impl Kernel for NoKernel {
 
     fn unwatch(&mut self, _pid: u32) {}
 
+    fn stop_probing(&mut self, _pid: u32) {}
+
     fn stats(&self) -> anyhow::Result<KernelStats> {
         Ok(KernelStats::default())
     }

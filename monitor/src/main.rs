@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use monitor::{daemon, host::watch, pipeline, policy::Policy};
+use monitor::{daemon, pipeline, policy::Policy};
 
 #[derive(Parser)]
 #[command(
@@ -35,10 +35,15 @@ struct RunArgs {
     /// SIGHUP reloads it; an invalid new version is refused and the old one kept.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
-    /// Watch processes whose command line matches this glob (repeatable; `*` crosses `/`).
-    /// Given at least once, replaces the built-in patterns that recognise MCP servers.
+    /// Also watch processes whose command line matches this glob from their exec, as
+    /// servers (repeatable; `*` crosses `/`). Without it, servers are found by what
+    /// they speak, and by the `match.cmdline` of a policy given with --policy.
     #[arg(long = "watch", value_name = "GLOB")]
     watch: Vec<String>,
+    /// Do not look for MCP servers by what they speak: only processes matched by the
+    /// policy or --watch are servers (and other processes pay only the hook's lookup).
+    #[arg(long)]
+    no_discovery: bool,
     /// Where JSON events go: a file (appended to) or `-` for stdout.
     #[arg(long, value_name = "PATH|-", default_value = "-")]
     events: String,
@@ -107,23 +112,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         None => Policy::builtin(),
     };
     log::info!("{}", policy.summary());
-    // --watch replaces the built-in patterns (which are the built-in policy's servers);
-    // a policy given with --policy adds its own servers' command lines.
-    let mut watch: Vec<String> = if args.watch.is_empty() {
-        watch::DEFAULT_PATTERNS.iter().map(|s| s.to_string()).collect()
-    } else {
-        args.watch
-    };
-    if args.policy.is_some() {
-        watch.extend(policy.cmdline_globs());
-    }
     let opts = daemon::Options {
         events: args.events,
         metrics_addr: args.metrics_addr,
         ring_buffer_bytes: args.ring_buffer_mb * 1024 * 1024,
         max_label_values: args.max_label_values,
+        discovery: !args.no_discovery,
         settings: pipeline::Settings {
-            watch,
+            watch: args.watch,
             debug_captures: args.debug_captures,
             max_message_bytes: args.max_message_mb * 1024 * 1024,
             max_field_bytes: args.max_field_bytes,

@@ -19,13 +19,16 @@ use crate::{
         fds::{FdKind, FdTable},
         identity::{self, ClientProcess},
         procs::{Process, ProcessTable, read_cmdline},
-        watch::WatchPatterns,
+        watch::{DetectedBy, WatchPatterns},
     },
     kernel::{
         Kernel, KernelStats,
         records::{Data, Direction, Record},
     },
-    mcp::session::{Output, PeerInfo},
+    mcp::{
+        detect,
+        session::{Output, PeerInfo},
+    },
     output::{
         events::EventWriter,
         metrics::{self, Metrics},
@@ -38,7 +41,8 @@ use crate::{
 
 /// What the pipeline needs to know from the command line.
 pub struct Settings {
-    /// Command-line globs of the processes to watch as servers.
+    /// `--watch`: command-line globs of processes to watch as servers from their exec
+    /// (a policy file's `match.cmdline` globs are added to them).
     pub watch: Vec<String>,
     pub debug_captures: bool,
     /// Longest JSON-RPC message reassembled; longer ones are dropped and counted.
@@ -92,7 +96,12 @@ pub struct Pipeline {
     /// The newest is in force; older ones stay while calls in flight started under them.
     policies: BTreeMap<u64, Rc<Policy>>,
     policy_path: Option<PathBuf>,
+    /// Requests that were not MCP per unwatched HTTP server, until `HTTP_MISSES`.
+    http_misses: HashMap<u32, u32>,
 }
+
+/// Non-MCP requests an HTTP server answers before its connections stop being looked at.
+const HTTP_MISSES: u32 = 16;
 
 impl Pipeline {
     pub fn new(
@@ -108,7 +117,15 @@ impl Pipeline {
             never_watch: procs.ancestry(self_pid),
             procs,
             fds: FdTable::default(),
-            patterns: WatchPatterns::new(&settings.watch)?,
+            // The built-in policy's entries only name servers found otherwise: they are
+            // no reason to watch a process.
+            patterns: WatchPatterns::new(
+                &match settings.policy_path {
+                    Some(_) => settings.policy.cmdline_globs(),
+                    None => Vec::new(),
+                },
+                &settings.watch,
+            )?,
             events,
             metrics,
             debug_captures: settings.debug_captures,
@@ -121,6 +138,7 @@ impl Pipeline {
             max_field_bytes: settings.max_field_bytes,
             policies: BTreeMap::from([(0, Rc::new(settings.policy))]),
             policy_path: settings.policy_path,
+            http_misses: HashMap::new(),
         };
         p.watch_existing();
         Ok(p)
@@ -146,44 +164,87 @@ impl Pipeline {
         if self.never_watch.contains(&pid) {
             return;
         }
-        let Some(pattern) = self.patterns.matches(cmdline).map(str::to_string) else {
+        let Some((pattern, how)) = self.patterns.matches(cmdline).map(|(p, h)| (p.to_string(), h)) else {
             return;
         };
+        self.make_server(pid, Found::Pattern { how, pattern });
+    }
+
+    /// Makes `pid` a watched server; false when it cannot be one (gone, or a child on
+    /// the stdio of a server that already is).
+    fn make_server(&mut self, pid: u32, found: Found) -> bool {
         let Some(p) = self.procs.get(pid) else {
-            return;
+            return false;
         };
         if p.server_pattern.is_some() {
-            return;
+            return true;
         }
-        let stdio = identity::stdio_of(Path::new("/proc"), pid);
+        let mut stdio = identity::stdio_of(Path::new("/proc"), pid);
+        let mut stdin_fd = 0;
+        if let Found::Protocol {
+            transport: "stdio",
+            fd,
+            ..
+        } = &found
+        {
+            let fd = *fd;
+            // It read its stdin elsewhere than on fd 0 (Python's SDK moves stdin and
+            // stdout to new fds and puts /dev/null in their place): its stdout is
+            // learnt from its first response.
+            let inode = match self.fds.classify(pid, fd) {
+                FdKind::Pipe { inode } | FdKind::Socket { inode } => Some(*inode),
+                _ => None,
+            };
+            if stdio.stdin != inode {
+                stdio = identity::Stdio {
+                    stdin: inode,
+                    stdout: None,
+                };
+            }
+            stdin_fd = fd;
+        }
         // A child of a server on the same stdio (node under npx, a shell wrapper) is part
         // of that server; one with stdio of its own is a server its parent talks to.
         if let Some(outer) = self.server_root(pid)
-            && self.servers.get(&outer).is_some_and(|s| s.stdio.stdio == stdio)
+            && self
+                .servers
+                .get(&outer)
+                .is_some_and(|s| s.stdio.stdio.stdin == stdio.stdin)
         {
-            return;
+            return false;
         }
         if !p.watched {
             if let Err(e) = self.kernel.watch(pid) {
                 warn!("{e:#}");
-                return;
+                return false;
             }
             self.metrics.processes_watched.inc();
         }
         let Some(p) = self.procs.get_mut(pid) else {
-            return;
+            return false;
         };
         p.watched = true;
-        p.server_pattern = Some(pattern.clone());
+        p.server_pattern = Some(found.label());
         let process = p.clone();
-        info!("watching pid {pid} ({cmdline}), matched {pattern:?}");
-        self.start_server(&process, stdio, &pattern)
+        info!(
+            "watching pid {pid} ({}) as a server: {}",
+            process.cmdline_string(),
+            found.label()
+        );
+        self.start_server(&process, stdio, stdin_fd, &found);
+        true
     }
 
     /// A new server session: its client, its policy entry, `server_started`, and the
     /// `unregistered_server` violation when no entry matches.
-    fn start_server(&mut self, p: &Process, stdio: identity::Stdio, pattern: &str) {
-        let client = self.find_client(p, stdio);
+    fn start_server(&mut self, p: &Process, stdio: identity::Stdio, stdin_fd: i32, found: &Found) {
+        // A server found on a connection has its clients on the connections.
+        let client = match found {
+            Found::Protocol {
+                transport: "http", ..
+            } => None,
+            _ => self.find_client(p, stdio, stdin_fd),
+        };
         let client_json = client.as_ref().map(|c| {
             // Its parent chain says which agent host started it.
             let parents: Vec<_> = self.procs.ancestry(c.pid)[1..]
@@ -202,10 +263,21 @@ impl Pipeline {
             0 => self.events.now(),
             ns => self.events.kernel_time(ns),
         };
-        let fields = json!({"server": server_json, "matched": pattern, "client": client_json});
+        let mut fields =
+            json!({"server": server_json, "detected_by": found.how().as_str(), "client": client_json});
+        match found {
+            Found::Pattern { pattern, .. } => fields["matched"] = json!(pattern),
+            Found::Protocol {
+                method, transport, ..
+            } => {
+                fields["first_method"] = json!(method);
+                fields["transport"] = json!(transport);
+            }
+        }
         self.events.emit("server_started", ts.clone(), fields);
         let detail = format!(
-            "recognised as an MCP server (watch pattern {pattern:?}) but no server entry of {} matches it",
+            "found as an MCP server ({}) but no server entry of {} matches it",
+            found.label(),
             policy.source
         );
         if server.rule.is_none()
@@ -308,11 +380,14 @@ impl Pipeline {
     }
 
     /// The process on the other end of the server's stdin (else its parent).
-    fn find_client(&self, server: &Process, stdio: identity::Stdio) -> Option<ClientProcess> {
+    fn find_client(&self, server: &Process, stdio: identity::Stdio, stdin_fd: i32) -> Option<ClientProcess> {
         let candidates = match stdio.stdin {
-            Some(_) => {
-                identity::client_candidates(Path::new("/proc"), server.pid, &[server.pid, self.self_pid])
-            }
+            Some(_) => identity::client_candidates(
+                Path::new("/proc"),
+                server.pid,
+                stdin_fd,
+                &[server.pid, self.self_pid],
+            ),
             None => Vec::new(),
         };
         let pid = identity::pick_client(&candidates, server.ppid)?;
@@ -422,6 +497,7 @@ impl Pipeline {
                 }
             }
             Record::Exit { header } => {
+                self.http_misses.remove(&header.pid);
                 if let Some(p) = self.procs.exit(header.pid) {
                     if p.watched {
                         self.metrics.processes_watched.dec();
@@ -474,9 +550,20 @@ impl Pipeline {
     }
 
     fn data(&mut self, d: Data) {
-        // Bytes of a process that was pending at its exec and is no server: dropped.
-        if !self.procs.get(d.header.pid).is_some_and(|p| p.watched) {
-            return;
+        let pid = d.header.pid;
+        let candidate = candidate(&d);
+        if !self.procs.get(pid).is_some_and(|p| p.watched) {
+            // A read the kernel found worth a look (or one of a process pending at its
+            // exec that is no server): a server from here when it is MCP, else dropped.
+            match candidate {
+                Some(c) if self.discover(&d, c) => {}
+                _ => return,
+            }
+        } else if candidate == Some(Candidate::Stdio) && self.server_root(pid).is_some_and(|root| root != pid)
+        {
+            // A process started by a server, with a stdin of its own that carries MCP:
+            // a server of its own (a gateway's stdio server).
+            self.discover_nested(&d);
         }
         let dir_label = match d.direction {
             Direction::Read => "read",
@@ -527,6 +614,124 @@ impl Pipeline {
         }
         let ts = self.events.kernel_time(d.header.ts_ns);
         self.events.emit("capture", ts, fields)
+    }
+
+    /// The first request-like read of a process nobody watches (the kernel made it
+    /// pending for this read): MCP makes it a server, anything else releases it.
+    fn discover(&mut self, d: &Data, candidate: Candidate) -> bool {
+        let pid = d.header.pid;
+        // Nobody told us of its fd changes while it was not watched.
+        self.fds.forget_process(pid);
+        let found = match candidate {
+            _ if self.never_watch.contains(&pid) => None,
+            Candidate::Stdio => self.stdio_request(d).map(|f| (f, "stdio")),
+            // A socket; or gone already (a short connection), which a file is not.
+            Candidate::Http => match self.fds.classify(pid, d.fd) {
+                FdKind::Socket { .. } | FdKind::Unknown => detect::http(&d.bytes).map(|f| (f, "http")),
+                _ => None,
+            },
+        };
+        let Some((f, transport)) = found else {
+            self.metrics.discovery.with_label_values(&["not_mcp"]).inc();
+            self.kernel.unwatch(pid);
+            self.not_mcp(pid, d.fd, candidate);
+            return false;
+        };
+        let found = Found::Protocol {
+            method: f.method,
+            transport,
+            fd: d.fd,
+        };
+        if !self.make_server(pid, found) {
+            self.kernel.unwatch(pid);
+            return false;
+        }
+        let result = match candidate {
+            Candidate::Stdio => "stdio_server",
+            Candidate::Http => {
+                self.adopt_connection(pid, d.fd);
+                "http_server"
+            }
+        };
+        self.metrics.discovery.with_label_values(&[result]).inc();
+        true
+    }
+
+    /// The MCP request a read on a pipe or socket opens, if any. `ping` is every
+    /// JSON-RPC peer's word: it counts only on fd 0 (a client reads a server's pings
+    /// on other fds).
+    fn stdio_request(&mut self, d: &Data) -> Option<detect::Detected> {
+        if !matches!(
+            self.fds.classify(d.header.pid, d.fd),
+            FdKind::Pipe { .. } | FdKind::Socket { .. }
+        ) {
+            return None;
+        }
+        detect::stdio(&d.bytes).filter(|f| f.method != "ping" || d.fd == 0)
+    }
+
+    /// A candidate read that was not MCP. A file says nothing of the process; JSON on
+    /// a pipe or socket that is not MCP says it speaks something else there, and its
+    /// other reads are not looked at any more (an HTTP server after a few requests:
+    /// the first ones may be for other routes).
+    fn not_mcp(&mut self, pid: u32, fd: i32, candidate: Candidate) {
+        if !matches!(
+            self.fds.cached(pid, fd),
+            Some(FdKind::Pipe { .. } | FdKind::Socket { .. })
+        ) {
+            return;
+        }
+        let misses = self.http_misses.entry(pid).or_default();
+        *misses += 1;
+        if candidate == Candidate::Stdio || *misses >= HTTP_MISSES {
+            self.http_misses.remove(&pid);
+            self.kernel.stop_probing(pid);
+        }
+    }
+
+    /// A process of a server's tree read MCP on a stdin that is not the server's.
+    fn discover_nested(&mut self, d: &Data) {
+        let pid = d.header.pid;
+        if self.procs.get(pid).is_some_and(|p| p.server_pattern.is_some()) {
+            return;
+        }
+        // The server's own stdin, read by a child (node under npx): the server's bytes.
+        let inode = match self.fds.classify(pid, d.fd) {
+            FdKind::Pipe { inode } | FdKind::Socket { inode } => *inode,
+            _ => return,
+        };
+        if let Some(root) = self.server_root(pid)
+            && self
+                .servers
+                .get(&root)
+                .is_some_and(|s| s.stdio.direction_of(inode, true).is_some())
+        {
+            return;
+        }
+        if let Some(f) = self.stdio_request(d) {
+            let found = Found::Protocol {
+                method: f.method,
+                transport: "stdio",
+                fd: d.fd,
+            };
+            if self.make_server(pid, found) {
+                self.metrics.discovery.with_label_values(&["stdio_server"]).inc();
+            }
+        }
+    }
+
+    /// The connection an HTTP server was found on, followed from its first request
+    /// as if the kernel had said it was accepted (it was, before anyone watched).
+    fn adopt_connection(&mut self, pid: u32, fd: i32) {
+        let (peer, addr) = match self.fds.cached(pid, fd) {
+            Some(&FdKind::Socket { inode }) => tcp_client(&self.procs, inode, &[pid, self.self_pid]),
+            _ => (None, None),
+        };
+        if let Some(server) = self.servers.get_mut(&pid)
+            && let Some(conn) = server.accepted(peer, addr)
+        {
+            self.fds.set(pid, fd, FdKind::Accepted { conn });
+        }
     }
 
     /// Bytes on a pipe or socket of a server's tree: MCP messages when they are its
@@ -810,6 +1015,62 @@ impl Pipeline {
             }),
         );
         self.reported = now;
+    }
+}
+
+/// How a server was found.
+enum Found {
+    /// Its command line matched a policy entry's or a `--watch` glob.
+    Pattern { how: DetectedBy, pattern: String },
+    /// It read an MCP request (`method`) on fd `fd`: its stdin (or a dup of it), or a
+    /// connection it accepted.
+    Protocol {
+        method: String,
+        transport: &'static str,
+        fd: i32,
+    },
+}
+
+impl Found {
+    fn how(&self) -> DetectedBy {
+        match self {
+            Self::Pattern { how, .. } => *how,
+            Self::Protocol { .. } => DetectedBy::Protocol,
+        }
+    }
+
+    /// For logs and the `unregistered_server` detail.
+    fn label(&self) -> String {
+        match self {
+            Self::Pattern { how, pattern } => format!("{} {pattern:?}", how.as_str()),
+            Self::Protocol {
+                method, transport, ..
+            } => format!("it read {method:?} over {transport}"),
+        }
+    }
+}
+
+/// Reads that could open an MCP session, by their first bytes: the kernel makes an
+/// unwatched process pending on exactly these (see `probes::discover`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Candidate {
+    /// A read that opens a JSON object or array (MCP only on the process's stdin).
+    Stdio,
+    /// A read of another fd that starts an HTTP POST.
+    Http,
+}
+
+fn candidate(d: &Data) -> Option<Candidate> {
+    if d.direction != Direction::Read || d.fd == 1 || d.fd == 2 {
+        return None;
+    }
+    let text = d.bytes.trim_ascii_start();
+    if text.starts_with(b"{") || text.starts_with(b"[") {
+        Some(Candidate::Stdio)
+    } else if d.fd > 2 && d.bytes.starts_with(b"POST ") {
+        Some(Candidate::Http)
+    } else {
+        None
     }
 }
 

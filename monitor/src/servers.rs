@@ -158,6 +158,9 @@ impl Server {
         gap: u64,
         peer_of: impl FnOnce(u64) -> (Option<ClientProcess>, Option<String>),
     ) -> Received {
+        if let Stream::Pipe(inode) | Stream::Socket(inode) = stream {
+            self.learn_stdout(inode, read, bytes);
+        }
         if let Stream::Pipe(inode) | Stream::Socket(inode) = stream
             && let Some(dir) = self.stdio.direction_of(inode, read)
         {
@@ -210,6 +213,19 @@ impl Server {
         received.outputs = outputs;
         received.errors = errors;
         received
+    }
+
+    /// A server found reading its stdin on a moved fd: its stdout is the pipe or socket
+    /// it first writes a JSON-RPC response to.
+    fn learn_stdout(&mut self, inode: u64, read: bool, bytes: &[u8]) {
+        let stdio = &mut self.stdio.stdio;
+        if !read
+            && stdio.stdout.is_none()
+            && stdio.stdin.is_some_and(|i| i != inode)
+            && crate::mcp::detect::response(bytes)
+        {
+            stdio.stdout = Some(inode);
+        }
     }
 
     /// The HTTP connection `stream` is, found or started: a connection is the

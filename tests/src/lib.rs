@@ -63,10 +63,18 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `mcp-monitor run ARGS --events - --metrics-addr 127.0.0.1:0` and waits for
-    /// its `ready` status event.
+    /// Starts `mcp-monitor run ARGS --no-discovery --events - --metrics-addr 127.0.0.1:0`
+    /// and waits for its `ready` status event. Without discovery it watches only what
+    /// ARGS name: tests run side by side on one host, and a discovering daemon would
+    /// find the other tests' servers too.
     pub fn start(args: &[&str]) -> anyhow::Result<Self> {
-        Self::spawn(args, None)
+        Self::spawn(args, None, false)
+    }
+
+    /// Starts the daemon as `start` does, finding servers by what they speak (the
+    /// default a user gets): its events hold every MCP server on the host.
+    pub fn start_discovering(args: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn(args, None, true)
     }
 
     /// Starts `mcp-monitor run ARGS --events PATH --metrics-addr 127.0.0.1:0`, with the
@@ -74,10 +82,10 @@ impl Daemon {
     /// The harness reads the file only when asked ([`Daemon::events`],
     /// [`Daemon::wait_for`], [`Daemon::stop`]), so it costs a busy daemon nothing.
     pub fn start_with_events(args: &[&str], path: &Path) -> anyhow::Result<Self> {
-        Self::spawn(args, Some(path))
+        Self::spawn(args, Some(path), false)
     }
 
-    fn spawn(args: &[&str], events_file: Option<&Path>) -> anyhow::Result<Self> {
+    fn spawn(args: &[&str], events_file: Option<&Path>, discovery: bool) -> anyhow::Result<Self> {
         require_root();
         let bin = daemon_binary();
         let events_arg = match events_file {
@@ -95,6 +103,7 @@ impl Daemon {
         let mut child = Command::new(&bin)
             .arg("run")
             .args(args)
+            .args((!discovery).then_some("--no-discovery"))
             .arg("--events")
             .arg(&events_arg)
             .args(["--metrics-addr", "127.0.0.1:0"])

@@ -80,7 +80,14 @@ fn the_daemon_outlives_the_reader_of_its_event_stream() {
     require_root();
     let tag = unique_tag("readergone");
     let mut child = Command::new(daemon_binary())
-        .args(["run", "--watch", &format!("*{tag}*"), "--events", "-"])
+        .args([
+            "run",
+            "--no-discovery",
+            "--watch",
+            &format!("*{tag}*"),
+            "--events",
+            "-",
+        ])
         .args(["--metrics-addr", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

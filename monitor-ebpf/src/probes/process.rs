@@ -16,7 +16,7 @@ use aya_ebpf::bindings::BPF_NOEXIST;
 use crate::{
     bounds::clamp,
     emit::{header, output},
-    maps::{EXEC_ARGS, EXEC_SCRATCH, WATCHED, count, offsets},
+    maps::{EXEC_ARGS, EXEC_SCRATCH, PROBES, WATCHED, count, offsets},
 };
 
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -136,6 +136,8 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         core::mem::offset_of!(ExecRecord, argv) + clamp(rec.meta.argv_len as u64, MAX_ARGV as u64) as usize;
     output(rec as *const ExecRecord, len);
     let _ = EXEC_ARGS.remove(old_tid);
+    // A new program: it may be found by what it speaks, whatever the old one did.
+    let _ = PROBES.remove(pid);
     0
 }
 

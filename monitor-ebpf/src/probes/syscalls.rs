@@ -17,12 +17,13 @@ use monitor_common::{
     MAX_SOCKADDR, OpenRecord, data_flags, direction, kind, stat,
 };
 
+use super::discover::{self, MIN_PROBE_BYTES};
 use crate::{
     bounds::clamp,
     emit::{header, output},
     maps::{
         ACCEPT_SCRATCH, CONNECT_SCRATCH, COPY_STATE, DATA_SCRATCH, FdKey, OPEN_SCRATCH, OPENED_FILES,
-        STREAM_OFFSETS, StreamKey, WATCHED, count,
+        STREAM_OFFSETS, StreamKey, WATCHED, count, discovery,
     },
 };
 
@@ -66,13 +67,30 @@ const MAX_STEPS: u32 = (MAX_CAPTURE_PER_SYSCALL / MAX_CHUNK as u64 + MAX_IOVECS)
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let pid = (pid_tgid >> 32) as u32;
+    let ret: i64 = ctx.arg(1);
+    let regs: *const pt_regs = ctx.arg(0);
     let Some(state) = WATCHED.get_ptr(pid) else {
+        // Unwatched: only a read long enough to hold a request is looked at.
+        if ret >= MIN_PROBE_BYTES
+            && discovery()
+            && let Some((fd, buf, syscall)) = discover::probe(regs, pid)
+        {
+            data(
+                pid_tgid,
+                0,
+                syscall,
+                fd,
+                buf,
+                0,
+                direction::READ,
+                ret,
+                discover::MAX_CANDIDATE_BYTES,
+            );
+        }
         return 0;
     };
     // Safety: map value pointer checked above.
     let generation = unsafe { (*state).generation };
-    let regs: *const pt_regs = ctx.arg(0);
-    let ret: i64 = ctx.arg(1);
     // Safety: the tracepoint's first argument is the task's saved user registers.
     let Ok(regs) = (unsafe { bpf_probe_read_kernel(regs) }) else {
         return 0;
@@ -104,7 +122,17 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         _ => None,
     };
     if let Some((fd, buf, iovcnt, dir)) = transfer {
-        data(pid_tgid, generation, regs.orig_rax, fd, buf, iovcnt, dir, ret);
+        data(
+            pid_tgid,
+            generation,
+            regs.orig_rax,
+            fd,
+            buf,
+            iovcnt,
+            dir,
+            ret,
+            MAX_CAPTURE_PER_SYSCALL,
+        );
         return 0;
     }
     match regs.orig_rax {
@@ -163,7 +191,17 @@ pub struct Copy {
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn data(pid_tgid: u64, generation: u32, syscall: u64, fd: u64, buf: u64, iovcnt: u64, dir: u8, ret: i64) {
+fn data(
+    pid_tgid: u64,
+    generation: u32,
+    syscall: u64,
+    fd: u64,
+    buf: u64,
+    iovcnt: u64,
+    dir: u8,
+    ret: i64,
+    max: u64,
+) {
     if ret <= 0 {
         return;
     }
@@ -195,20 +233,12 @@ fn data(pid_tgid: u64, generation: u32, syscall: u64, fd: u64, buf: u64, iovcnt:
         fd,
         syscall: syscall as u32,
         direction: dir,
-        flags: if total > MAX_CAPTURE_PER_SYSCALL {
-            data_flags::TRUNCATED
-        } else {
-            0
-        },
+        flags: if total > max { data_flags::TRUNCATED } else { 0 },
         iov: if iovcnt > 0 { buf } else { 0 },
         iov_left: if iovcnt > MAX_IOVECS { MAX_IOVECS } else { iovcnt },
         base: if iovcnt > 0 { 0 } else { buf },
         base_left: if iovcnt > 0 { 0 } else { total },
-        remaining: if total > MAX_CAPTURE_PER_SYSCALL {
-            MAX_CAPTURE_PER_SYSCALL
-        } else {
-            total
-        },
+        remaining: if total > max { max } else { total },
         total,
         chunk_offset: 0,
         stream_offset,

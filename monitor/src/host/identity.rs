@@ -30,9 +30,11 @@ pub fn stdio_of(proc_root: &Path, pid: u32) -> Stdio {
 /// for a pipe, those holding it open for writing (a shell between client and server
 /// holds the read end it passed on); for a Unix socketpair (Node's child_process uses
 /// them), those holding the peer socket, which the kernel names through sock_diag.
-/// Reads every /proc/PID/fd once; processes that vanish are skipped.
-pub fn client_candidates(proc_root: &Path, server: u32, exclude: &[u32]) -> Vec<u32> {
-    let Ok(link) = fs::read_link(proc_root.join(server.to_string()).join("fd/0")) else {
+/// Reads every /proc/PID/fd once; processes that vanish are skipped. `stdin_fd` is the
+/// fd it reads its stdin on: 0, unless it moved it (Python's SDK reads a dup of it).
+pub fn client_candidates(proc_root: &Path, server: u32, stdin_fd: i32, exclude: &[u32]) -> Vec<u32> {
+    let fd = format!("fd/{stdin_fd}");
+    let Ok(link) = fs::read_link(proc_root.join(server.to_string()).join(fd)) else {
         return Vec::new();
     };
     match FdKind::from_link(&link.to_string_lossy()) {
@@ -320,7 +322,7 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        let got = client_candidates(Path::new("/proc"), sleep_pid, &[sleep_pid]);
+        let got = client_candidates(Path::new("/proc"), sleep_pid, 0, &[sleep_pid]);
         assert_eq!(got, vec![std::process::id()]);
         sh.kill().unwrap();
         sh.wait().unwrap();

@@ -11,7 +11,7 @@ use aya::{
     programs::{ProgramError, RawTracePoint, TracePoint},
 };
 use log::info;
-use monitor_common::{TracepointOffsets, WatchState, stat};
+use monitor_common::{MAX_PROBE_TRIES, ProbeState, TracepointOffsets, WatchState, stat};
 
 use super::{Kernel, KernelStats};
 
@@ -34,6 +34,7 @@ pub struct Capture {
     // Keeps programs and links alive; dropping it detaches everything.
     _ebpf: Ebpf,
     pub watched: HashMap<MapData, u32, WatchState>,
+    probes: HashMap<MapData, u32, ProbeState>,
     stats: PerCpuArray<MapData, u64>,
     /// (program name, kernel program id) of what was attached.
     pub attached: Vec<(String, u32)>,
@@ -46,6 +47,15 @@ impl Kernel for Capture {
 
     fn unwatch(&mut self, pid: u32) {
         Capture::unwatch(self, pid)
+    }
+
+    fn stop_probing(&mut self, pid: u32) {
+        let done = ProbeState {
+            tries: MAX_PROBE_TRIES,
+            _pad: 0,
+        };
+        // Best effort: the kernel stops by itself after MAX_PROBE_TRIES anyway.
+        let _ = self.probes.insert(pid, done, 0);
     }
 
     fn stats(&self) -> anyhow::Result<KernelStats> {
@@ -171,10 +181,12 @@ fn load_error(program: &str, err: ProgramError) -> anyhow::Error {
 impl Capture {
     /// Loads and attaches everything; the ring buffer is returned apart so the event
     /// loop can own it while `Capture` updates the watched set.
-    pub fn load(ring_buffer_bytes: u32) -> anyhow::Result<(Self, RingBuf<MapData>)> {
+    pub fn load(ring_buffer_bytes: u32, discovery: bool) -> anyhow::Result<(Self, RingBuf<MapData>)> {
         let offsets = tracepoint_offsets()?;
+        let discovery = u32::from(discovery);
         let mut ebpf = EbpfLoader::new()
             .override_global("TP_OFFSETS", &offsets, true)
+            .override_global("DISCOVERY", &discovery, true)
             .map_max_entries("EVENTS", ring_buffer_bytes)
             .load(EBPF_OBJECT)
             .context("loading the eBPF object (maps and relocations)")?;
@@ -198,10 +210,12 @@ impl Capture {
         let events = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?)?;
         let watched = HashMap::try_from(take_map(&mut ebpf, "WATCHED")?)?;
         let stats = PerCpuArray::try_from(take_map(&mut ebpf, "STATS")?)?;
+        let probes = HashMap::try_from(take_map(&mut ebpf, "PROBES")?)?;
         Ok((
             Self {
                 _ebpf: ebpf,
                 watched,
+                probes,
                 stats,
                 attached,
             },

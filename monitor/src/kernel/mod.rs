@@ -12,6 +12,9 @@ pub trait Kernel {
     /// Forgets a process the kernel made pending at its exec, once it is known not to
     /// be watched.
     fn unwatch(&mut self, pid: u32);
+    /// The process read something other than MCP on a pipe or socket: the kernel stops
+    /// handing its reads over for a look (until its next exec).
+    fn stop_probing(&mut self, pid: u32);
     fn stats(&self) -> anyhow::Result<KernelStats>;
     /// (program name, kernel program id) of what is attached.
     fn attached(&self) -> &[(String, u32)];

@@ -37,6 +37,8 @@ pub const LOSS_WHERE: &[&str] = &[
 pub const PARSE_ERROR_WHAT: &[&str] = &["record", "message", "http", "http_encoded_body", "http_oversized"];
 pub const MESSAGE_DIRECTIONS: &[&str] = &["to_server", "to_client"];
 pub const CAPTURE_DIRECTIONS: &[&str] = &["read", "write"];
+/// `stdio_server`, `http_server`: an MCP server found; `not_mcp`: released.
+pub const DISCOVERY_RESULTS: &[&str] = &["stdio_server", "http_server", "not_mcp"];
 
 pub struct Metrics {
     pub registry: Registry,
@@ -56,6 +58,8 @@ pub struct Metrics {
     pub messages: IntCounterVec,
     pub noise_opens: IntCounter,
     pub label_overflow: IntCounterVec,
+    /// Reads the kernel flagged as possibly MCP, by what userspace found them to be.
+    pub discovery: IntCounterVec,
     pub ready: Arc<AtomicBool>,
     max_label_values: usize,
     /// Distinct values seen per (server, label name).
@@ -178,6 +182,11 @@ impl Metrics {
             "Label values folded into __other__ because a server went past the per-server cap.",
             &["server", "label"],
         )?;
+        let discovery = counter(
+            "mcp_monitor_discovery_total",
+            "First reads of unwatched processes that looked like a request (JSON on stdin, an HTTP POST), by what they were.",
+            &["result"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("mcp_monitor_build_info", "Build information; always 1."),
             &["version"],
@@ -190,6 +199,7 @@ impl Metrics {
             (&records, crate::kernel::records::Record::KINDS),
             (&messages, MESSAGE_DIRECTIONS),
             (&captured_bytes, CAPTURE_DIRECTIONS),
+            (&discovery, DISCOVERY_RESULTS),
         ] {
             for v in values {
                 vec.with_label_values(&[*v]);
@@ -211,6 +221,7 @@ impl Metrics {
             Box::new(messages.clone()),
             Box::new(noise_opens.clone()),
             Box::new(label_overflow.clone()),
+            Box::new(discovery.clone()),
             Box::new(build_info),
         ] {
             registry.register(c)?;
@@ -232,6 +243,7 @@ impl Metrics {
             messages,
             noise_opens,
             label_overflow,
+            discovery,
             ready: Arc::new(AtomicBool::new(false)),
             max_label_values,
             seen: Mutex::default(),
