@@ -1,10 +1,23 @@
 //! What the daemon's capture hook costs processes that are NOT watched.
 //!
-//! One process, one run, as root: the same two syscall workloads are timed with
-//! (a) no program attached, (b) `sys_exit_empty` (an empty program on the same raw
-//! tracepoint) and (c) the real `sys_exit` capture program, with this process not in
-//! the watched set. The configurations are interleaved over several rounds and the
-//! median of each is reported, so slow drifts of the machine hit all three alike.
+//! One process, one run, as root. Four configurations:
+//! (a) no program attached (bare kernel);
+//! (b) `sys_exit_empty`, an empty program on the same raw tracepoint;
+//! (c) the real `sys_exit` capture program loaded with `DISCOVERY=0`: the unwatched
+//!     path as it was before discovery (a `WATCHED` lookup, plus one compare);
+//! (d) the same program loaded with `DISCOVERY=1`, the default: an unwatched syscall
+//!     that returns at least `MIN_PROBE_BYTES` also has its registers read and, for a
+//!     read, the first 8 bytes of its buffer.
+//!
+//! (c) and (d) are two loads of the same object that differ only in the `DISCOVERY`
+//! global; one configuration is attached at a time, and this process is never in the
+//! watched set. Three workloads, each timed under every configuration:
+//! a 1-byte `write()` to /dev/null (1 syscall), a 1-byte pipe round trip (write, then
+//! read back: 2 syscalls, both too short for discovery to look) and a 64-byte pipe
+//! round trip of bytes that are not JSON (2 syscalls returning 64: the write costs
+//! discovery a register read, the read a register read and 8 user bytes, and neither
+//! touches a map). The configurations are interleaved over many short rounds and the
+//! median of each is reported, so slow drifts of the machine hit all four alike.
 //!
 //! `cargo xtask bench` (or, after `cargo xtask setup`, `cargo bench --bench hook_cost`).
 use std::{
@@ -25,39 +38,129 @@ use monitor_common::WatchState;
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
 const HOOK: &str = "sys_exit";
-const ROUNDS: usize = 5;
+/// Many short rounds rather than a few long ones: this machine's noise comes in bursts.
+const ROUNDS: usize = 15;
 /// 1-byte write() calls to /dev/null per measurement.
-const WRITES: u64 = 1_500_000;
-/// Pipe round trips (write 1 byte, read it back: 2 syscalls) per measurement.
-const ROUND_TRIPS: u64 = 750_000;
-const WARM_UP: u64 = 50_000;
+const WRITES: u64 = 400_000;
+/// Pipe round trips (write, then read it back: 2 syscalls) per measurement, per size.
+const ROUND_TRIPS: u64 = 200_000;
+const WARM_UP: u64 = 20_000;
+/// Bytes of the long round trip: at least `MIN_PROBE_BYTES` (32), so that discovery looks.
+const LONG: usize = 64;
+/// What the long round trip sends. Never JSON (`{`, `[`) nor `POST `: that would make
+/// this process pending in the kernel, with no daemon to release it.
+const LONG_BYTES: [u8; LONG] = [b'x'; LONG];
 
+/// The two loads of the object, by their `DISCOVERY` value.
+const DISCOVERY_OFF: usize = 0;
+const DISCOVERY_ON: usize = 1;
+
+/// In the order of `Config::ALL` (the discriminant is the index).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Config {
     Bare,
     Empty,
-    Capture,
+    DiscoveryOff,
+    DiscoveryOn,
 }
 
 impl Config {
-    const ALL: [Config; 3] = [Config::Bare, Config::Empty, Config::Capture];
+    const ALL: [Config; 4] = [
+        Config::Bare,
+        Config::Empty,
+        Config::DiscoveryOff,
+        Config::DiscoveryOn,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Config::Bare => "(a) no program (bare kernel)",
             Config::Empty => "(b) sys_exit_empty attached",
-            Config::Capture => "(c) sys_exit attached, unwatched",
+            Config::DiscoveryOff => "(c) sys_exit, discovery off",
+            Config::DiscoveryOn => "(d) sys_exit, discovery on (default)",
         }
     }
 
-    fn program(self) -> Option<&'static str> {
+    /// The program and the load (`DISCOVERY_OFF` or `DISCOVERY_ON`) it comes from.
+    fn program(self) -> Option<(&'static str, usize)> {
         match self {
             Config::Bare => None,
-            Config::Empty => Some("sys_exit_empty"),
-            Config::Capture => Some("sys_exit"),
+            Config::Empty => Some(("sys_exit_empty", DISCOVERY_ON)),
+            Config::DiscoveryOff => Some(("sys_exit", DISCOVERY_OFF)),
+            Config::DiscoveryOn => Some(("sys_exit", DISCOVERY_ON)),
         }
     }
 }
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    Write,
+    Pipe,
+    LongPipe,
+}
+
+impl Workload {
+    const ALL: [Workload; 3] = [Workload::Write, Workload::Pipe, Workload::LongPipe];
+
+    /// Title of the table's column group.
+    fn title(self) -> &'static str {
+        match self {
+            Workload::Write => "write() 1 B to /dev/null",
+            Workload::Pipe => "pipe 1 B round trip",
+            Workload::LongPipe => "pipe 64 B round trip, not JSON",
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            Workload::Write => "write 1 B",
+            Workload::Pipe => "pipe 1 B",
+            Workload::LongPipe => "pipe 64 B",
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Workload::Write => "ns/op",
+            Workload::Pipe | Workload::LongPipe => "ns/rt",
+        }
+    }
+
+    /// Hooked syscalls per operation.
+    fn syscalls(self) -> f64 {
+        match self {
+            Workload::Write => 1.0,
+            Workload::Pipe | Workload::LongPipe => 2.0,
+        }
+    }
+
+    fn count(self) -> u64 {
+        match self {
+            Workload::Write => WRITES,
+            Workload::Pipe | Workload::LongPipe => ROUND_TRIPS,
+        }
+    }
+}
+
+/// Where the workloads write and read.
+struct Fds {
+    devnull: fs::File,
+    rd: i32,
+    wr: i32,
+}
+
+impl Fds {
+    fn run(&self, workload: Workload, n: u64) -> anyhow::Result<Duration> {
+        match workload {
+            Workload::Write => write_calls(&self.devnull, n),
+            Workload::Pipe => pipe_round_trips(self.rd, self.wr, &[0x55], n),
+            Workload::LongPipe => pipe_round_trips(self.rd, self.wr, &LONG_BYTES, n),
+        }
+    }
+}
+
+const NC: usize = Config::ALL.len();
+const NW: usize = Workload::ALL.len();
 
 fn main() -> ExitCode {
     // Safety: geteuid has no preconditions.
@@ -87,112 +190,167 @@ fn run() -> anyhow::Result<()> {
     );
     println!(
         "{ROUNDS} rounds, configurations interleaved, median per configuration; \
-         write: {WRITES} 1-byte write()s to /dev/null; pipe: {ROUND_TRIPS} 1-byte round trips \
-         (write then read back in this thread, 2 syscalls)"
+         write: {WRITES} 1-byte write()s to /dev/null; pipe: {ROUND_TRIPS} 1-byte and \
+         {ROUND_TRIPS} {LONG}-byte (not JSON) round trips (write then read back in this thread, \
+         2 syscalls)"
     );
 
-    let mut ebpf = EbpfLoader::new()
+    // Indexed by the DISCOVERY value each was loaded with.
+    let mut ebpf = [load(DISCOVERY_OFF as u32)?, load(DISCOVERY_ON as u32)?];
+    for config in Config::ALL {
+        if let Some((name, instance)) = config.program() {
+            raw_tracepoint(&mut ebpf[instance], name)?
+                .load()
+                .with_context(|| format!("loading program `{name}` (DISCOVERY={instance})"))?;
+        }
+    }
+    let pid = std::process::id();
+    ensure_unwatched(&ebpf, pid)?;
+
+    let fds = {
+        let devnull = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .context("opening /dev/null")?;
+        let (rd, wr) = pipe()?;
+        Fds { devnull, rd, wr }
+    };
+
+    // samples[round][config][workload], ns per operation.
+    let mut samples = [[[0f64; NW]; NC]; ROUNDS];
+    let started = Instant::now();
+    for (round, sample) in samples.iter_mut().enumerate() {
+        // Rotate the order so that no configuration always runs first or last.
+        for k in 0..NC {
+            let i = (round + k) % NC;
+            let config = Config::ALL[i];
+            let link = attach(&mut ebpf, config)?;
+            for (w, workload) in Workload::ALL.into_iter().enumerate() {
+                fds.run(workload, WARM_UP)?;
+                let t = fds.run(workload, workload.count())?;
+                sample[i][w] = per_op(t, workload.count());
+            }
+            detach(&mut ebpf, config, link)?;
+        }
+        eprintln!(
+            "hook_cost: round {}/{ROUNDS} done ({:.0} s)",
+            round + 1,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    // Safety: both fds came from pipe2 and are closed once.
+    unsafe {
+        libc::close(fds.rd);
+        libc::close(fds.wr);
+    }
+    // Had the long round trip made this process pending, (d) would have timed the
+    // watched path.
+    ensure_unwatched(&ebpf, pid)?;
+
+    // series(config, workload): that configuration's ns per operation in each round.
+    let series = |i: usize, w: usize| -> [f64; ROUNDS] { std::array::from_fn(|r| samples[r][i][w]) };
+    let med: [[f64; NW]; NC] = std::array::from_fn(|i| std::array::from_fn(|w| median(series(i, w))));
+    let (bare, empty) = (med[0], med[1]);
+    const LABEL: usize = 36;
+    const GROUP: usize = 34;
+    println!();
+    let mut titles = format!("{:<LABEL$}", "");
+    let mut header = format!("{:<LABEL$}", "configuration");
+    for workload in Workload::ALL {
+        titles += &format!(" | {:<GROUP$}", workload.title());
+        header += &format!(
+            " | {:>9} {:>6} {:>8} {:>8}",
+            workload.unit(),
+            "rate",
+            "+ns bare",
+            "+ns empt"
+        );
+    }
+    println!("{}", titles.trim_end());
+    println!("{header}");
+    println!("{}", "-".repeat(header.len()));
+    // Extra ns per hooked syscall.
+    let extra = |x: f64, base: f64, workload: Workload| format!("{:+.1}", (x - base) / workload.syscalls());
+    for (i, config) in Config::ALL.into_iter().enumerate() {
+        let mut line = format!("{:<LABEL$}", config.label());
+        for (w, workload) in Workload::ALL.into_iter().enumerate() {
+            let x = med[i][w];
+            line += &format!(
+                " | {:>9.1} {:>6} {:>8} {:>8}",
+                x,
+                format!("x{:.2}", bare[w] / x),
+                extra(x, bare[w], workload),
+                extra(x, empty[w], workload),
+            );
+        }
+        println!("{line}");
+    }
+    println!();
+    println!(
+        "rate: bare kernel's time / this configuration's (operations per second relative to bare); \
+         +ns bare / +ns empt: extra ns per hooked syscall versus (a) / versus (b)"
+    );
+    println!(
+        "(c) is the unwatched path before discovery existed; (d) is what every unwatched process \
+         pays now"
+    );
+    let (off, on) = (Config::DiscoveryOff as usize, Config::DiscoveryOn as usize);
+    let versus = Workload::ALL
+        .into_iter()
+        .enumerate()
+        .map(|(w, workload)| {
+            let (c, d) = (med[off][w], med[on][w]);
+            // Paired: both ran in the same round, so a round's drift cancels out.
+            let paired = median(std::array::from_fn(|r| samples[r][on][w] - samples[r][off][w]));
+            format!(
+                "{} x{:.3} {} ns/syscall (paired {})",
+                workload.short(),
+                c / d,
+                extra(d, c, workload),
+                extra(paired, 0.0, workload)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" | ");
+    println!("UNWATCHED PATH, DISCOVERY ON (d) vs OFF (c): rate (c)/(d), +ns per syscall: {versus}");
+    println!(
+        "  (paired: median over rounds of that round's (d) - (c), per syscall; the two ran in \
+         the same round)"
+    );
+    println!("per-round ns (write | pipe 1 B round trip | pipe {LONG} B round trip):");
+    let show = |v: &[f64; ROUNDS]| v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(" ");
+    for (i, config) in Config::ALL.into_iter().enumerate() {
+        let rounds = (0..NW).map(|w| show(&series(i, w))).collect::<Vec<_>>();
+        println!("  {:<LABEL$} {}", config.label(), rounds.join(" | "));
+    }
+    Ok(())
+}
+
+/// Loads the object (maps and relocations; programs are loaded one by one later) with
+/// `DISCOVERY` set to `discovery`. `TP_OFFSETS` keeps its defaults: the raw tracepoint
+/// does not use them on the paths timed here.
+fn load(discovery: u32) -> anyhow::Result<Ebpf> {
+    EbpfLoader::new()
+        .override_global("DISCOVERY", &discovery, true)
         // Only the raw tracepoint programs are loaded: the ring buffer stays idle.
         .map_max_entries("EVENTS", 1 << 16)
         .load(EBPF_OBJECT)
-        .context("loading the eBPF object (maps and relocations)")?;
-    for config in Config::ALL {
-        if let Some(name) = config.program() {
-            raw_tracepoint(&mut ebpf, name)?
-                .load()
-                .with_context(|| format!("loading program `{name}`"))?;
-        }
-    }
-    {
-        let pid = std::process::id();
+        .with_context(|| format!("loading the eBPF object with DISCOVERY={discovery}"))
+}
+
+/// Fails if `pid` is in either load's watched set: the bench times unwatched processes.
+fn ensure_unwatched(ebpf: &[Ebpf; 2], pid: u32) -> anyhow::Result<()> {
+    for (instance, ebpf) in ebpf.iter().enumerate() {
         let watched: HashMap<_, u32, WatchState> = HashMap::try_from(
             ebpf.map("WATCHED")
                 .context("the eBPF object has no map `WATCHED`")?,
         )?;
         if watched.get(&pid, 0).is_ok() {
-            bail!("pid {pid} is in the watched set; the bench measures unwatched processes");
+            bail!(
+                "pid {pid} is in the watched set (DISCOVERY={instance}); the bench measures unwatched \
+                 processes"
+            );
         }
-    }
-
-    let devnull = fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/null")
-        .context("opening /dev/null")?;
-    let (rd, wr) = pipe()?;
-
-    // samples[round][config][workload], ns per operation.
-    let mut samples = [[[0f64; 2]; 3]; ROUNDS];
-    for (round, sample) in samples.iter_mut().enumerate() {
-        // Rotate the order so that no configuration always runs first or last.
-        for k in 0..Config::ALL.len() {
-            let i = (round + k) % Config::ALL.len();
-            let config = Config::ALL[i];
-            let link = attach(&mut ebpf, config)?;
-            write_calls(&devnull, WARM_UP)?;
-            let t = write_calls(&devnull, WRITES)?;
-            sample[i][0] = per_op(t, WRITES);
-            pipe_round_trips(rd, wr, WARM_UP)?;
-            let t = pipe_round_trips(rd, wr, ROUND_TRIPS)?;
-            sample[i][1] = per_op(t, ROUND_TRIPS);
-            detach(&mut ebpf, config, link)?;
-        }
-        eprintln!("hook_cost: round {}/{ROUNDS} done", round + 1);
-    }
-    // Safety: both fds came from pipe2 and are closed once.
-    unsafe {
-        libc::close(rd);
-        libc::close(wr);
-    }
-
-    // series(config, workload): that configuration's ns per operation in each round.
-    let series = |i: usize, w: usize| -> [f64; ROUNDS] { std::array::from_fn(|r| samples[r][i][w]) };
-    let med: [[f64; 2]; 3] = std::array::from_fn(|i| [median(series(i, 0)), median(series(i, 1))]);
-    let (bare, empty) = (med[0], med[1]);
-    println!();
-    println!(
-        "{:<33} | {:>9} {:>6} {:>8} {:>8} | {:>10} {:>6} {:>8} {:>8}",
-        "configuration",
-        "write ns",
-        "rate",
-        "+ns bare",
-        "+ns empt",
-        "pipe ns/rt",
-        "rate",
-        "+ns bare",
-        "+ns empt"
-    );
-    println!("{}", "-".repeat(33 + 3 + 34 + 3 + 35));
-    for (i, config) in Config::ALL.into_iter().enumerate() {
-        let [w, p] = med[i];
-        // Extra ns per hooked syscall: the pipe round trip is two syscalls.
-        let extra = |x: f64, base: f64, syscalls: f64| format!("{:+.1}", (x - base) / syscalls);
-        println!(
-            "{:<33} | {:>9.1} {:>6} {:>8} {:>8} | {:>10.1} {:>6} {:>8} {:>8}",
-            config.label(),
-            w,
-            format!("x{:.2}", bare[0] / w),
-            extra(w, bare[0], 1.0),
-            extra(w, empty[0], 1.0),
-            p,
-            format!("x{:.2}", bare[1] / p),
-            extra(p, bare[1], 2.0),
-            extra(p, empty[1], 2.0),
-        );
-    }
-    println!();
-    println!(
-        "rate: bare kernel's time / this configuration's (operations per second relative to bare); \
-         +ns bare / +ns empt: extra ns per syscall versus (a) / versus (b)"
-    );
-    println!("per-round ns (write | pipe round trip):");
-    for (i, config) in Config::ALL.into_iter().enumerate() {
-        let show = |v: &[f64; ROUNDS]| v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(" ");
-        println!(
-            "  {:<33} {} | {}",
-            config.label(),
-            show(&series(i, 0)),
-            show(&series(i, 1))
-        );
     }
     Ok(())
 }
@@ -205,21 +363,21 @@ fn raw_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut 
         .with_context(|| format!("program `{name}` is not a raw tracepoint"))
 }
 
-fn attach(ebpf: &mut Ebpf, config: Config) -> anyhow::Result<Option<RawTracePointLinkId>> {
-    let Some(name) = config.program() else {
+fn attach(ebpf: &mut [Ebpf; 2], config: Config) -> anyhow::Result<Option<RawTracePointLinkId>> {
+    let Some((name, instance)) = config.program() else {
         return Ok(None);
     };
-    let link = raw_tracepoint(ebpf, name)?
+    let link = raw_tracepoint(&mut ebpf[instance], name)?
         .attach(HOOK)
-        .with_context(|| format!("attaching `{name}` to raw tracepoint {HOOK}"))?;
+        .with_context(|| format!("attaching `{name}` (DISCOVERY={instance}) to raw tracepoint {HOOK}"))?;
     Ok(Some(link))
 }
 
-fn detach(ebpf: &mut Ebpf, config: Config, link: Option<RawTracePointLinkId>) -> anyhow::Result<()> {
-    if let (Some(name), Some(link)) = (config.program(), link) {
-        raw_tracepoint(ebpf, name)?
+fn detach(ebpf: &mut [Ebpf; 2], config: Config, link: Option<RawTracePointLinkId>) -> anyhow::Result<()> {
+    if let (Some((name, instance)), Some(link)) = (config.program(), link) {
+        raw_tracepoint(&mut ebpf[instance], name)?
             .detach(link)
-            .with_context(|| format!("detaching `{name}`"))?;
+            .with_context(|| format!("detaching `{name}` (DISCOVERY={instance})"))?;
     }
     Ok(())
 }
@@ -238,19 +396,21 @@ fn write_calls(file: &fs::File, n: u64) -> anyhow::Result<Duration> {
     Ok(start.elapsed())
 }
 
-fn pipe_round_trips(rd: i32, wr: i32, n: u64) -> anyhow::Result<Duration> {
-    let out = [0x55u8; 1];
-    let mut back = [0u8; 1];
+/// Writes `out` into the pipe and reads it back, `n` times.
+fn pipe_round_trips(rd: i32, wr: i32, out: &[u8], n: u64) -> anyhow::Result<Duration> {
+    let mut back = [0u8; LONG];
+    let back = &mut back[..out.len()];
+    let len = out.len() as isize;
     let start = Instant::now();
     for _ in 0..n {
-        // Safety: one byte from/into live buffers on the pipe's open fds.
+        // Safety: `out.len()` bytes from/into live buffers on the pipe's open fds.
         let (w, r) = unsafe {
             (
-                libc::write(wr, out.as_ptr().cast(), 1),
-                libc::read(rd, back.as_mut_ptr().cast(), 1),
+                libc::write(wr, out.as_ptr().cast(), out.len()),
+                libc::read(rd, back.as_mut_ptr().cast(), back.len()),
             )
         };
-        if w != 1 || r != 1 {
+        if w != len || r != len {
             bail!("pipe round trip: {}", std::io::Error::last_os_error());
         }
     }
