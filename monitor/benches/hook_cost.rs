@@ -1,23 +1,25 @@
 //! What the daemon's capture hook costs processes that are NOT watched.
 //!
-//! One process, one run, as root. Four configurations:
+//! One process, one run, as root. Five configurations:
 //! (a) no program attached (bare kernel);
-//! (b) `sys_exit_empty`, an empty program on the same raw tracepoint;
-//! (c) the real `sys_exit` capture program loaded with `DISCOVERY=0`: the unwatched
-//!     path as it was before discovery (a `WATCHED` lookup, plus one compare);
-//! (d) the same program loaded with `DISCOVERY=1`, the default: an unwatched syscall
-//!     that returns at least `MIN_PROBE_BYTES` also has its registers read and, for a
-//!     read, the first 8 bytes of its buffer.
+//! (b) `sys_exit_empty`, an empty tp_btf program on `sys_exit` (the daemon's hook type);
+//! (c) before this change: `sys_exit_raw_lookup`, a raw tracepoint that looks the
+//!     process up in `WATCHED` and leaves, which is what the capture program did for
+//!     unwatched processes before discovery (and before it moved to tp_btf);
+//! (d) the real `sys_exit` (tp_btf) loaded with `DISCOVERY=0`;
+//! (e) the same loaded with `DISCOVERY=1`, the default: an unwatched syscall that
+//!     returns at least `MIN_PROBE_BYTES` also has three registers loaded (plain loads
+//!     through the BTF pointer) and, for a read, the first 8 bytes of its buffer read.
 //!
-//! (c) and (d) are two loads of the same object that differ only in the `DISCOVERY`
+//! (d) and (e) are two loads of the same object that differ only in the `DISCOVERY`
 //! global; one configuration is attached at a time, and this process is never in the
-//! watched set. Three workloads, each timed under every configuration:
-//! a 1-byte `write()` to /dev/null (1 syscall), a 1-byte pipe round trip (write, then
-//! read back: 2 syscalls, both too short for discovery to look) and a 64-byte pipe
-//! round trip of bytes that are not JSON (2 syscalls returning 64: the write costs
-//! discovery a register read, the read a register read and 8 user bytes, and neither
-//! touches a map). The configurations are interleaved over many short rounds and the
-//! median of each is reported, so slow drifts of the machine hit all four alike.
+//! watched set. Three workloads, each timed under every configuration: a 1-byte
+//! `write()` to /dev/null (1 syscall), a 1-byte pipe round trip (write, then read back:
+//! 2 syscalls, both too short for discovery to look) and a 64-byte pipe round trip of
+//! bytes that are not JSON (2 syscalls returning 64: discovery loads the registers of
+//! both and reads 8 bytes of the read's buffer; neither touches a map). The
+//! configurations are interleaved over many short rounds and the median of each is
+//! reported, so slow drifts of the machine hit all of them alike.
 //!
 //! `cargo xtask bench` (or, after `cargo xtask setup`, `cargo bench --bench hook_cost`).
 use std::{
@@ -28,9 +30,9 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::HashMap,
-    programs::{RawTracePoint, raw_trace_point::RawTracePointLinkId},
+    programs::{Program, raw_trace_point::RawTracePointLinkId, tp_btf::BtfTracePointLinkId},
 };
 use monitor_common::WatchState;
 
@@ -60,14 +62,16 @@ const DISCOVERY_ON: usize = 1;
 enum Config {
     Bare,
     Empty,
+    Before,
     DiscoveryOff,
     DiscoveryOn,
 }
 
 impl Config {
-    const ALL: [Config; 4] = [
+    const ALL: [Config; 5] = [
         Config::Bare,
         Config::Empty,
+        Config::Before,
         Config::DiscoveryOff,
         Config::DiscoveryOn,
     ];
@@ -75,9 +79,10 @@ impl Config {
     fn label(self) -> &'static str {
         match self {
             Config::Bare => "(a) no program (bare kernel)",
-            Config::Empty => "(b) sys_exit_empty attached",
-            Config::DiscoveryOff => "(c) sys_exit, discovery off",
-            Config::DiscoveryOn => "(d) sys_exit, discovery on (default)",
+            Config::Empty => "(b) sys_exit_empty (tp_btf) attached",
+            Config::Before => "(c) before: raw_tp, WATCHED lookup",
+            Config::DiscoveryOff => "(d) sys_exit, discovery off",
+            Config::DiscoveryOn => "(e) sys_exit, discovery on (default)",
         }
     }
 
@@ -86,6 +91,7 @@ impl Config {
         match self {
             Config::Bare => None,
             Config::Empty => Some(("sys_exit_empty", DISCOVERY_ON)),
+            Config::Before => Some(("sys_exit_raw_lookup", DISCOVERY_OFF)),
             Config::DiscoveryOff => Some(("sys_exit", DISCOVERY_OFF)),
             Config::DiscoveryOn => Some(("sys_exit", DISCOVERY_ON)),
         }
@@ -197,10 +203,10 @@ fn run() -> anyhow::Result<()> {
 
     // Indexed by the DISCOVERY value each was loaded with.
     let mut ebpf = [load(DISCOVERY_OFF as u32)?, load(DISCOVERY_ON as u32)?];
+    let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
     for config in Config::ALL {
         if let Some((name, instance)) = config.program() {
-            raw_tracepoint(&mut ebpf[instance], name)?
-                .load()
+            load_program(&mut ebpf[instance], name, &btf)
                 .with_context(|| format!("loading program `{name}` (DISCOVERY={instance})"))?;
         }
     }
@@ -291,10 +297,10 @@ fn run() -> anyhow::Result<()> {
          +ns bare / +ns empt: extra ns per hooked syscall versus (a) / versus (b)"
     );
     println!(
-        "(c) is the unwatched path before discovery existed; (d) is what every unwatched process \
-         pays now"
+        "(c) is the unwatched path before discovery (raw tracepoint, one lookup); (e) is what every \
+         unwatched process pays now; (d) is (e) without discovery"
     );
-    let (off, on) = (Config::DiscoveryOff as usize, Config::DiscoveryOn as usize);
+    let (off, on) = (Config::Before as usize, Config::DiscoveryOn as usize);
     let versus = Workload::ALL
         .into_iter()
         .enumerate()
@@ -312,9 +318,9 @@ fn run() -> anyhow::Result<()> {
         })
         .collect::<Vec<_>>()
         .join(" | ");
-    println!("UNWATCHED PATH, DISCOVERY ON (d) vs OFF (c): rate (c)/(d), +ns per syscall: {versus}");
+    println!("UNWATCHED PATH, NOW (e) vs BEFORE THIS CHANGE (c): rate (c)/(e), +ns per syscall: {versus}");
     println!(
-        "  (paired: median over rounds of that round's (d) - (c), per syscall; the two ran in \
+        "  (paired: median over rounds of that round's (e) - (c), per syscall; the two ran in \
          the same round)"
     );
     println!("per-round ns (write | pipe 1 B round trip | pipe {LONG} B round trip):");
@@ -355,29 +361,50 @@ fn ensure_unwatched(ebpf: &[Ebpf; 2], pid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn raw_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut RawTracePoint> {
+/// The raw tracepoint "before" program, or a tp_btf one (the daemon's hook now).
+fn load_program(ebpf: &mut Ebpf, name: &str, btf: &Btf) -> anyhow::Result<()> {
     let prog = ebpf
         .program_mut(name)
         .with_context(|| format!("the eBPF object has no program `{name}`"))?;
-    prog.try_into()
-        .with_context(|| format!("program `{name}` is not a raw tracepoint"))
+    match prog {
+        Program::RawTracePoint(p) => p.load()?,
+        Program::BtfTracePoint(p) => p.load(HOOK, btf)?,
+        _ => bail!("program `{name}` is neither a raw tracepoint nor tp_btf"),
+    }
+    Ok(())
 }
 
-fn attach(ebpf: &mut [Ebpf; 2], config: Config) -> anyhow::Result<Option<RawTracePointLinkId>> {
+enum Link {
+    Raw(RawTracePointLinkId),
+    Btf(BtfTracePointLinkId),
+}
+
+fn attach(ebpf: &mut [Ebpf; 2], config: Config) -> anyhow::Result<Option<Link>> {
     let Some((name, instance)) = config.program() else {
         return Ok(None);
     };
-    let link = raw_tracepoint(&mut ebpf[instance], name)?
-        .attach(HOOK)
-        .with_context(|| format!("attaching `{name}` (DISCOVERY={instance}) to raw tracepoint {HOOK}"))?;
+    let prog = ebpf[instance]
+        .program_mut(name)
+        .with_context(|| format!("the eBPF object has no program `{name}`"))?;
+    let link = match prog {
+        Program::RawTracePoint(p) => Link::Raw(p.attach(HOOK)?),
+        Program::BtfTracePoint(p) => Link::Btf(p.attach()?),
+        _ => bail!("program `{name}` is neither a raw tracepoint nor tp_btf"),
+    };
     Ok(Some(link))
 }
 
-fn detach(ebpf: &mut [Ebpf; 2], config: Config, link: Option<RawTracePointLinkId>) -> anyhow::Result<()> {
-    if let (Some((name, instance)), Some(link)) = (config.program(), link) {
-        raw_tracepoint(&mut ebpf[instance], name)?
-            .detach(link)
-            .with_context(|| format!("detaching `{name}` (DISCOVERY={instance})"))?;
+fn detach(ebpf: &mut [Ebpf; 2], config: Config, link: Option<Link>) -> anyhow::Result<()> {
+    let (Some((name, instance)), Some(link)) = (config.program(), link) else {
+        return Ok(());
+    };
+    let prog = ebpf[instance]
+        .program_mut(name)
+        .with_context(|| format!("the eBPF object has no program `{name}`"))?;
+    match (prog, link) {
+        (Program::RawTracePoint(p), Link::Raw(l)) => p.detach(l)?,
+        (Program::BtfTracePoint(p), Link::Btf(l)) => p.detach(l)?,
+        _ => bail!("program `{name}`: link of another kind"),
     }
     Ok(())
 }

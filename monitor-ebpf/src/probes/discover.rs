@@ -8,7 +8,7 @@
 //! Everything else leaves after the size test, or after one look at the registers.
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, pt_regs},
-    helpers::{bpf_probe_read_kernel, bpf_probe_read_user},
+    helpers::bpf_probe_read_user,
 };
 use monitor_common::{WatchState, stat};
 
@@ -32,8 +32,7 @@ pub const MAX_CANDIDATE_BYTES: u64 = 4 * monitor_common::MAX_CHUNK as u64;
 const SYS_READ: u64 = 0;
 const SYS_RECVFROM: u64 = 45;
 
-/// rsi, rdi and orig_rax, which follow each other in `pt_regs`.
-#[repr(C)]
+/// The registers the probe looks at.
 #[derive(Clone, Copy)]
 struct Args {
     si: u64,
@@ -45,9 +44,14 @@ struct Args {
 /// capture when the process was made pending.
 #[inline(always)]
 pub fn probe(regs: *const pt_regs, pid: u32) -> Option<(u64, u64, u64)> {
-    let at = core::mem::offset_of!(pt_regs, rsi);
-    // Safety: the tracepoint's first argument is the task's saved user registers.
-    let a: Args = unsafe { bpf_probe_read_kernel((regs as *const u8).add(at) as *const Args) }.ok()?;
+    // Safety: a BTF pointer to the task's saved registers (tp_btf): plain loads.
+    let a = unsafe {
+        Args {
+            si: (*regs).rsi,
+            di: (*regs).rdi,
+            orig_ax: (*regs).orig_rax,
+        }
+    };
     let (fd, buf) = (a.di, a.si);
     // stdout and stderr are written, not read; a server may read its stdin through a
     // dup of fd 0 (Python's SDK does), so any other fd counts.

@@ -6,11 +6,11 @@ use core::ffi::c_void;
 use aya_ebpf::{
     bindings::pt_regs,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+        bpf_get_current_pid_tgid, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
         generated::{bpf_loop, bpf_probe_read_user as read_user_raw},
     },
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
 };
 use monitor_common::{
     AcceptRecord, ConnectRecord, DataMeta, DataRecord, FdChangeRecord, MAX_CAPTURE_PER_SYSCALL, MAX_CHUNK,
@@ -63,8 +63,19 @@ const F_DUPFD_CLOEXEC: u64 = 1030;
 const MAX_IOVECS: u64 = 1024;
 const MAX_STEPS: u32 = (MAX_CAPTURE_PER_SYSCALL / MAX_CHUNK as u64 + MAX_IOVECS) as u32;
 
-#[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+/// The registers the capture needs, loaded straight from the task's saved `pt_regs`
+/// (a BTF pointer under tp_btf: no helper call).
+#[derive(Clone, Copy)]
+pub struct Regs {
+    pub di: u64,
+    pub si: u64,
+    pub dx: u64,
+    pub r10: u64,
+    pub orig_ax: u64,
+}
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let pid = (pid_tgid >> 32) as u32;
     let ret: i64 = ctx.arg(1);
@@ -91,13 +102,20 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     };
     // Safety: map value pointer checked above.
     let generation = unsafe { (*state).generation };
-    // Safety: the tracepoint's first argument is the task's saved user registers.
-    let Ok(regs) = (unsafe { bpf_probe_read_kernel(regs) }) else {
-        return 0;
+    // Safety: under tp_btf the first argument is a kernel pointer the verifier types
+    // (struct pt_regs); plain loads from it are checked against its BTF.
+    let regs = unsafe {
+        Regs {
+            di: (*regs).rdi,
+            si: (*regs).rsi,
+            dx: (*regs).rdx,
+            r10: (*regs).r10,
+            orig_ax: (*regs).orig_rax,
+        }
     };
-    let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10];
+    let args = [regs.di, regs.si, regs.dx, regs.r10];
     // (fd, buffer or iovec array, iovec count or 0 for a plain buffer, direction)
-    let transfer = match regs.orig_rax {
+    let transfer = match regs.orig_ax {
         SYS_READ | SYS_PREAD64 | SYS_RECVFROM => Some((args[0], args[1], 0, direction::READ)),
         SYS_WRITE | SYS_PWRITE64 | SYS_SENDTO => Some((args[0], args[1], 0, direction::WRITE)),
         SYS_READV | SYS_PREADV | SYS_PREADV2 => Some((args[0], args[1], args[2], direction::READ)),
@@ -108,7 +126,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
             // Safety: user memory; unreadable means nothing is captured.
             let iov: u64 = unsafe { bpf_probe_read_user((msg + 16) as *const u64) }.unwrap_or(0);
             let cnt: u64 = unsafe { bpf_probe_read_user((msg + 24) as *const u64) }.unwrap_or(0);
-            let dir = if regs.orig_rax == SYS_RECVMSG {
+            let dir = if regs.orig_ax == SYS_RECVMSG {
                 direction::READ
             } else {
                 direction::WRITE
@@ -125,7 +143,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         data(
             pid_tgid,
             generation,
-            regs.orig_rax,
+            regs.orig_ax,
             fd,
             buf,
             iovcnt,
@@ -135,7 +153,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         );
         return 0;
     }
-    match regs.orig_rax {
+    match regs.orig_ax {
         SYS_OPEN => open(pid_tgid, generation, &regs, -100, args[0], args[1], ret),
         SYS_OPENAT => open(pid_tgid, generation, &regs, args[0] as i64, args[1], args[2], ret),
         SYS_OPENAT2 => {
@@ -152,14 +170,14 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
                     pid,
                     fd: args[0] as i32,
                 });
-                fd_change(pid_tgid, regs.orig_rax, args[0] as i32);
+                fd_change(pid_tgid, regs.orig_ax, args[0] as i32);
             }
         }
-        SYS_DUP | SYS_DUP2 | SYS_DUP3 => dup(pid_tgid, regs.orig_rax, args[0], ret),
+        SYS_DUP | SYS_DUP2 | SYS_DUP3 => dup(pid_tgid, regs.orig_ax, args[0], ret),
         SYS_FCNTL if args[1] == F_DUPFD || args[1] == F_DUPFD_CLOEXEC => {
-            dup(pid_tgid, regs.orig_rax, args[0], ret)
+            dup(pid_tgid, regs.orig_ax, args[0], ret)
         }
-        SYS_CLOSE_RANGE if ret == 0 => fd_change(pid_tgid, regs.orig_rax, -1),
+        SYS_CLOSE_RANGE if ret == 0 => fd_change(pid_tgid, regs.orig_ax, -1),
         _ => {}
     }
     0
@@ -317,14 +335,14 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
 }
 
 #[inline(always)]
-fn open(pid_tgid: u64, generation: u32, regs: &pt_regs, dirfd: i64, path: u64, flags: u64, ret: i64) {
+fn open(pid_tgid: u64, generation: u32, regs: &Regs, dirfd: i64, path: u64, flags: u64, ret: i64) {
     let Some(rec) = OPEN_SCRATCH.get_ptr_mut(0) else {
         return;
     };
     // Safety: per-CPU scratch owned by this program for its run.
     let rec = unsafe { &mut *rec };
     rec.meta.header = header(kind::OPEN, pid_tgid);
-    rec.meta.syscall = regs.orig_rax as u32;
+    rec.meta.syscall = regs.orig_ax as u32;
     rec.meta.dirfd = dirfd as i32;
     rec.meta.flags = flags;
     rec.meta.ret = ret;

@@ -6,9 +6,9 @@ use std::{fs, path::Path};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, ProgramError, TracePoint},
 };
 use log::info;
 use monitor_common::{MAX_PROBE_TRIES, ProbeState, TracepointOffsets, WatchState, stat};
@@ -28,7 +28,8 @@ const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("execve_enter", "syscalls", "sys_enter_execve"),
     ("execveat_enter", "syscalls", "sys_enter_execveat"),
 ];
-const RAW_TRACEPOINTS: &[(&str, &str)] = &[("sys_exit", "sys_exit")];
+/// tp_btf programs: their `pt_regs` argument is read with plain loads, no helper.
+const BTF_TRACEPOINTS: &[(&str, &str)] = &[("sys_exit", "sys_exit")];
 
 pub struct Capture {
     // Keeps programs and links alive; dropping it detaches everything.
@@ -199,13 +200,14 @@ impl Capture {
             attached.push((prog.to_string(), program_id(p.info())));
             info!("attached {prog} to tracepoint {category}:{name}");
         }
-        for &(prog, name) in RAW_TRACEPOINTS {
-            let p: &mut RawTracePoint = program(&mut ebpf, prog)?;
-            p.load().map_err(|e| load_error(prog, e))?;
-            p.attach(name)
-                .with_context(|| format!("attaching `{prog}` to raw tracepoint {name}"))?;
+        let btf = Btf::from_sys_fs().context("reading the kernel's BTF (/sys/kernel/btf/vmlinux)")?;
+        for &(prog, name) in BTF_TRACEPOINTS {
+            let p: &mut BtfTracePoint = program(&mut ebpf, prog)?;
+            p.load(name, &btf).map_err(|e| load_error(prog, e))?;
+            p.attach()
+                .with_context(|| format!("attaching `{prog}` to tp_btf {name}"))?;
             attached.push((prog.to_string(), program_id(p.info())));
-            info!("attached {prog} to raw tracepoint {name} (syscall capture backend: raw_tracepoint)");
+            info!("attached {prog} to tp_btf {name} (syscall capture backend: tp_btf)");
         }
         let events = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?)?;
         let watched = HashMap::try_from(take_map(&mut ebpf, "WATCHED")?)?;
