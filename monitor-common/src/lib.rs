@@ -231,17 +231,32 @@ pub struct TracepointOffsets {
     pub execveat_argv: u32,
 }
 
+/// Values of [`WatchState::pending`].
+pub mod watch_state {
+    /// Watched: everything it transfers is captured; its children are followed.
+    pub const WATCHED: u32 = 0;
+    /// From its exec (or a read that could be a request) until userspace has decided
+    /// whether it is a server to watch: its syscalls are captured meanwhile (userspace
+    /// drops them if not), so a server that talks at once loses nothing to the
+    /// decision's latency. Children of a pending process are not followed.
+    pub const PENDING: u32 = 1;
+    /// Not watched: it dup'd its stdin or accepted a connection, and the reads of those
+    /// fds are looked at for a request (`probes::discover`). Nothing is captured.
+    pub const PROBED: u32 = 2;
+}
+
 /// Value of the `WATCHED` map (key: thread-group id).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WatchState {
     /// Bumped on every exec, so fds opened before it stop counting as files.
     pub generation: u32,
-    /// 1 from a process's exec until userspace has decided whether it is a server to
-    /// watch: its syscalls are captured meanwhile (userspace drops them if not), so a
-    /// server that talks at once loses nothing to the decision's latency. Children of
-    /// a pending process are not followed.
+    /// One of [`watch_state`].
     pub pending: u32,
+    /// PROBED: fds below 64 that are dups of its stdin.
+    pub stdin_fds: u64,
+    /// PROBED: accepted connections (fds below 64) whose first read is still to come.
+    pub new_conns: u64,
 }
 
 /// Candidate reads the kernel hands to userspace per unwatched process and exec (see

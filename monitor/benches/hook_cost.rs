@@ -7,17 +7,17 @@
 //!     process up in `WATCHED` and leaves, which is what the capture program did for
 //!     unwatched processes before discovery (and before it moved to tp_btf);
 //! (d) the real `sys_exit` (tp_btf) loaded with `DISCOVERY=0`;
-//! (e) the same loaded with `DISCOVERY=1`, the default: an unwatched syscall that
-//!     returns at least `MIN_PROBE_BYTES` also has three registers loaded (plain loads
-//!     through the BTF pointer) and, for a read, the first 8 bytes of its buffer read.
+//! (e) the same loaded with `DISCOVERY=1`, the default: an unwatched syscall also has
+//!     two registers loaded (plain loads through the BTF pointer) and compared; only
+//!     reads of fd 0 (and of fds marked by a dup of it or an accept) read user memory.
 //!
 //! (d) and (e) are two loads of the same object that differ only in the `DISCOVERY`
 //! global; one configuration is attached at a time, and this process is never in the
 //! watched set. Three workloads, each timed under every configuration: a 1-byte
 //! `write()` to /dev/null (1 syscall), a 1-byte pipe round trip (write, then read back:
-//! 2 syscalls, both too short for discovery to look) and a 64-byte pipe round trip of
-//! bytes that are not JSON (2 syscalls returning 64: discovery loads the registers of
-//! both and reads 8 bytes of the read's buffer; neither touches a map). The
+//! 2 syscalls) and a 64-byte pipe round trip of bytes that are not JSON (2 syscalls
+//! returning 64 on fds other than 0, like most I/O on a host: discovery loads two
+//! registers and leaves; before the fd marks it also read 8 bytes of user memory). The
 //! configurations are interleaved over many short rounds and the median of each is
 //! reported, so slow drifts of the machine hit all of them alike.
 //!

@@ -145,6 +145,8 @@ impl Kernel for NoKernel {
 
     fn stop_probing(&mut self, _pid: u32) {}
 
+    fn probe(&mut self, _pid: u32, _fds: u64) {}
+
     fn stats(&self) -> anyhow::Result<KernelStats> {
         Ok(KernelStats::default())
     }
@@ -284,6 +286,7 @@ impl Bench {
     fn new(pipes: &Pipes) -> anyhow::Result<Self> {
         let settings = Settings {
             watch: vec![format!("*{MARKER}*")],
+            discovery: false,
             debug_captures: false,
             max_message_bytes: MAX_MESSAGE,
             max_field_bytes: MAX_FIELD,

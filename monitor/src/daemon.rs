@@ -22,8 +22,6 @@ pub struct Options {
     pub ring_buffer_bytes: u32,
     /// Distinct tool and client names per server in metric labels.
     pub max_label_values: usize,
-    /// Find servers by what they speak (else only by policy match and `--watch`).
-    pub discovery: bool,
     pub settings: Settings,
 }
 
@@ -39,8 +37,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let metrics_addr = metrics.serve(opts.metrics_addr).await?;
     info!("metrics on http://{metrics_addr}/metrics");
 
-    let (capture, ring) = Capture::load(opts.ring_buffer_bytes, opts.discovery)?;
-    if !opts.discovery {
+    let (capture, ring) = Capture::load(opts.ring_buffer_bytes, opts.settings.discovery)?;
+    if !opts.settings.discovery {
         info!("--no-discovery: only processes matched by the policy or --watch are servers");
     }
     // Attached first, scanned second: a process started in between shows up as an exec record.

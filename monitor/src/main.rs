@@ -117,9 +117,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics_addr: args.metrics_addr,
         ring_buffer_bytes: args.ring_buffer_mb * 1024 * 1024,
         max_label_values: args.max_label_values,
-        discovery: !args.no_discovery,
         settings: pipeline::Settings {
             watch: args.watch,
+            discovery: !args.no_discovery,
             debug_captures: args.debug_captures,
             max_message_bytes: args.max_message_mb * 1024 * 1024,
             max_field_bytes: args.max_field_bytes,

@@ -44,6 +44,8 @@ pub struct Settings {
     /// `--watch`: command-line globs of processes to watch as servers from their exec
     /// (a policy file's `match.cmdline` globs are added to them).
     pub watch: Vec<String>,
+    /// Find servers by what they speak (else only by policy match and `--watch`).
+    pub discovery: bool,
     pub debug_captures: bool,
     /// Longest JSON-RPC message reassembled; longer ones are dropped and counted.
     pub max_message_bytes: usize,
@@ -140,7 +142,7 @@ impl Pipeline {
             policy_path: settings.policy_path,
             http_misses: HashMap::new(),
         };
-        p.watch_existing();
+        p.watch_existing(settings.discovery);
         Ok(p)
     }
 
@@ -152,10 +154,22 @@ impl Pipeline {
         self.events.flush();
     }
 
-    fn watch_existing(&mut self) {
+    /// Processes running at start: watched when a pattern matches; with discovery, the
+    /// others' pipe and socket read ends are looked at like a stdin (a server that
+    /// moved its stdin before the daemon started is found by its next request).
+    fn watch_existing(&mut self, discovery: bool) {
         let candidates: Vec<(u32, String)> = self.procs.iter().map(|p| (p.pid, p.cmdline_string())).collect();
         for (pid, cmdline) in candidates {
             self.consider(pid, &cmdline);
+            if discovery
+                && !self.never_watch.contains(&pid)
+                && !self.procs.get(pid).is_some_and(|p| p.watched)
+            {
+                let fds = identity::stream_read_ends(Path::new("/proc"), pid);
+                if fds != 0 {
+                    self.kernel.probe(pid, fds);
+                }
+            }
         }
     }
 

@@ -357,7 +357,13 @@ pub fn kernel_watched(d: &Daemon) -> anyhow::Result<Vec<u32>> {
                 continue;
             }
             let watched: HashMap<_, u32, monitor_common::WatchState> = HashMap::try_from(Map::HashMap(map))?;
-            return Ok(watched.keys().filter_map(Result::ok).collect());
+            // Probed processes are only looked at, not watched.
+            return Ok(watched
+                .iter()
+                .filter_map(Result::ok)
+                .filter(|(_, s)| s.pending != monitor_common::watch_state::PROBED)
+                .map(|(pid, _)| pid)
+                .collect());
         }
     }
     bail!("no WATCHED map among the daemon's programs {ids:?}")

@@ -9,7 +9,9 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use monitor_common::{ExecRecord, ExitRecord, ForkRecord, MAX_ARGS, MAX_ARGV, WatchState, kind, stat};
+use monitor_common::{
+    ExecRecord, ExitRecord, ForkRecord, MAX_ARGS, MAX_ARGV, WatchState, kind, stat, watch_state,
+};
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 
@@ -121,11 +123,22 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     // Before the record goes out: userspace's decision on it must find the entry.
     match WATCHED.get_ptr_mut(pid) {
         // Safety: map value; a lost increment only delays classification.
-        Some(state) => unsafe { (*state).generation = (*state).generation.wrapping_add(1) },
+        Some(state) => unsafe {
+            (*state).generation = (*state).generation.wrapping_add(1);
+            // A probed process's new image is pending like any other.
+            if (*state).pending == watch_state::PROBED {
+                *state = WatchState {
+                    generation: (*state).generation,
+                    pending: watch_state::PENDING,
+                    ..WatchState::default()
+                };
+            }
+        },
         None => {
             let state = WatchState {
                 generation: 0,
-                pending: 1,
+                pending: watch_state::PENDING,
+                ..WatchState::default()
             };
             if WATCHED.insert(pid, state, BPF_NOEXIST as u64).is_err() {
                 count(stat::WATCH_FULL);
@@ -166,11 +179,12 @@ pub fn task_newtask(ctx: TracePointContext) -> u32 {
     // Safety: map value pointer read once.
     let parent_watched = WATCHED
         .get_ptr(parent)
-        .is_some_and(|s| unsafe { (*s).pending } == 0);
+        .is_some_and(|s| unsafe { (*s).pending } == watch_state::WATCHED);
     if parent_watched {
         let state = WatchState {
             generation: 0,
-            pending: 0,
+            pending: watch_state::WATCHED,
+            ..WatchState::default()
         };
         if WATCHED.insert(child as u32, state, 0).is_ok() {
             watched = 1;

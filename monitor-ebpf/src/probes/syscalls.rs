@@ -14,10 +14,10 @@ use aya_ebpf::{
 };
 use monitor_common::{
     AcceptRecord, ConnectRecord, DataMeta, DataRecord, FdChangeRecord, MAX_CAPTURE_PER_SYSCALL, MAX_CHUNK,
-    MAX_SOCKADDR, OpenRecord, data_flags, direction, kind, stat,
+    MAX_SOCKADDR, OpenRecord, data_flags, direction, kind, stat, watch_state,
 };
 
-use super::discover::{self, MIN_PROBE_BYTES};
+use super::discover::{self, MAX_CANDIDATE_BYTES};
 use crate::{
     bounds::clamp,
     emit::{header, output},
@@ -80,11 +80,10 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     let pid = (pid_tgid >> 32) as u32;
     let ret: i64 = ctx.arg(1);
     let regs: *const pt_regs = ctx.arg(0);
-    let Some(state) = WATCHED.get_ptr(pid) else {
-        // Unwatched: only a read long enough to hold a request is looked at.
-        if ret >= MIN_PROBE_BYTES
-            && discovery()
-            && let Some((fd, buf, syscall)) = discover::probe(regs, pid)
+    let Some(state) = WATCHED.get_ptr_mut(pid) else {
+        // Unwatched: only a read that could carry a request is looked at.
+        if discovery()
+            && let Some((fd, buf, syscall)) = discover::unwatched(regs, pid, ret)
         {
             data(
                 pid_tgid,
@@ -95,13 +94,30 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
                 0,
                 direction::READ,
                 ret,
-                discover::MAX_CANDIDATE_BYTES,
+                MAX_CANDIDATE_BYTES,
             );
         }
         return 0;
     };
-    // Safety: map value pointer checked above.
-    let generation = unsafe { (*state).generation };
+    // Safety: map value pointer checked above; this program's run owns the update.
+    let state = unsafe { &mut *state };
+    if state.pending == watch_state::PROBED {
+        if let Some((fd, buf, syscall)) = discover::probed(state, regs, pid, ret) {
+            data(
+                pid_tgid,
+                0,
+                syscall,
+                fd,
+                buf,
+                0,
+                direction::READ,
+                ret,
+                MAX_CANDIDATE_BYTES,
+            );
+        }
+        return 0;
+    }
+    let generation = state.generation;
     // Safety: under tp_btf the first argument is a kernel pointer the verifier types
     // (struct pt_regs); plain loads from it are checked against its BTF.
     let regs = unsafe {

@@ -219,6 +219,37 @@ fn proc_net_addr(s: &str) -> Option<String> {
     }
 }
 
+/// The fds below 64 of `pid` that are read ends of pipes or sockets (a bit each): where
+/// a stdio server already running reads its requests.
+pub fn stream_read_ends(proc_root: &Path, pid: u32) -> u64 {
+    let dir = proc_root.join(pid.to_string());
+    let Ok(fds) = fs::read_dir(dir.join("fd")) else {
+        return 0;
+    };
+    let mut mask = 0u64;
+    for fd in fds.flatten() {
+        let Some(n) = fd.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if n >= 64 || n == 1 || n == 2 {
+            continue;
+        }
+        let stream = fs::read_link(fd.path()).is_ok_and(|t| {
+            matches!(
+                FdKind::from_link(&t.to_string_lossy()),
+                FdKind::Pipe { .. } | FdKind::Socket { .. }
+            )
+        });
+        // A pipe's write end is never read; a socket reads both ways.
+        let readable = !opened_for_writing(&dir.join("fdinfo").join(n.to_string()))
+            || fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"));
+        if stream && readable {
+            mask |= 1 << n;
+        }
+    }
+    mask
+}
+
 /// The processes holding socket `inode` (the other end of a local TCP connection).
 pub fn socket_holders(proc_root: &Path, inode: u64, exclude: &[u32]) -> Vec<u32> {
     holders(proc_root, &format!("socket:[{inode}]"), exclude, false)

@@ -11,7 +11,7 @@ use aya::{
     programs::{BtfTracePoint, ProgramError, TracePoint},
 };
 use log::info;
-use monitor_common::{MAX_PROBE_TRIES, ProbeState, TracepointOffsets, WatchState, stat};
+use monitor_common::{MAX_PROBE_TRIES, ProbeState, TracepointOffsets, WatchState, stat, watch_state};
 
 use super::{Kernel, KernelStats};
 
@@ -48,6 +48,16 @@ impl Kernel for Capture {
 
     fn unwatch(&mut self, pid: u32) {
         Capture::unwatch(self, pid)
+    }
+
+    fn probe(&mut self, pid: u32, fds: u64) {
+        let state = WatchState {
+            pending: watch_state::PROBED,
+            stdin_fds: fds,
+            ..WatchState::default()
+        };
+        // Only when the kernel has no entry for it yet (BPF_NOEXIST).
+        let _ = self.watched.insert(pid, state, 1);
     }
 
     fn stop_probing(&mut self, pid: u32) {
@@ -233,7 +243,8 @@ impl Capture {
                 pid,
                 WatchState {
                     generation,
-                    pending: 0,
+                    pending: watch_state::WATCHED,
+                    ..WatchState::default()
                 },
                 0,
             )

@@ -15,6 +15,9 @@ pub trait Kernel {
     /// The process read something other than MCP on a pipe or socket: the kernel stops
     /// handing its reads over for a look (until its next exec).
     fn stop_probing(&mut self, pid: u32);
+    /// A process running before the daemon: the reads of these fds (a bit per fd below
+    /// 64) are looked at for a request, as if they were dups of its stdin.
+    fn probe(&mut self, pid: u32, fds: u64);
     fn stats(&self) -> anyhow::Result<KernelStats>;
     /// (program name, kernel program id) of what is attached.
     fn attached(&self) -> &[(String, u32)];
