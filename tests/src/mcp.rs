@@ -15,17 +15,22 @@ pub fn venv_python() -> PathBuf {
     mcp_dir().join(".venv/bin/python")
 }
 
-/// `node <server-filesystem entry> ROOT`
-pub fn filesystem_server(root: &Path) -> Vec<String> {
-    let entry = mcp_dir().join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
+/// The entry script of an npm package installed in tests/mcp.
+pub fn npm_entry(package: &str) -> String {
+    let entry = mcp_dir().join("node_modules").join(package).join("dist/index.js");
     assert!(
         entry.exists(),
         "{} missing: run tests/mcp/setup.sh (cargo xtask test does)",
         entry.display()
     );
+    entry.display().to_string()
+}
+
+/// `node <server-filesystem entry> ROOT`
+pub fn filesystem_server(root: &Path) -> Vec<String> {
     vec![
         "node".into(),
-        entry.display().to_string(),
+        npm_entry("@modelcontextprotocol/server-filesystem"),
         root.display().to_string(),
     ]
 }
@@ -52,15 +57,9 @@ pub fn python_http_server(name: &str, port: u16) -> Vec<String> {
 /// answers, `Mcp-Session-Id`, a standing GET stream); its port comes from `PORT`. The
 /// tag, which it ignores, names it for a watch glob.
 pub fn everything_http_server(tag: &str) -> Vec<String> {
-    let entry = mcp_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(
-        entry.exists(),
-        "{} missing: run tests/mcp/setup.sh (cargo xtask test does)",
-        entry.display()
-    );
     vec![
         "node".into(),
-        entry.display().to_string(),
+        npm_entry("@modelcontextprotocol/server-everything"),
         "streamableHttp".into(),
         tag.into(),
     ]

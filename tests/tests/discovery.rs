@@ -14,7 +14,7 @@ use std::{
 
 use integration_tests::{
     Daemon,
-    mcp::{Client, drive, filesystem_server, mcp_dir, python_server, venv_python},
+    mcp::{Client, drive, filesystem_server, mcp_dir, npm_entry, python_server, venv_python},
     unique_tag,
 };
 use serde_json::{Value, json};
@@ -100,11 +100,11 @@ fn the_server_behind_a_shell_or_npx_is_the_process_that_speaks() {
     let dir = common::TempDir::new(&tag);
     let d = Daemon::start_discovering(&[]).unwrap();
     // `sh -c` (dash forks, it does not exec): the node grandchild of the client is the server.
-    let everything = mcp_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    let everything = npm_entry("@modelcontextprotocol/server-everything");
     let sh = vec![
         "/bin/sh".to_string(),
         "-c".into(),
-        format!("node {} stdio; true", everything.display()),
+        format!("node {everything} stdio; true"),
     ];
     let calls = json!([{"tool": "echo", "arguments": {"message": "through sh"}}]);
     let report = drive(Client::TypeScript, "sh-agent", &sh, &calls, &[]);

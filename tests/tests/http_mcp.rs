@@ -86,6 +86,16 @@ fn wait_tool_calls_metric(d: &Daemon, server: &str, want: f64) {
     }
 }
 
+/// The JSON-RPC ids of the calls a driver reports, in order.
+fn request_ids(report: &Value) -> Vec<i64> {
+    report["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["request_id"].as_i64().unwrap())
+        .collect()
+}
+
 fn assert_call(e: &Value, tool: &str, id: i64, client: &str, report: &Value) {
     assert_eq!(e["transport"], "http", "{e:#}");
     assert_eq!(e["tool"], tool, "{e:#}");
@@ -130,12 +140,7 @@ fn legacy_era_over_http_with_the_everything_server_and_both_sdk_clients() {
         );
         let e = calls_of(&d, &report["client_pid"], 2);
         assert_eq!(e.len(), 2, "exactly one event per call: {e:#?}");
-        let ids: Vec<i64> = report["calls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["request_id"].as_i64().unwrap())
-            .collect();
+        let ids = request_ids(report);
         assert_call(&e[0], "echo", ids[0], name, report);
         assert_call(&e[1], "get-sum", ids[1], name, report);
         assert_eq!(e[0]["arguments"], json!({"message": "over http"}));
@@ -187,12 +192,7 @@ fn stateless_era_over_http_with_a_python_server_and_effects_in_the_call() {
     );
     let e = calls_of(&d, &report["client_pid"], 2);
     assert_eq!(e.len(), 2, "{e:#?}");
-    let ids: Vec<i64> = report["calls"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["request_id"].as_i64().unwrap())
-        .collect();
+    let ids = request_ids(&report);
     assert_call(&e[0], "echo", ids[0], "stateless-agent", &report);
     assert_call(&e[1], "read_secret", ids[1], "stateless-agent", &report);
     assert_eq!(e[0]["protocol"]["era"], "stateless", "{:#}", e[0]);

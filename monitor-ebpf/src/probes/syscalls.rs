@@ -82,39 +82,15 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     let regs: *const pt_regs = ctx.arg(0);
     let Some(state) = WATCHED.get_ptr_mut(pid) else {
         // Unwatched: only a read that could carry a request is looked at.
-        if discovery()
-            && let Some((fd, buf, syscall)) = discover::unwatched(regs, pid, ret)
-        {
-            data(
-                pid_tgid,
-                0,
-                syscall,
-                fd,
-                buf,
-                0,
-                direction::READ,
-                ret,
-                MAX_CANDIDATE_BYTES,
-            );
+        if discovery() {
+            capture_candidate(pid_tgid, ret, discover::unwatched(regs, pid, ret));
         }
         return 0;
     };
     // Safety: map value pointer checked above; this program's run owns the update.
     let state = unsafe { &mut *state };
     if state.pending == watch_state::PROBED {
-        if let Some((fd, buf, syscall)) = discover::probed(state, regs, pid, ret) {
-            data(
-                pid_tgid,
-                0,
-                syscall,
-                fd,
-                buf,
-                0,
-                direction::READ,
-                ret,
-                MAX_CANDIDATE_BYTES,
-            );
-        }
+        capture_candidate(pid_tgid, ret, discover::probed(state, regs, pid, ret));
         return 0;
     }
     let generation = state.generation;
@@ -197,6 +173,24 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
         _ => {}
     }
     0
+}
+
+/// Copies the read that made a process pending (its first `MAX_CANDIDATE_BYTES`).
+#[inline(always)]
+fn capture_candidate(pid_tgid: u64, ret: i64, candidate: Option<discover::Candidate>) {
+    if let Some((fd, buf, syscall)) = candidate {
+        data(
+            pid_tgid,
+            0,
+            syscall,
+            fd,
+            buf,
+            0,
+            direction::READ,
+            ret,
+            MAX_CANDIDATE_BYTES,
+        );
+    }
 }
 
 /// State of one transfer's copy, shared with the `bpf_loop` callback through a
