@@ -69,6 +69,8 @@ struct Loss {
     http_errors: u64,
     /// HTTP connections not followed (too many open on one server).
     http_untracked: u64,
+    /// Messages of sessions that could not be opened (too many on one server).
+    sessions_full: u64,
 }
 
 /// Everything between the kernel's records and the events: the process table and
@@ -817,6 +819,7 @@ impl Pipeline {
         if r.untracked {
             self.loss.http_untracked += 1;
         }
+        self.loss.sessions_full += r.sessions_full;
     }
 
     /// A connection accepted by a process of a server's tree: numbered now, with its
@@ -1009,6 +1012,7 @@ impl Pipeline {
         // Userspace: gaps in a stream's kernel offsets (bytes that never arrived).
         lost("userspace_stream_gap", now.stream_gaps, before.stream_gaps);
         lost("http_connections_full", now.http_untracked, before.http_untracked);
+        lost("sessions_full", now.sessions_full, before.sessions_full);
         let ts = self.events.now();
         self.events.emit(
             "monitor_status",
@@ -1024,6 +1028,7 @@ impl Pipeline {
                 "message_errors": now.message_errors,
                 "http_errors": now.http_errors,
                 "http_untracked": now.http_untracked,
+                "sessions_full": now.sessions_full,
                 "stream_gaps": now.stream_gaps,
                 "bytes_missing": now.bytes_missing,
             }),

@@ -24,6 +24,10 @@ use crate::{
 const MAX_CONNECTIONS: usize = 1024;
 /// Sockets remembered as not carrying HTTP to the server (a cache: cleared when full).
 const MAX_NOT_HTTP: usize = 4096;
+/// MCP sessions per server (clients choose how many session ids they send): past this,
+/// sessions with nothing in flight are forgotten; if none, messages of new sessions
+/// are dropped and counted.
+const MAX_SESSIONS: usize = 4096;
 
 /// A pipe or socket of the server's tree, as the pipeline knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +56,8 @@ pub struct Received {
     pub http: HttpStats,
     /// A new HTTP connection could not be tracked (too many open).
     pub untracked: bool,
+    /// Messages dropped because their session could not be opened (too many sessions).
+    pub sessions_full: u64,
 }
 
 pub struct Server {
@@ -80,6 +86,8 @@ pub struct Server {
     max_message: usize,
     /// Its MCP sessions, whatever transport carries them.
     pub sessions: HashMap<SessionKey, Session>,
+    /// Messages dropped because their session could not be opened (`MAX_SESSIONS`).
+    pub sessions_full: u64,
     /// Policy epoch stamped on calls as they start (a reload applies to later calls).
     epoch: u64,
     pub parse_errors: u64,
@@ -120,6 +128,7 @@ impl Server {
             socket_conns: HashMap::new(),
             not_http: HashSet::new(),
             conns: 0,
+            sessions_full: 0,
             max_message,
             epoch,
             parse_errors: 0,
@@ -198,12 +207,11 @@ impl Server {
             self.alias(&from, to);
         }
         // Who is calling is a fact of the session, from the connection it came on.
+        let overflow = self.sessions_full;
         for f in &pushed.framed {
-            let epoch = self.epoch;
-            let s = self
-                .sessions
-                .entry(f.session.clone())
-                .or_insert_with(|| Session::new(None, epoch));
+            let Some(s) = self.session(&f.session) else {
+                continue;
+            };
             if s.peer.is_none() && s.peer_addr.is_none() {
                 s.peer = peer.clone();
                 s.peer_addr = addr.clone();
@@ -212,6 +220,7 @@ impl Server {
         let (outputs, errors) = self.feed(pushed.framed);
         received.outputs = outputs;
         received.errors = errors;
+        received.sessions_full = self.sessions_full - overflow;
         received
     }
 
@@ -339,11 +348,9 @@ impl Server {
         let mut errors = Vec::new();
         for f in framed {
             let dir = f.direction;
-            let epoch = self.epoch;
-            let session = self
-                .sessions
-                .entry(f.session.clone())
-                .or_insert_with(|| Session::new(None, epoch));
+            let Some(session) = self.session(&f.session) else {
+                continue;
+            };
             // A call's credential is its own request's, never an earlier one's.
             if dir == Direction::ClientToServer {
                 session.bearer = f.bearer;
@@ -355,6 +362,9 @@ impl Server {
                             self.seen.push((dir, method.clone()));
                         }
                         self.messages[dir as usize] += 1;
+                        let Some(session) = self.sessions.get_mut(&f.session) else {
+                            continue;
+                        };
                         let done = session.on_message(dir, m, f.ts_ns);
                         out.extend(done.into_iter().map(|o| (f.session.clone(), o)));
                     }
@@ -364,6 +374,25 @@ impl Server {
         }
         self.parse_errors += errors.len() as u64;
         (out, errors)
+    }
+
+    /// The session `key`, opened if new: when the server has `MAX_SESSIONS`, idle ones
+    /// are forgotten first; None (counted) when all are busy.
+    fn session(&mut self, key: &SessionKey) -> Option<&mut Session> {
+        if !self.sessions.contains_key(key) && self.sessions.len() >= MAX_SESSIONS {
+            let stdio = self.stdio.key().clone();
+            self.sessions.retain(|k, s| *k == stdio || s.in_flight() > 0);
+            if self.sessions.len() >= MAX_SESSIONS {
+                self.sessions_full += 1;
+                return None;
+            }
+        }
+        let epoch = self.epoch;
+        Some(
+            self.sessions
+                .entry(key.clone())
+                .or_insert_with(|| Session::new(None, epoch)),
+        )
     }
 
     /// Requests fed since the last call: who sent them and their method.
@@ -446,4 +475,72 @@ fn env_home(pid: u32) -> Option<String> {
         .split(|&b| b == 0)
         .find_map(|kv| kv.strip_prefix(b"HOME="))
         .map(|h| String::from_utf8_lossy(h).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::http::HttpSession;
+
+    fn server() -> Server {
+        let p = Process {
+            pid: 4_000_000,
+            ppid: 1,
+            uid: 0,
+            exe: "/usr/bin/node".into(),
+            cmdline: vec!["node".into(), "server.js".into()],
+            start_ns: 0,
+            watched: true,
+            server_pattern: None,
+        };
+        Server::new(&p, Stdio::default(), None, 1 << 20, 0)
+    }
+
+    fn request(session: &str, id: u64, method: &str) -> Framed {
+        Framed {
+            session: SessionKey::Http {
+                pid: 4_000_000,
+                id: HttpSession::Id(session.into()),
+            },
+            direction: Direction::ClientToServer,
+            ts_ns: id,
+            body: format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{{"name":"t"}}}}"#)
+                .into_bytes(),
+            bearer: None,
+        }
+    }
+
+    #[test]
+    fn sessions_a_client_makes_up_are_bounded_and_busy_ones_kept() {
+        let mut s = server();
+        // Sessions with a call in flight are kept: past the bound, new ones are dropped.
+        // The stdio session is one of them.
+        let busy: Vec<Framed> = (1..MAX_SESSIONS)
+            .map(|i| request(&format!("busy-{i}"), 1, "tools/call"))
+            .collect();
+        s.feed(busy);
+        assert_eq!((s.sessions.len(), s.sessions_full), (MAX_SESSIONS, 0));
+        s.feed(vec![request("one-too-many", 1, "tools/call")]);
+        assert_eq!(s.sessions_full, 1);
+        assert!(!s.sessions.keys().any(|k| k.to_string() == "one-too-many"));
+        // Idle sessions are forgotten to make room.
+        let mut s = server();
+        let idle: Vec<Framed> = (1..MAX_SESSIONS)
+            .map(|i| request(&format!("idle-{i}"), 1, "ping"))
+            .collect();
+        s.feed(idle.clone());
+        for f in idle {
+            let answer = Framed {
+                direction: Direction::ServerToClient,
+                body: br#"{"jsonrpc":"2.0","id":1,"result":{}}"#.to_vec(),
+                ..f
+            };
+            s.feed(vec![answer]);
+        }
+        s.feed(vec![request("new", 2, "tools/call")]);
+        assert_eq!(s.sessions_full, 0);
+        assert!(s.sessions.len() < MAX_SESSIONS);
+        assert!(s.sessions.keys().any(|k| k.to_string() == "new"));
+        assert!(s.sessions.contains_key(s.stdio.key()), "the stdio session stays");
+    }
 }

@@ -298,6 +298,8 @@ fn every_counter_with_known_labels_exists_at_zero_from_the_start() {
                 "kernel_read_failed",
                 "kernel_watch_full",
                 "userspace_stream_gap",
+                "http_connections_full",
+                "sessions_full",
             ],
         ),
         (
@@ -305,7 +307,16 @@ fn every_counter_with_known_labels_exists_at_zero_from_the_start() {
             "reason",
             &["broken_pipe", "no_space", "io_error"],
         ),
-        ("mcp_monitor_parse_errors_total", "what", &["record", "message"]),
+        (
+            "mcp_monitor_parse_errors_total",
+            "what",
+            &["record", "message", "http", "http_encoded_body", "http_oversized"],
+        ),
+        (
+            "mcp_monitor_discovery_total",
+            "result",
+            &["stdio_server", "http_server", "not_mcp"],
+        ),
         (
             "mcp_monitor_messages_total",
             "direction",

@@ -33,6 +33,7 @@ pub const LOSS_WHERE: &[&str] = &[
     "kernel_watch_full",
     "userspace_stream_gap",
     "http_connections_full",
+    "sessions_full",
 ];
 pub const PARSE_ERROR_WHAT: &[&str] = &["record", "message", "http", "http_encoded_body", "http_oversized"];
 pub const MESSAGE_DIRECTIONS: &[&str] = &["to_server", "to_client"];
