@@ -7,4 +7,5 @@ pub mod fds;
 pub mod identity;
 pub mod procs;
 pub mod program_files;
+pub mod tls;
 pub mod watch;
