@@ -110,6 +110,13 @@ pub fn drive(client: Client, name: &str, server: &[String], calls: &Value, serve
     run_driver(cmd)
 }
 
+/// Asserts that the real server did every call a driver reports (the monitor judges,
+/// it does not block).
+pub fn assert_all_ok(report: &Value) {
+    let calls = report["calls"].as_array().expect("the driver lists its calls");
+    assert!(calls.iter().all(|c| c["outcome"] == "ok"), "{report:#}");
+}
+
 /// Runs a client driver against a Streamable HTTP endpoint, with extra request headers
 /// (NAME=VALUE), and returns its report.
 pub fn drive_url(client: Client, name: &str, url: &str, calls: &Value, headers: &[String]) -> Value {

@@ -14,7 +14,7 @@ use std::{
 
 use integration_tests::{
     Daemon,
-    mcp::{Client, drive, filesystem_server, mcp_dir, npm_entry, python_server, venv_python},
+    mcp::{Client, assert_all_ok, drive, filesystem_server, mcp_dir, npm_entry, python_server, venv_python},
     unique_tag,
 };
 use serde_json::{Value, json};
@@ -35,11 +35,6 @@ fn calls_of(d: &Daemon, client_pid: &Value, n: usize) -> Vec<Value> {
     d.wait_until(WAIT, |events| events.iter().filter(|e| of_client(e)).count() >= n)
         .unwrap_or_else(|e| panic!("{e:#}: {:#?}", d.events()));
     d.events().into_iter().filter(of_client).collect()
-}
-
-fn assert_all_ok(report: &Value) {
-    let calls = report["calls"].as_array().expect("the driver lists its calls");
-    assert!(calls.iter().all(|c| c["outcome"] == "ok"), "{report:#}");
 }
 
 #[test]

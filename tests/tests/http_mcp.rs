@@ -14,8 +14,8 @@ use std::{
 use integration_tests::{
     Daemon,
     mcp::{
-        Client, drive_url, everything_http_server, free_port, python_http_server, python_server_glob,
-        wait_listening,
+        Client, assert_all_ok, drive_url, everything_http_server, free_port, python_http_server,
+        python_server_glob, wait_listening,
     },
     unique_tag,
 };
@@ -130,14 +130,7 @@ fn legacy_era_over_http_with_the_everything_server_and_both_sdk_clients() {
     let ts = drive_url(Client::TypeScript, "ts-agent", &url, &calls, &[]);
     let py = drive_url(Client::Python, "py-agent", &url, &calls, &[]);
     for (report, name) in [(&ts, "ts-agent"), (&py, "py-agent")] {
-        assert!(
-            report["calls"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|c| c["outcome"] == "ok"),
-            "{report:#}"
-        );
+        assert_all_ok(report);
         let e = calls_of(&d, &report["client_pid"], 2);
         assert_eq!(e.len(), 2, "exactly one event per call: {e:#?}");
         let ids = request_ids(report);
@@ -182,14 +175,7 @@ fn stateless_era_over_http_with_a_python_server_and_effects_in_the_call() {
         {"tool": "read_secret", "arguments": {"path": file}},
     ]);
     let report = drive_url(Client::Python, "stateless-agent", &url, &calls, &[]);
-    assert!(
-        report["calls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["outcome"] == "ok"),
-        "{report:#}"
-    );
+    assert_all_ok(&report);
     let e = calls_of(&d, &report["client_pid"], 2);
     assert_eq!(e.len(), 2, "{e:#?}");
     let ids = request_ids(&report);

@@ -12,7 +12,9 @@ use std::{
 
 use integration_tests::{
     Daemon,
-    mcp::{Client, drive, filesystem_server, python_server, python_server_glob, server_events},
+    mcp::{
+        Client, assert_all_ok, drive, filesystem_server, python_server, python_server_glob, server_events,
+    },
     unique_tag,
 };
 use serde_json::{Value, json};
@@ -117,12 +119,6 @@ fn violations(e: &Value) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-/// The real server did every call: the policy judges, it does not block.
-fn assert_all_ok(report: &Value) {
-    let calls = report["calls"].as_array().expect("driver lists its calls");
-    assert!(calls.iter().all(|c| c["outcome"] == "ok"), "{report:#}");
 }
 
 fn v(kind: &str, rule: &str) -> (String, String) {
