@@ -51,7 +51,28 @@ pub mod data_flags {
     /// a chunk could not be read or queued. Bytes from `chunk_offset + len`
     /// on are missing; the stream must resynchronise.
     pub const TRUNCATED: u8 = 1;
+    /// TLS plaintext read at `SSL_read`/`SSL_write` (uprobes), not bytes of a
+    /// syscall: `conn` names the `SSL*`, `fd` is the socket when a syscall nested in
+    /// the call named it (a blocking server), else -1 (a memory BIO: userspace maps it).
+    pub const TLS: u8 = 2;
 }
+
+/// Which OpenSSL function a TLS uprobe is attached to: its attach cookie. A plaintext
+/// [`DataRecord`] carries `TLS_SYSCALL_BASE + cookie` as its `syscall`.
+pub mod tls_fn {
+    /// Bit 0: the function sends (`SSL_write*`) rather than receives.
+    pub const WRITE: u64 = 1;
+    /// Bit 1: the `_ex` form: the byte count is written through its 4th argument.
+    pub const EX: u64 = 2;
+    pub const SSL_READ: u64 = 0;
+    pub const SSL_WRITE: u64 = WRITE;
+    pub const SSL_READ_EX: u64 = EX;
+    pub const SSL_WRITE_EX: u64 = EX | WRITE;
+}
+
+/// `syscall` of a plaintext record: this plus its [`tls_fn`] cookie (no real syscall
+/// has such a number).
+pub const TLS_SYSCALL_BASE: u32 = 1000;
 
 /// Indices of the per-CPU `STATS` counters.
 pub mod stat {
@@ -61,7 +82,10 @@ pub mod stat {
     pub const READ_FAILED: u32 = 1;
     /// Watched-set insertions that failed (map full).
     pub const WATCH_FULL: u32 = 2;
-    pub const COUNT: u32 = 3;
+    /// TLS calls whose entry the return probe did not find (the in-flight map was full,
+    /// or the call began before the probes were attached).
+    pub const TLS_UNPAIRED: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 #[repr(C)]
@@ -106,6 +130,8 @@ pub struct DataMeta {
     /// Where this chunk starts within the (pid, fd, direction) stream, as
     /// counted by the kernel: a jump tells userspace that bytes were lost.
     pub stream_offset: u64,
+    /// TLS plaintext: the `SSL*` it went through (the stream is per `SSL*`); else 0.
+    pub conn: u64,
 }
 
 /// A process (not a thread) created by fork/clone anywhere on the host.
@@ -268,6 +294,22 @@ pub const MAX_PROBE_TRIES: u32 = 64;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProbeState {
     pub tries: u32,
+    pub _pad: u32,
+}
+
+/// An OpenSSL call in flight on a thread, from its uprobe to its uretprobe.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TlsCall {
+    /// The `SSL*`.
+    pub ssl: u64,
+    pub buf: u64,
+    /// `_ex` forms: where the function writes the byte count.
+    pub processed: u64,
+    /// A [`tls_fn`] value.
+    pub function: u64,
+    /// The socket a syscall nested in the call transferred on; -1 until one does.
+    pub fd: i32,
     pub _pad: u32,
 }
 

@@ -4,7 +4,7 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    AcceptRecord, ConnectRecord, DataRecord, ExecRecord, OpenRecord, ProbeState, TracepointOffsets,
+    AcceptRecord, ConnectRecord, DataRecord, ExecRecord, OpenRecord, ProbeState, TlsCall, TracepointOffsets,
     WatchState, stat,
 };
 
@@ -32,6 +32,11 @@ pub static OPENED_FILES: LruHashMap<FdKey, u32> = LruHashMap::with_max_entries(6
 /// argv saved at execve entry, keyed by thread id, emitted at sched_process_exec.
 #[map]
 pub static EXEC_ARGS: LruHashMap<u32, ExecRecord> = LruHashMap::with_max_entries(256, 0);
+
+/// OpenSSL calls in flight, by thread id: saved by the uprobe, taken by the uretprobe;
+/// a syscall nested in the call fills in its socket.
+#[map]
+pub static TLS_CALLS: LruHashMap<u32, TlsCall> = LruHashMap::with_max_entries(4096, 0);
 
 /// Counters of what could not be captured (indices in `monitor_common::stat`).
 #[map]
@@ -87,6 +92,9 @@ pub struct StreamKey {
     pub pid: u32,
     pub fd: i32,
     pub direction: u32,
+    pub _pad: u32,
+    /// TLS plaintext: the `SSL*` (fd is then -1); 0 for syscalls.
+    pub conn: u64,
 }
 
 #[repr(C)]

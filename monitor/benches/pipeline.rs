@@ -154,6 +154,17 @@ impl Kernel for NoKernel {
     fn attached(&self) -> &[(String, u32)] {
         &[]
     }
+
+    fn attach_tls(
+        &mut self,
+        _pid: u32,
+        _path: &std::path::Path,
+        _functions: &[(u64, u64)],
+    ) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+
+    fn detach_tls(&mut self, _pid: u32) {}
 }
 
 fn run() -> anyhow::Result<()> {
@@ -493,8 +504,9 @@ fn records_of(pipes: &Pipes, dir: u8, payload: &[u8], out: &mut Vec<Raw>) {
             total: payload.len() as u64,
             chunk_offset: (i * MAX_CHUNK) as u64,
             stream_offset: 0,
+            conn: 0,
         };
-        // Safety: DataMeta is plain #[repr(C)] integers without padding (64 bytes).
+        // Safety: DataMeta is plain #[repr(C)] integers without padding (72 bytes).
         let head = unsafe {
             std::slice::from_raw_parts((&meta as *const DataMeta).cast::<u8>(), size_of::<DataMeta>())
         };

@@ -19,6 +19,7 @@ use crate::{
         fds::{FdKind, FdTable},
         identity::{self, ClientProcess},
         procs::{Process, ProcessTable, read_cmdline},
+        tls_probes::{Probed, TlsProbes},
         watch::{DetectedBy, WatchPatterns},
     },
     kernel::{
@@ -36,7 +37,10 @@ use crate::{
     },
     policy::{EffectKind, Policy, SecretHit, UNREGISTERED, verdict},
     servers::{Server, Stream},
-    transport::SessionKey,
+    transport::{
+        SessionKey,
+        tls::{Socket, TlsMap},
+    },
 };
 
 /// What the pipeline needs to know from the command line.
@@ -71,6 +75,16 @@ struct Loss {
     http_untracked: u64,
     /// Messages of sessions that could not be opened (too many on one server).
     sessions_full: u64,
+    /// TLS plaintext whose socket could not be found.
+    tls_unmapped: u64,
+}
+
+/// A stream of bytes of a process: a file descriptor's, or the plaintext of a TLS
+/// connection (by its `SSL*`), which has offsets of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum StreamId {
+    Fd(i32),
+    Tls(u64),
 }
 
 /// Everything between the kernel's records and the events: the process table and
@@ -84,8 +98,12 @@ pub struct Pipeline {
     pub events: EventWriter,
     pub metrics: Metrics,
     debug_captures: bool,
-    /// Next expected stream offset per (pid, fd, direction).
-    streams: HashMap<(u32, i32, Direction), u64>,
+    /// Next expected stream offset per (pid, stream, direction).
+    streams: HashMap<(u32, StreamId, Direction), u64>,
+    /// Which socket TLS plaintext belongs to; which sockets carry ciphertext.
+    tls: TlsMap,
+    /// Watched processes with the OpenSSL uprobes.
+    tls_probes: TlsProbes,
     loss: Loss,
     reported: Loss,
     self_pid: u32,
@@ -134,6 +152,8 @@ impl Pipeline {
             metrics,
             debug_captures: settings.debug_captures,
             streams: HashMap::new(),
+            tls: TlsMap::default(),
+            tls_probes: TlsProbes::default(),
             loss: Loss::default(),
             reported: Loss::default(),
             self_pid,
@@ -248,7 +268,83 @@ impl Pipeline {
             found.label()
         );
         self.start_server(&process, stdio, stdin_fd, &found);
+        let probed = self.tls_probes.probe(&mut *self.kernel, Path::new("/proc"), pid);
+        self.tls_probed(pid, probed);
         true
+    }
+
+    /// What attaching the OpenSSL uprobes to a watched process gave: a `tls_probed`
+    /// status event when they were attached (tells an operator its HTTPS is read).
+    fn tls_probed(&mut self, pid: u32, probed: Probed) {
+        match probed {
+            Probed::Attached(ssl) => {
+                self.metrics.tls_probed.inc();
+                info!(
+                    "pid {pid}: TLS plaintext read through the OpenSSL in {}",
+                    ssl.mapped
+                );
+                let functions: Vec<&str> = ssl.functions.iter().map(|f| f.name).collect();
+                let now = self.events.now();
+                let exe = self.procs.get(pid).map(|p| p.exe.clone());
+                self.events.emit(
+                    "monitor_status",
+                    now,
+                    json!({
+                        "status": "tls_probed",
+                        "pid": pid,
+                        "exe": exe,
+                        "library": ssl.mapped,
+                        "in_executable": ssl.in_executable,
+                        "functions": functions,
+                    }),
+                );
+            }
+            Probed::Failed(e) => warn!("pid {pid}: its TLS plaintext cannot be read: {e}"),
+            Probed::Unchanged => {}
+        }
+    }
+
+    /// A socket of watched process `pid` turned out to carry TLS: when its plaintext
+    /// cannot be read, one `tls_unreadable` status event says so (never silent).
+    fn tls_socket(&mut self, pid: u32) {
+        if !self.tls_probes.is_probed(pid) {
+            // Watched after it loaded its OpenSSL, or it mapped one without an open
+            // the daemon saw: looked for once more.
+            let probed = self.tls_probes.probe(&mut *self.kernel, Path::new("/proc"), pid);
+            self.tls_probed(pid, probed);
+        }
+        let Some(reason) = self.tls_probes.unreadable(pid) else {
+            return;
+        };
+        self.metrics.tls_unreadable.with_label_values(&[reason]).inc();
+        let p = self.procs.get(pid);
+        let (exe, cmdline) = (p.map(|p| p.exe.clone()), p.map(|p| p.cmdline_string()));
+        warn!(
+            "pid {pid} ({}) does TLS the monitor cannot read: {reason}",
+            exe.as_deref().unwrap_or("?")
+        );
+        let detail = match reason {
+            crate::host::tls_probes::NO_OPENSSL => {
+                "TLS on a socket, but the process maps no libssl and its executable exports no OpenSSL SSL_read/SSL_write (Go crypto/tls, rustls, a static or stripped TLS library): its traffic is ciphertext to the monitor"
+            }
+            _ => {
+                "the uprobes on its OpenSSL could not be attached (see the daemon log): its traffic is ciphertext to the monitor"
+            }
+        };
+        let now = self.events.now();
+        self.events.emit(
+            "monitor_status",
+            now,
+            json!({
+                "status": "tls_unreadable",
+                "pid": pid,
+                "exe": exe,
+                "cmdline": cmdline,
+                "server_pid": self.server_root(pid),
+                "reason": reason,
+                "detail": detail,
+            }),
+        );
     }
 
     /// A new server session: its client, its policy entry, `server_started`, and the
@@ -488,11 +584,17 @@ impl Pipeline {
                     .exec(pid, e.uid, exe, argv, e.header.ts_ns)
                     .cmdline_string();
                 self.fds.forget_process(pid);
+                self.tls_probes.forget(&mut *self.kernel, pid);
+                self.tls.forget_process(pid);
                 self.consider(pid, &cmdline);
                 // The kernel watches every new image until told otherwise (see
                 // `WatchState::pending`): release the ones that are not ours.
                 if !self.procs.get(pid).is_some_and(|p| p.watched) {
                     self.kernel.unwatch(pid);
+                } else if self.server_root(pid).is_some_and(|root| root != pid) {
+                    // A new image in a server's tree (node under npx): its own OpenSSL.
+                    let probed = self.tls_probes.probe(&mut *self.kernel, Path::new("/proc"), pid);
+                    self.tls_probed(pid, probed);
                 }
                 if let Some(root) = self.server_root(pid)
                     && root != pid
@@ -510,10 +612,15 @@ impl Pipeline {
                 self.procs.fork(header.pid, child_pid, header.ts_ns, watched);
                 if watched {
                     self.metrics.processes_watched.inc();
+                    // A uprobe for one process does not follow its fork (a worker).
+                    let probed = self.tls_probes.forked(&mut *self.kernel, header.pid, child_pid);
+                    self.tls_probed(child_pid, probed);
                 }
             }
             Record::Exit { header } => {
                 self.http_misses.remove(&header.pid);
+                self.tls_probes.exited(&mut *self.kernel, header.pid);
+                self.tls.forget_process(header.pid);
                 if let Some(p) = self.procs.exit(header.pid) {
                     if p.watched {
                         self.metrics.processes_watched.dec();
@@ -545,11 +652,17 @@ impl Pipeline {
                     self.socket_closed(header.pid, stream, header.ts_ns);
                 }
                 self.fds.changed(header.pid, fd);
+                let ssls = self.tls.closed(header.pid, fd);
                 if fd < 0 {
                     self.streams.retain(|&(pid, _, _), _| pid != header.pid);
                 } else {
-                    self.streams
-                        .retain(|&(pid, f, _), _| !(pid == header.pid && f == fd));
+                    self.streams.retain(|&(pid, s, _), _| {
+                        pid != header.pid
+                            || match s {
+                                StreamId::Fd(f) => f != fd,
+                                StreamId::Tls(ssl) => !ssls.contains(&ssl),
+                            }
+                    });
                 }
             }
             Record::Open(o) => self.open(o),
@@ -566,6 +679,14 @@ impl Pipeline {
     }
 
     fn data(&mut self, d: Data) {
+        if d.tls_conn.is_some() {
+            // Plaintext from the OpenSSL uprobes: on its socket once that is known.
+            if let Some((d, fd)) = self.tls.plaintext(d) {
+                self.bytes(d, fd);
+            }
+            self.loss.tls_unmapped = self.tls.stats.unmapped_records;
+            return;
+        }
         let pid = d.header.pid;
         let candidate = candidate(&d);
         if !self.procs.get(pid).is_some_and(|p| p.watched) {
@@ -581,6 +702,13 @@ impl Pipeline {
             // a server of its own (a gateway's stdio server).
             self.discover_nested(&d);
         }
+        let fd = d.fd;
+        self.bytes(d, fd);
+    }
+
+    /// Bytes a watched process transferred on `fd`: a syscall's, or TLS plaintext that
+    /// belongs to that socket.
+    fn bytes(&mut self, d: Data, fd: i32) {
         let dir_label = match d.direction {
             Direction::Read => "read",
             Direction::Write => "write",
@@ -589,9 +717,12 @@ impl Pipeline {
             .captured_bytes
             .with_label_values(&[dir_label])
             .inc_by(d.bytes.len() as u64);
-        let key = (d.header.pid, d.fd, d.direction);
+        let id = match d.tls_conn {
+            Some(ssl) => StreamId::Tls(ssl),
+            None => StreamId::Fd(fd),
+        };
         let end = d.stream_offset + d.bytes.len() as u64;
-        let gap = match self.streams.insert(key, end) {
+        let gap = match self.streams.insert((d.header.pid, id, d.direction), end) {
             // A new stream (or one reset by close/dup) starts wherever the kernel is.
             Some(expected) if d.stream_offset > expected => d.stream_offset - expected,
             _ => 0,
@@ -600,9 +731,27 @@ impl Pipeline {
             self.loss.stream_gaps += 1;
             self.loss.bytes_missing += gap;
         }
-        let kind = self.fds.classify(d.header.pid, d.fd).clone();
+        let kind = self.fds.classify(d.header.pid, fd).clone();
+        let mut ciphertext = false;
         if let Some(stream) = stream_of(&kind) {
-            self.transport_bytes(&d, stream, gap);
+            let socket = matches!(stream, Stream::Accepted(_) | Stream::Socket(_));
+            if d.tls_conn.is_none() && socket && self.server_root(d.header.pid).is_some() {
+                match self.tls.socket_bytes(&d) {
+                    Socket::Clear => self.transport_bytes(&d, stream, gap, false),
+                    Socket::Ciphertext { first, released } => {
+                        ciphertext = true;
+                        self.metrics.tls_ciphertext_dropped.inc();
+                        if first {
+                            self.tls_socket(d.header.pid);
+                        }
+                        for (plain, fd) in released {
+                            self.bytes(plain, fd);
+                        }
+                    }
+                }
+            } else {
+                self.transport_bytes(&d, stream, gap, d.tls_conn.is_some());
+            }
         }
         if !self.debug_captures {
             return;
@@ -610,10 +759,13 @@ impl Pipeline {
         let mut fields = json!({
             "pid": d.header.pid,
             "tid": d.header.tid,
-            "fd": d.fd,
+            "fd": fd,
             "fd_kind": kind.name(),
             "direction": d.direction,
-            "syscall": syscall_name(d.syscall),
+            "syscall": match d.tls_conn {
+                Some(_) => tls_function_name(d.syscall),
+                None => syscall_name(d.syscall),
+            },
             "offset": d.stream_offset,
             "length": d.bytes.len(),
             "total": d.total,
@@ -621,6 +773,12 @@ impl Pipeline {
             "truncated": d.truncated,
             "data": base64::engine::general_purpose::STANDARD.encode(&d.bytes),
         });
+        if let Some(ssl) = d.tls_conn {
+            fields["tls"] = json!("plaintext");
+            fields["ssl"] = json!(format!("{ssl:#x}"));
+        } else if ciphertext {
+            fields["tls"] = json!("ciphertext");
+        }
         match kind {
             FdKind::Pipe { inode } | FdKind::Socket { inode } => fields["inode"] = json!(inode),
             FdKind::Accepted { conn } => fields["connection"] = json!(conn),
@@ -752,7 +910,7 @@ impl Pipeline {
 
     /// Bytes on a pipe or socket of a server's tree: MCP messages when they are its
     /// stdio or a connection it accepted that speaks HTTP.
-    fn transport_bytes(&mut self, d: &Data, stream: Stream, gap: u64) {
+    fn transport_bytes(&mut self, d: &Data, stream: Stream, gap: u64, tls: bool) {
         let Some(root) = self.server_root(d.header.pid) else {
             return;
         };
@@ -763,7 +921,7 @@ impl Pipeline {
         let read = d.direction == Direction::Read;
         let (procs, self_pid) = (&self.procs, self.self_pid);
         let peer_of = |inode| tcp_client(procs, inode, &[root, self_pid]);
-        let received = server.receive(stream, read, &d.bytes, d.header.ts_ns, gap, peer_of);
+        let received = server.receive(stream, read, &d.bytes, d.header.ts_ns, gap, tls, peer_of);
         let label = server.label().to_string();
         for (i, direction) in metrics::MESSAGE_DIRECTIONS.iter().enumerate() {
             let n = server.messages[i] - before[i];
@@ -870,6 +1028,13 @@ impl Pipeline {
         };
         let raw = String::from_utf8_lossy(&o.path);
         let path = effects::resolve(o.header.pid, o.dirfd, &raw);
+        if o.ret >= 0 {
+            // Python imports `ssl` after it starts: its libssl is probed as it loads.
+            let probed = self
+                .tls_probes
+                .opened(&mut *self.kernel, Path::new("/proc"), o.header.pid, &path);
+            self.tls_probed(o.header.pid, probed);
+        }
         let policy = self.policy().clone();
         let Some(server) = self.servers.get_mut(&root) else {
             return;
@@ -1013,6 +1178,12 @@ impl Pipeline {
         lost("userspace_stream_gap", now.stream_gaps, before.stream_gaps);
         lost("http_connections_full", now.http_untracked, before.http_untracked);
         lost("sessions_full", now.sessions_full, before.sessions_full);
+        lost(
+            "kernel_tls_unpaired",
+            now.kernel.tls_unpaired,
+            before.kernel.tls_unpaired,
+        );
+        lost("tls_unmapped", now.tls_unmapped, before.tls_unmapped);
         let ts = self.events.now();
         self.events.emit(
             "monitor_status",
@@ -1023,7 +1194,9 @@ impl Pipeline {
                     "ringbuf_full": now.kernel.ringbuf_full,
                     "read_failed": now.kernel.read_failed,
                     "watch_full": now.kernel.watch_full,
+                    "tls_unpaired": now.kernel.tls_unpaired,
                 },
+                "tls_unmapped": now.tls_unmapped,
                 "parse_errors": now.parse_errors,
                 "message_errors": now.message_errors,
                 "http_errors": now.http_errors,
@@ -1179,4 +1352,13 @@ fn syscall_name(nr: u32) -> &'static str {
         328 => "pwritev2",
         _ => "other",
     }
+}
+
+/// The OpenSSL function TLS plaintext came through, from its record's `syscall`.
+fn tls_function_name(nr: u32) -> &'static str {
+    let cookie = u64::from(nr.wrapping_sub(monitor_common::TLS_SYSCALL_BASE));
+    crate::host::tls::SSL_FUNCTIONS
+        .iter()
+        .find(|&&(_, c)| c == cookie)
+        .map_or("other", |&(name, _)| name)
 }

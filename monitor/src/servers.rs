@@ -155,8 +155,9 @@ impl Server {
 
     /// Bytes the server's tree read (`read`) or wrote on `stream`: its stdio, or a
     /// connection it accepted that speaks HTTP. `gap`: bytes of that stream lost just
-    /// before these. `peer_of` names the client of a connection that was open before
-    /// the daemon saw it accepted: its process and address.
+    /// before these. `tls`: the plaintext of a TLS connection. `peer_of` names the
+    /// client of a connection that was open before the daemon saw it accepted: its
+    /// process and address.
     #[allow(clippy::too_many_arguments)]
     pub fn receive(
         &mut self,
@@ -165,6 +166,7 @@ impl Server {
         bytes: &[u8],
         ts_ns: u64,
         gap: u64,
+        tls: bool,
         peer_of: impl FnOnce(u64) -> (Option<ClientProcess>, Option<String>),
     ) -> Received {
         if let Stream::Pipe(inode) | Stream::Socket(inode) = stream {
@@ -185,7 +187,7 @@ impl Server {
             };
         }
         let mut received = Received::default();
-        let Some(conn) = self.connection(stream, read, bytes, peer_of, &mut received) else {
+        let Some(conn) = self.connection(stream, read, bytes, tls, peer_of, &mut received) else {
             return received;
         };
         let dir = if read {
@@ -202,7 +204,7 @@ impl Server {
         }
         let pushed = c.push(dir, bytes, ts_ns);
         received.http = c.stats.since(before);
-        let (peer, addr) = (c.peer.clone(), c.peer_addr.clone());
+        let (peer, addr, tls) = (c.peer.clone(), c.peer_addr.clone(), c.tls);
         for (from, to) in pushed.aliases {
             self.alias(&from, to);
         }
@@ -216,6 +218,7 @@ impl Server {
                 s.peer = peer.clone();
                 s.peer_addr = addr.clone();
             }
+            s.tls = tls;
         }
         let (outputs, errors) = self.feed(pushed.framed);
         received.outputs = outputs;
@@ -244,6 +247,7 @@ impl Server {
         stream: Stream,
         read: bool,
         bytes: &[u8],
+        tls: bool,
         peer_of: impl FnOnce(u64) -> (Option<ClientProcess>, Option<String>),
         received: &mut Received,
     ) -> Option<u64> {
@@ -295,6 +299,7 @@ impl Server {
         };
         let mut c = HttpConnection::new(self.pid, conn, self.max_message);
         (c.peer, c.peer_addr) = peer;
+        c.tls = tls;
         self.http.insert(conn, c);
         Some(conn)
     }

@@ -3,5 +3,6 @@ mod bench;
 mod discover;
 mod process;
 mod syscalls;
+mod tls;
 
 pub use syscalls::Copy;

@@ -17,7 +17,10 @@ use monitor_common::{
     MAX_SOCKADDR, OpenRecord, data_flags, direction, kind, stat, watch_state,
 };
 
-use super::discover::{self, MAX_CANDIDATE_BYTES};
+use super::{
+    discover::{self, MAX_CANDIDATE_BYTES},
+    tls,
+};
 use crate::{
     bounds::clamp,
     emit::{header, output},
@@ -132,14 +135,18 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
         _ => None,
     };
     if let Some((fd, buf, iovcnt, dir)) = transfer {
+        tls::nested_transfer(pid_tgid, fd as i32);
         data(
-            pid_tgid,
-            generation,
-            regs.orig_ax,
-            fd,
-            buf,
-            iovcnt,
-            dir,
+            &Transfer {
+                pid_tgid,
+                generation,
+                syscall: regs.orig_ax,
+                fd: fd as i32,
+                conn: 0,
+                buf,
+                iovcnt,
+                dir,
+            },
             ret,
             MAX_CAPTURE_PER_SYSCALL,
         );
@@ -179,17 +186,17 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
 #[inline(always)]
 fn capture_candidate(pid_tgid: u64, ret: i64, candidate: Option<discover::Candidate>) {
     if let Some((fd, buf, syscall)) = candidate {
-        data(
+        let transfer = Transfer {
             pid_tgid,
-            0,
+            generation: 0,
             syscall,
-            fd,
+            fd: fd as i32,
+            conn: 0,
             buf,
-            0,
-            direction::READ,
-            ret,
-            MAX_CANDIDATE_BYTES,
-        );
+            iovcnt: 0,
+            dir: direction::READ,
+        };
+        data(&transfer, ret, MAX_CANDIDATE_BYTES);
     }
 }
 
@@ -204,6 +211,7 @@ pub struct Copy {
     syscall: u32,
     direction: u8,
     flags: u8,
+    conn: u64,
     /// User address of the next `struct iovec`, 0 for a single buffer.
     iov: u64,
     iov_left: u64,
@@ -217,36 +225,46 @@ pub struct Copy {
     stream_offset: u64,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where the bytes of one transfer are: a syscall's, or an OpenSSL call's plaintext.
+pub struct Transfer {
+    pub pid_tgid: u64,
+    /// The process's exec generation (files opened before an exec are not skipped).
+    pub generation: u32,
+    /// Syscall number, or `TLS_SYSCALL_BASE + tls_fn`.
+    pub syscall: u64,
+    pub fd: i32,
+    /// TLS plaintext: the `SSL*`; 0 for syscalls.
+    pub conn: u64,
+    /// Buffer, or iovec array when `iovcnt` > 0.
+    pub buf: u64,
+    pub iovcnt: u64,
+    pub dir: u8,
+}
+
+/// Sends the `ret` bytes `t` transferred (at most `max`) as data records.
 #[inline(always)]
-fn data(
-    pid_tgid: u64,
-    generation: u32,
-    syscall: u64,
-    fd: u64,
-    buf: u64,
-    iovcnt: u64,
-    dir: u8,
-    ret: i64,
-    max: u64,
-) {
+pub fn data(t: &Transfer, ret: i64, max: u64) {
     if ret <= 0 {
         return;
     }
+    let (pid_tgid, fd, dir, buf, iovcnt) = (t.pid_tgid, t.fd, t.dir, t.buf, t.iovcnt);
     let pid = (pid_tgid >> 32) as u32;
-    let fd = fd as i32;
     // Contents of files opened by path are not MCP traffic.
-    if let Some(opened) = OPENED_FILES.get_ptr(FdKey { pid, fd }) {
+    if t.conn == 0
+        && let Some(opened) = OPENED_FILES.get_ptr(FdKey { pid, fd })
+    {
         // Safety: map value pointer checked above.
-        if unsafe { *opened } == generation {
+        if unsafe { *opened } == t.generation {
             return;
         }
     }
     let total = ret as u64;
     let key = StreamKey {
         pid,
-        fd,
+        fd: if t.conn == 0 { fd } else { -1 },
         direction: dir as u32,
+        _pad: 0,
+        conn: t.conn,
     };
     // Safety: map value pointer read once.
     let stream_offset = STREAM_OFFSETS.get_ptr(key).map(|p| unsafe { *p }).unwrap_or(0);
@@ -256,12 +274,17 @@ fn data(
     };
     // Safety: per-CPU state owned by this program for its run.
     let copy = unsafe { &mut *copy };
+    let mut flags = if total > max { data_flags::TRUNCATED } else { 0 };
+    if t.conn != 0 {
+        flags |= data_flags::TLS;
+    }
     *copy = Copy {
         pid_tgid,
         fd,
-        syscall: syscall as u32,
+        syscall: t.syscall as u32,
         direction: dir,
-        flags: if total > max { data_flags::TRUNCATED } else { 0 },
+        flags,
+        conn: t.conn,
         iov: if iovcnt > 0 { buf } else { 0 },
         iov_left: if iovcnt > MAX_IOVECS { MAX_IOVECS } else { iovcnt },
         base: if iovcnt > 0 { 0 } else { buf },
@@ -325,6 +348,7 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
     rec.meta.total = c.total;
     rec.meta.chunk_offset = c.chunk_offset;
     rec.meta.stream_offset = c.stream_offset.wrapping_add(c.chunk_offset);
+    rec.meta.conn = c.conn;
     // Safety: n <= MAX_CHUNK, the size of `data`.
     let read = unsafe { read_user_raw(rec.data.as_mut_ptr().cast(), n as u32, c.base as *const c_void) };
     if read < 0 {

@@ -8,4 +8,5 @@ pub mod identity;
 pub mod procs;
 pub mod program_files;
 pub mod tls;
+pub mod tls_probes;
 pub mod watch;

@@ -1,17 +1,40 @@
-//! Which OpenSSL a process really uses, for the TLS uprobes (issue 11, not wired in
-//! yet): the shared `libssl` it maps (CPython's `_ssl`), or its own executable when that
-//! exports OpenSSL's functions (the node binary links OpenSSL statically and exports
-//! them). Paths go through `/proc/PID/root`, so a process in a container is probed in
-//! its own file system. A process that does TLS some other way is named, not guessed.
+//! Which OpenSSL a process really uses, for the TLS uprobes: the shared `libssl` it
+//! maps (CPython's `_ssl`), or its own executable when that exports OpenSSL's functions
+//! (the node binary links OpenSSL statically and exports them). Paths go through
+//! `/proc/PID/root`, so a process in a container is probed in its own file system. A
+//! process that does TLS some other way is named, not guessed.
 use std::{
+    collections::HashMap,
     fs,
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
+    rc::Rc,
 };
 
-use object::{Object, ObjectSymbol};
+use object::{Object, ObjectSegment, ObjectSymbol};
 
-/// The functions whose buffers carry the plaintext.
-pub const SSL_FUNCTIONS: &[&str] = &["SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex"];
+/// The functions whose buffers carry the plaintext, with the attach cookie the kernel
+/// side knows each by (`monitor_common::tls_fn`).
+pub const SSL_FUNCTIONS: &[(&str, u64)] = &[
+    ("SSL_write", monitor_common::tls_fn::SSL_WRITE),
+    ("SSL_read", monitor_common::tls_fn::SSL_READ),
+    ("SSL_write_ex", monitor_common::tls_fn::SSL_WRITE_EX),
+    ("SSL_read_ex", monitor_common::tls_fn::SSL_READ_EX),
+];
+
+/// Files whose symbols were read, remembered by (device, inode, mtime): the node binary
+/// is ~100 MB, read once.
+const MAX_CACHED_FILES: usize = 64;
+
+/// One OpenSSL function in a file: where a uprobe goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SslFunction {
+    pub name: &'static str,
+    /// The attach cookie (`monitor_common::tls_fn`).
+    pub cookie: u64,
+    /// Offset of its first instruction in the file.
+    pub file_offset: u64,
+}
 
 /// Where a process's OpenSSL is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,62 +43,119 @@ pub struct OpenSsl {
     pub path: PathBuf,
     /// The path as the process sees it (for events).
     pub mapped: String,
-    /// `SSL_FUNCTIONS` it exports.
-    pub functions: Vec<&'static str>,
+    /// `SSL_FUNCTIONS` it defines.
+    pub functions: Rc<Vec<SslFunction>>,
     /// Its own executable (static OpenSSL), rather than a shared library.
     pub in_executable: bool,
 }
 
-/// Finds the OpenSSL of `pid` from `/proc/PID/maps`: a mapped `libssl.so*` first, else
-/// the executable when it exports the SSL functions. None: it maps no OpenSSL (it may
-/// do no TLS, or TLS another way: Go's crypto/tls, rustls).
-pub fn openssl_of(proc_root: &Path, pid: u32) -> Option<OpenSsl> {
-    let dir = proc_root.join(pid.to_string());
-    let maps = fs::read_to_string(dir.join("maps")).ok()?;
-    let exe = fs::read_link(dir.join("exe")).ok()?;
-    let exe = exe.to_string_lossy();
-    let mut files: Vec<&str> = maps
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .filter(|p| p.starts_with('/'))
-        .collect();
-    files.dedup();
-    let libssl = files.iter().find(|p| {
-        Path::new(p)
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("libssl.so"))
-    });
-    let (mapped, in_executable) = match libssl {
-        Some(lib) => (lib.to_string(), false),
-        None => (exe.to_string(), true),
-    };
-    let path = dir.join("root").join(mapped.trim_start_matches('/'));
-    let functions = exported(&path, SSL_FUNCTIONS);
-    if functions.is_empty() {
-        return None;
-    }
-    Some(OpenSsl {
-        path,
-        mapped,
-        functions,
-        in_executable,
-    })
+/// Symbol tables read so far.
+#[derive(Default)]
+pub struct SymbolCache {
+    files: HashMap<(u64, u64, i64), Rc<Vec<SslFunction>>>,
 }
 
-/// Which of `names` the ELF file at `path` defines in its dynamic symbol table.
-pub fn exported(path: &Path, names: &[&'static str]) -> Vec<&'static str> {
+impl SymbolCache {
+    /// The `SSL_FUNCTIONS` the ELF file at `path` defines in its dynamic symbol table,
+    /// with their file offsets.
+    pub fn functions(&mut self, path: &Path) -> Rc<Vec<SslFunction>> {
+        let Ok(meta) = fs::metadata(path) else {
+            return Rc::default();
+        };
+        let key = (meta.dev(), meta.ino(), meta.mtime());
+        if let Some(found) = self.files.get(&key) {
+            return found.clone();
+        }
+        let found = Rc::new(ssl_functions(path));
+        if self.files.len() >= MAX_CACHED_FILES {
+            self.files.clear();
+        }
+        self.files.insert(key, found.clone());
+        found
+    }
+
+    /// Finds the OpenSSL of `pid` from `/proc/PID/maps`: a mapped `libssl.so*` first,
+    /// else the executable when it exports the SSL functions. None: it maps no OpenSSL
+    /// (it may do no TLS, or TLS another way: Go's crypto/tls, rustls).
+    pub fn openssl_of(&mut self, proc_root: &Path, pid: u32) -> Option<OpenSsl> {
+        let dir = proc_root.join(pid.to_string());
+        let maps = fs::read_to_string(dir.join("maps")).ok()?;
+        let exe = fs::read_link(dir.join("exe")).ok()?;
+        let libssl = maps
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .find(|p| is_libssl(p));
+        match libssl {
+            Some(lib) => self.openssl_at(proc_root, pid, lib),
+            None => {
+                let mut found = self.openssl_at(proc_root, pid, &exe.to_string_lossy())?;
+                found.in_executable = true;
+                Some(found)
+            }
+        }
+    }
+
+    /// The OpenSSL in `mapped` (a path as `pid` sees it), if that file defines the SSL
+    /// functions.
+    pub fn openssl_at(&mut self, proc_root: &Path, pid: u32, mapped: &str) -> Option<OpenSsl> {
+        if !mapped.starts_with('/') {
+            return None;
+        }
+        let path = proc_root
+            .join(pid.to_string())
+            .join("root")
+            .join(mapped.trim_start_matches('/'));
+        let functions = self.functions(&path);
+        if functions.is_empty() {
+            return None;
+        }
+        Some(OpenSsl {
+            path,
+            mapped: mapped.to_string(),
+            functions,
+            in_executable: false,
+        })
+    }
+}
+
+/// A shared OpenSSL by its name (`libssl.so.3`, `libssl.so`).
+pub fn is_libssl(path: &str) -> bool {
+    Path::new(path)
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("libssl.so"))
+}
+
+/// The `SSL_FUNCTIONS` defined in the dynamic symbol table of the ELF file at `path`,
+/// with the file offsets uprobes are attached at (address minus its segment's address,
+/// plus the segment's file offset).
+fn ssl_functions(path: &Path) -> Vec<SslFunction> {
     let Ok(data) = fs::read(path) else {
         return Vec::new();
     };
     let Ok(file) = object::File::parse(&*data) else {
         return Vec::new();
     };
-    let defined: Vec<&str> = file
-        .dynamic_symbols()
-        .filter(|s| s.is_definition())
-        .filter_map(|s| s.name().ok())
-        .collect();
-    names.iter().copied().filter(|n| defined.contains(n)).collect()
+    let file_offset = |address: u64| {
+        file.segments().find_map(|seg| {
+            let (offset, size) = seg.file_range();
+            let start = seg.address();
+            (address >= start && address < start + size).then(|| address - start + offset)
+        })
+    };
+    let mut found = Vec::new();
+    for &(name, cookie) in SSL_FUNCTIONS {
+        let symbol = file
+            .dynamic_symbols()
+            .find(|s| s.is_definition() && s.name() == Ok(name));
+        if let Some(offset) = symbol.and_then(|s| file_offset(s.address())) {
+            found.push(SslFunction {
+                name,
+                cookie,
+                file_offset: offset,
+            });
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -95,23 +175,76 @@ mod tests {
         child
     }
 
+    fn names(found: &OpenSsl) -> Vec<&str> {
+        found.functions.iter().map(|f| f.name).collect()
+    }
+
+    /// The offsets agree with what `nm -D` says of the file (an address in the first,
+    /// file-mapped segment of these libraries equals its file offset).
+    #[test]
+    fn file_offsets_match_the_dynamic_symbol_table() {
+        let lib = [
+            "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+            "/lib/x86_64-linux-gnu/libssl.so.3",
+        ]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("libssl.so.3 installed");
+        let found = ssl_functions(Path::new(lib));
+        let nm = Command::new("nm")
+            .args(["-D", "--defined-only", lib])
+            .output()
+            .unwrap();
+        let nm = String::from_utf8_lossy(&nm.stdout);
+        for f in &found {
+            let line = nm
+                .lines()
+                // `SSL_read@@OPENSSL_3.0.0`: the name before its version.
+                .find(|l| l.split_whitespace().nth(2).and_then(|n| n.split('@').next()) == Some(f.name))
+                .unwrap_or_else(|| panic!("{} in nm -D", f.name));
+            let address = u64::from_str_radix(line.split_whitespace().next().unwrap(), 16).unwrap();
+            // libssl's text segment: file offset = address - 0 (its executable segment
+            // maps at the same offset it has in the file).
+            assert_eq!(f.file_offset, address, "{}", f.name);
+        }
+        assert_eq!(found.len(), 4);
+    }
+
     #[test]
     fn python_maps_the_shared_libssl_and_node_exports_its_own() {
         let mut python =
             started(Command::new("python3").args(["-c", "import ssl, sys; print('up'); sys.stdin.read()"]));
-        let found = openssl_of(Path::new("/proc"), python.id()).expect("python's ssl maps libssl");
+        let mut cache = SymbolCache::default();
+        let found = cache
+            .openssl_of(Path::new("/proc"), python.id())
+            .expect("python's ssl maps libssl");
         assert!(!found.in_executable);
         assert!(found.mapped.contains("libssl.so"), "{found:?}");
         assert!(found.path.starts_with(format!("/proc/{}/root", python.id())));
-        assert_eq!(found.functions, SSL_FUNCTIONS, "{found:?}");
+        assert_eq!(
+            names(&found),
+            ["SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex"]
+        );
+        assert_eq!(
+            found.functions,
+            cache
+                .openssl_of(Path::new("/proc"), python.id())
+                .unwrap()
+                .functions
+        );
         let _ = python.kill();
         let _ = python.wait();
 
         let mut node =
             started(Command::new("node").args(["-e", "console.log('up'); setTimeout(() => {}, 30000)"]));
-        let found = openssl_of(Path::new("/proc"), node.id()).expect("node exports OpenSSL");
+        let found = cache
+            .openssl_of(Path::new("/proc"), node.id())
+            .expect("node exports OpenSSL");
         assert!(found.in_executable, "{found:?}");
-        assert_eq!(found.functions, SSL_FUNCTIONS);
+        assert_eq!(
+            names(&found),
+            ["SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex"]
+        );
         let _ = node.kill();
         let _ = node.wait();
     }
@@ -126,8 +259,13 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        assert_eq!(openssl_of(Path::new("/proc"), sleep.id()), None);
-        assert_eq!(openssl_of(Path::new("/proc"), u32::MAX), None, "no such process");
+        let mut cache = SymbolCache::default();
+        assert_eq!(cache.openssl_of(Path::new("/proc"), sleep.id()), None);
+        assert_eq!(
+            cache.openssl_of(Path::new("/proc"), u32::MAX),
+            None,
+            "no such process"
+        );
         let _ = sleep.kill();
         let _ = sleep.wait();
     }

@@ -21,6 +21,17 @@ pub trait Kernel {
     fn stats(&self) -> anyhow::Result<KernelStats>;
     /// (program name, kernel program id) of what is attached.
     fn attached(&self) -> &[(String, u32)];
+    /// Captures the TLS plaintext of `pid`: uprobes on `functions` ((file offset,
+    /// `monitor_common::tls_fn` cookie)) of the ELF file at `path`, for that process
+    /// only. False: attached there already.
+    fn attach_tls(
+        &mut self,
+        pid: u32,
+        path: &std::path::Path,
+        functions: &[(u64, u64)],
+    ) -> anyhow::Result<bool>;
+    /// Detaches the TLS uprobes of `pid` (it exited, or exec'd another image).
+    fn detach_tls(&mut self, pid: u32);
 }
 
 /// Kernel-side loss counters, summed over CPUs.
@@ -29,4 +40,6 @@ pub struct KernelStats {
     pub ringbuf_full: u64,
     pub read_failed: u64,
     pub watch_full: u64,
+    /// TLS calls whose return the kernel could not pair with their entry.
+    pub tls_unpaired: u64,
 }

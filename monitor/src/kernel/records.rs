@@ -79,6 +79,10 @@ pub struct Data {
     pub total: u64,
     pub chunk_offset: u64,
     pub stream_offset: u64,
+    /// TLS plaintext (from the OpenSSL uprobes): the `SSL*` it went through. None:
+    /// the bytes of a syscall, on `fd`. Plaintext has `fd` -1 unless a syscall nested
+    /// in the call named the socket.
+    pub tls_conn: Option<u64>,
     pub bytes: Vec<u8>,
 }
 
@@ -220,6 +224,7 @@ impl TryFrom<&[u8]> for Record {
                     total: r.total,
                     chunk_offset: r.chunk_offset,
                     stream_offset: r.stream_offset,
+                    tls_conn: (r.flags & data_flags::TLS != 0).then_some(r.conn),
                     bytes,
                 }))
             }

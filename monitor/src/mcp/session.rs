@@ -135,6 +135,8 @@ pub struct Session {
     pub peer: Option<ClientProcess>,
     /// The client's address, for a network transport (`ip:port`).
     pub peer_addr: Option<String>,
+    /// Its last message came over TLS (read as plaintext from OpenSSL).
+    pub tls: bool,
     pub client: Option<PeerInfo>,
     /// The bearer credential of the request being read (HTTP), given to its call.
     pub bearer: Option<Bearer>,

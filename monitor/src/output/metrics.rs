@@ -34,6 +34,8 @@ pub const LOSS_WHERE: &[&str] = &[
     "userspace_stream_gap",
     "http_connections_full",
     "sessions_full",
+    "kernel_tls_unpaired",
+    "tls_unmapped",
 ];
 pub const PARSE_ERROR_WHAT: &[&str] = &["record", "message", "http", "http_encoded_body", "http_oversized"];
 pub const MESSAGE_DIRECTIONS: &[&str] = &["to_server", "to_client"];
@@ -61,6 +63,13 @@ pub struct Metrics {
     pub label_overflow: IntCounterVec,
     /// Reads the kernel flagged as possibly MCP, by what userspace found them to be.
     pub discovery: IntCounterVec,
+    /// TLS ciphertext records of watched processes, not parsed (the plaintext is read
+    /// through the OpenSSL uprobes).
+    pub tls_ciphertext_dropped: IntCounter,
+    /// Watched processes doing TLS the monitor cannot read, by reason.
+    pub tls_unreadable: IntCounterVec,
+    /// Processes whose OpenSSL got the uprobes.
+    pub tls_probed: IntCounter,
     pub ready: Arc<AtomicBool>,
     max_label_values: usize,
     /// Distinct values seen per (server, label name).
@@ -188,6 +197,19 @@ impl Metrics {
             "First reads of unwatched processes that looked like a request (JSON on stdin, an HTTP POST), by what they were.",
             &["result"],
         )?;
+        let tls_ciphertext_dropped = IntCounter::new(
+            "mcp_monitor_tls_ciphertext_dropped_total",
+            "TLS ciphertext records on watched processes' sockets, dropped before HTTP (their plaintext is read from OpenSSL).",
+        )?;
+        let tls_unreadable = counter(
+            "mcp_monitor_tls_unreadable_total",
+            "Watched processes seen doing TLS the monitor cannot read, by reason.",
+            &["reason"],
+        )?;
+        let tls_probed = IntCounter::new(
+            "mcp_monitor_tls_probed_total",
+            "Watched processes whose OpenSSL got the plaintext uprobes.",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("mcp_monitor_build_info", "Build information; always 1."),
             &["version"],
@@ -201,6 +223,7 @@ impl Metrics {
             (&messages, MESSAGE_DIRECTIONS),
             (&captured_bytes, CAPTURE_DIRECTIONS),
             (&discovery, DISCOVERY_RESULTS),
+            (&tls_unreadable, crate::host::tls_probes::REASONS),
         ] {
             for v in values {
                 vec.with_label_values(&[*v]);
@@ -223,6 +246,9 @@ impl Metrics {
             Box::new(noise_opens.clone()),
             Box::new(label_overflow.clone()),
             Box::new(discovery.clone()),
+            Box::new(tls_ciphertext_dropped.clone()),
+            Box::new(tls_unreadable.clone()),
+            Box::new(tls_probed.clone()),
             Box::new(build_info),
         ] {
             registry.register(c)?;
@@ -245,6 +271,9 @@ impl Metrics {
             noise_opens,
             label_overflow,
             discovery,
+            tls_ciphertext_dropped,
+            tls_unreadable,
+            tls_probed,
             ready: Arc::new(AtomicBool::new(false)),
             max_label_values,
             seen: Mutex::default(),

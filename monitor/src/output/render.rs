@@ -53,6 +53,7 @@ pub fn call_fields(
         "server": server_json_named(server, entry),
         "agent": agent,
         "transport": key.transport(),
+        "tls": session.tls,
         "session": key.to_string(),
         "protocol": {
             "version": session.protocol_version,

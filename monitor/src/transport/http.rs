@@ -407,6 +407,8 @@ pub struct HttpConnection {
     pub peer: Option<ClientProcess>,
     /// The client's `ip:port`.
     pub peer_addr: Option<String>,
+    /// Read from TLS plaintext (the OpenSSL uprobes), not from the socket.
+    pub tls: bool,
     pid: u32,
     /// The connection's number among the server's connections.
     conn: u64,
@@ -427,6 +429,7 @@ impl HttpConnection {
         Self {
             peer: None,
             peer_addr: None,
+            tls: false,
             pid,
             conn,
             requests: Half::new(true),

@@ -9,6 +9,7 @@ pub mod bearer;
 pub mod http;
 pub mod sse;
 pub mod stdio;
+pub mod tls;
 
 /// Which way a message went, seen from the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
