@@ -10,6 +10,9 @@ prints ONE JSON object on stdout describing exactly what it did. Logs go to stde
                  [--calls JSON | --calls-file F | --preset filesystem:ROOT | --preset py_server]
                  [--list-tools] [--timeout S] [--cwd DIR] [--env K=V]... [-v] -- SERVER_CMD [ARGS...]
     py_client.py [options] --url http://HOST:PORT/mcp [--header NAME=VALUE]...
+    py_client.py [options] --url https://HOST:PORT/mcp [--cafile CA.pem] [--header NAME=VALUE]...
+
+With --cafile, https URLs are verified against that CA (PEM) alone, not the system store.
 
 Run it with tests/mcp/.venv/bin/python (see setup.sh).
 """
@@ -20,6 +23,7 @@ import argparse
 import json
 import logging
 import os
+import ssl
 import sys
 import time
 from contextlib import asynccontextmanager
@@ -31,11 +35,12 @@ if os.path.realpath(sys.prefix) != os.path.realpath(os.path.dirname(os.path.dirn
     os.execv(_VENV_PY, [_VENV_PY, os.path.abspath(__file__), *sys.argv[1:]])
 
 import anyio
+import httpx2
 import mcp.client.stdio as _sdk_stdio
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT, create_mcp_http_client
 from mcp.shared.message import SessionMessage
 from mcp_types import Implementation
 
@@ -97,6 +102,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--url", default=None, help="a Streamable HTTP endpoint instead of a server command")
     p.add_argument("--header", action="append", default=[], metavar="NAME=VALUE", help="extra HTTP request header")
+    p.add_argument("--cafile", default=None, metavar="FILE", help="with --url https://...: trust this CA (PEM) only")
     p.add_argument("-v", "--verbose", action="store_true")
     ns = p.parse_args(own)
     ns.server_cmd = server_cmd
@@ -221,7 +227,16 @@ async def run(ns: argparse.Namespace, record: dict[str, Any]) -> None:
     client_info = record["client_info"]
     if ns.url:
         headers = dict(h.split("=", 1) for h in ns.header)
-        transport = streamable_http_client(ns.url, http_client=create_mcp_http_client(headers=headers))
+        if ns.cafile is None:
+            http_client = create_mcp_http_client(headers=headers)
+        else:
+            # create_mcp_http_client takes no TLS settings: the same client, with its timeouts.
+            http_client = httpx2.AsyncClient(
+                headers=headers,
+                timeout=httpx2.Timeout(MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT),
+                verify=ssl.create_default_context(cafile=ns.cafile),
+            )
+        transport = streamable_http_client(ns.url, http_client=http_client)
     else:
         params = StdioServerParameters(
             command=ns.server_cmd[0], args=ns.server_cmd[1:], cwd=ns.cwd, env=ns.server_env or None

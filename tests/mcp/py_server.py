@@ -14,9 +14,12 @@ Tools (each has a side effect the monitor should attribute to the call):
   run(cmd)          -> runs cmd (argv split with shlex, no shell), returns its exit code
   connect(port)     -> TCP connect to 127.0.0.1:port, then close; returns "connected"
 
-Run: tests/mcp/.venv/bin/python tests/mcp/py_server.py [--name NAME] [--http PORT]
+Run: tests/mcp/.venv/bin/python tests/mcp/py_server.py [--name NAME] [--http PORT [--cert FILE --key FILE]]
 Logs go to stderr only; stdout carries JSON-RPC. With --http it serves Streamable HTTP
-on 127.0.0.1:PORT/mcp instead (stateless: the 2026-07-28 era, plain JSON answers).
+on 127.0.0.1:PORT/mcp instead (stateless: the 2026-07-28 era, plain JSON answers); with
+--cert and --key too, over HTTPS (uvicorn's ssl_certfile/ssl_keyfile on the asyncio loop:
+Python's `ssl` with a memory BIO, so OpenSSL's SSL_read/SSL_write see the plaintext while
+the socket carries only ciphertext).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ _VENV_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".venv", "bi
 if os.path.realpath(sys.prefix) != os.path.realpath(os.path.dirname(os.path.dirname(_VENV_PY))) and os.path.exists(_VENV_PY):
     os.execv(_VENV_PY, [_VENV_PY, os.path.abspath(__file__), *sys.argv[1:]])
 
+import anyio
 from mcp import MCPError
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -86,14 +90,36 @@ def build(name: str) -> MCPServer:
     return server
 
 
+async def serve_https(server: MCPServer, port: int, cert: str, key: str) -> None:
+    """What `server.run("streamable-http", ...)` does, with TLS on the uvicorn side."""
+    import uvicorn
+
+    app = server.streamable_http_app(stateless_http=True, json_response=True, host="127.0.0.1")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level=server.settings.log_level.lower(),
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+    )
+    await uvicorn.Server(config).serve()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="py_server.py")
     p.add_argument("--name", default="mcp-monitor-test-server")
     p.add_argument("--http", type=int, default=None, metavar="PORT")
+    p.add_argument("--cert", default=None, metavar="FILE", help="with --http: serve HTTPS with this PEM certificate")
+    p.add_argument("--key", default=None, metavar="FILE", help="with --http: the PEM private key of --cert")
     ns = p.parse_args()
+    if (ns.cert is None) != (ns.key is None) or (ns.cert is not None and ns.http is None):
+        p.error("--cert and --key go together, with --http")
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="py_server: %(levelname)s %(message)s")
     if ns.http is None:
         build(ns.name).run("stdio")
+    elif ns.cert is not None:
+        anyio.run(serve_https, build(ns.name), ns.http, ns.cert, ns.key)
     else:
         build(ns.name).run(
             "streamable-http", host="127.0.0.1", port=ns.http, stateless_http=True, json_response=True

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the pinned MCP peers used by the integration tests, into this folder only:
 #   node_modules/  <- npm ci from package-lock.json (@modelcontextprotocol/sdk, server-filesystem)
-#   .venv/         <- python3 -m venv + pip install -r requirements.txt (PyPI mcp 2.x)
+#   .venv/         <- python3 -m venv + pip install -r requirements.txt (PyPI mcp 2.x, tlslite-ng)
 # Idempotent: each half is redone only when missing, incomplete, or its pin file changed
 # (a stamp holding the sha256 of the pin files is written last). Needs no root.
 # Env: PYTHON (default python3, must be >= 3.10 with venv), NODE (default node), NPM (default npm).
@@ -65,8 +65,8 @@ else
   say "installing python packages: .venv/bin/pip install -r requirements.txt"
   .venv/bin/pip install --quiet --disable-pip-version-check --no-input -r requirements.txt \
     || { rm -rf .venv; die "pip install failed (is PyPI reachable?)"; }
-  .venv/bin/python -c 'import mcp.client.stdio; from mcp.server.mcpserver import MCPServer' \
-    || { rm -rf .venv; die ".venv cannot import mcp / MCPServer"; }
+  .venv/bin/python -c 'import mcp.client.stdio; from mcp.server.mcpserver import MCPServer; import tlslite.api' \
+    || { rm -rf .venv; die ".venv cannot import mcp / MCPServer / tlslite"; }
   echo "$py_want" > "$py_stamp"
 fi
 

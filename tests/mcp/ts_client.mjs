@@ -7,6 +7,9 @@
 //        [--list-tools] [--timeout S] [--cwd DIR] [--env K=V]... [-v] -- SERVER_CMD [ARGS...]
 //   node ts_client.mjs [options] --url http://HOST:PORT/mcp [--header K=V]...
 //
+// An https:// URL is verified against Node's CA store; to trust a test CA, start it with
+// NODE_EXTRA_CA_CERTS=CA.pem in its environment (fetch/undici honours it).
+//
 // Launches SERVER_CMD as its own child over stdin/stdout pipes (or talks Streamable
 // HTTP to --url, with the extra request headers given), runs the scripted session,
 // prints ONE JSON object on stdout. Logs (and the server's stderr) go to stderr.
@@ -231,7 +234,9 @@ async function main() {
     }
   } catch (e) {
     log('session failed:', e?.stack ?? e);
-    record.fatal = `${e?.name ?? 'Error'}: ${e?.message ?? e}`;
+    // fetch() hides why it failed (a refused connection, an untrusted certificate) in e.cause.
+    const cause = e?.cause ? ` (cause: ${e.cause.code ?? e.cause.name ?? 'Error'}: ${e.cause.message ?? e.cause})` : '';
+    record.fatal = `${e?.name ?? 'Error'}: ${e?.message ?? e}${cause}`;
     rc = 1;
   } finally {
     if (record.server_pid === null) record.server_pid = transport.pid ?? null;

@@ -53,6 +53,113 @@ pub fn python_http_server(name: &str, port: u16) -> Vec<String> {
     cmd
 }
 
+/// `python_http_server(name, port)` over HTTPS (uvicorn with `ssl_certfile`/`ssl_keyfile`:
+/// Python's `ssl`, i.e. the shared libssl, through a memory BIO on the asyncio loop).
+pub fn python_https_server(name: &str, port: u16, cert: &Path, key: &Path) -> Vec<String> {
+    let mut cmd = python_http_server(name, port);
+    cmd.extend([
+        "--cert".to_string(),
+        cert.display().to_string(),
+        "--key".to_string(),
+        key.display().to_string(),
+    ]);
+    cmd
+}
+
+/// `node tests/mcp/ts_https_server.mjs --port PORT --cert CERT --key KEY --name NAME`: the
+/// TypeScript SDK's McpServer + StreamableHTTPServerTransport (stateful: `Mcp-Session-Id`,
+/// SSE answers) on node:https (node's own OpenSSL), at https://127.0.0.1:PORT/mcp, with the
+/// tools `echo(text)` and `read_secret(path)`.
+pub fn ts_https_server(name: &str, port: u16, cert: &Path, key: &Path) -> Vec<String> {
+    let sdk = mcp_dir().join("node_modules/@modelcontextprotocol/sdk/package.json");
+    assert!(
+        sdk.exists(),
+        "{} missing: run tests/mcp/setup.sh (cargo xtask test does)",
+        sdk.display()
+    );
+    vec![
+        "node".into(),
+        mcp_dir().join("ts_https_server.mjs").display().to_string(),
+        "--port".into(),
+        port.to_string(),
+        "--cert".into(),
+        cert.display().to_string(),
+        "--key".into(),
+        key.display().to_string(),
+        "--name".into(),
+        name.into(),
+    ]
+}
+
+/// A glob matching exactly `ts_https_server(name, ..)`'s command line.
+pub fn ts_https_server_glob(name: &str) -> String {
+    format!("node *ts_https_server.mjs --port * --name {name}")
+}
+
+/// `.venv/bin/python tests/mcp/tls_unreadable_server.py --port PORT --cert CERT --key KEY
+/// --name NAME`: TLS in pure Python (tlslite-ng) that never loads OpenSSL, answering any
+/// HTTP request on 127.0.0.1:PORT with `200 OK`, one connection at a time per thread.
+pub fn tls_unreadable_server(name: &str, port: u16, cert: &Path, key: &Path) -> Vec<String> {
+    vec![
+        venv_python().display().to_string(),
+        mcp_dir().join("tls_unreadable_server.py").display().to_string(),
+        "--port".into(),
+        port.to_string(),
+        "--cert".into(),
+        cert.display().to_string(),
+        "--key".into(),
+        key.display().to_string(),
+        "--name".into(),
+        name.into(),
+    ]
+}
+
+/// A glob matching exactly `tls_unreadable_server(name, ..)`'s command line.
+pub fn tls_unreadable_server_glob(name: &str) -> String {
+    format!(
+        "{} *tls_unreadable_server.py --port * --name {name}",
+        venv_python().display()
+    )
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 (RSA 2048, one day), made by
+/// `openssl req -x509` in `dir` as `cert.pem` + `key.pem` (unencrypted PKCS#8). It is its
+/// own CA: clients trust it by `--cafile` / `NODE_EXTRA_CA_CERTS` / `curl --cacert`. The
+/// extensions come from a config written beside them, not the host's openssl.cnf.
+pub fn make_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key, config) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("cert.cnf"));
+    std::fs::write(
+        &config,
+        "[req]\nprompt = no\ndistinguished_name = dn\nx509_extensions = ext\n\
+         [dn]\nCN = localhost\n\
+         [ext]\nbasicConstraints = critical, CA:TRUE\n\
+         keyUsage = critical, digitalSignature, keyEncipherment, keyCertSign\n\
+         extendedKeyUsage = serverAuth\n\
+         subjectAltName = DNS:localhost, IP:127.0.0.1\n\
+         subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid:always\n",
+    )
+    .expect("writing the certificate config");
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-config",
+        ])
+        .arg(&config)
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running openssl (apt-get install openssl)");
+    assert!(
+        out.status.success() && cert.exists() && key.exists(),
+        "openssl req -x509 failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
 /// `node <server-everything entry> streamableHttp TAG` (the legacy era over HTTP: SSE
 /// answers, `Mcp-Session-Id`, a standing GET stream); its port comes from `PORT`. The
 /// tag, which it ignores, names it for a watch glob.
@@ -124,6 +231,33 @@ pub fn drive_url(client: Client, name: &str, url: &str, calls: &Value, headers: 
     cmd.args(["--url", url]);
     for h in headers {
         cmd.args(["--header", h]);
+    }
+    run_driver(cmd)
+}
+
+/// `drive_url` on an `https://` endpoint whose certificate `ca` signed: `--cafile CA` for
+/// the Python client, `NODE_EXTRA_CA_CERTS=CA` for the TypeScript one (neither trusts
+/// anything else it would not trust anyway).
+pub fn drive_https_url(
+    client: Client,
+    name: &str,
+    url: &str,
+    ca: &Path,
+    calls: &Value,
+    headers: &[String],
+) -> Value {
+    let mut cmd = driver(client, name, calls);
+    cmd.args(["--url", url]);
+    for h in headers {
+        cmd.args(["--header", h]);
+    }
+    match client {
+        Client::Python => {
+            cmd.arg("--cafile").arg(ca);
+        }
+        Client::TypeScript => {
+            cmd.env("NODE_EXTRA_CA_CERTS", ca);
+        }
     }
     run_driver(cmd)
 }

@@ -98,6 +98,7 @@ fn request_ids(report: &Value) -> Vec<i64> {
 
 fn assert_call(e: &Value, tool: &str, id: i64, client: &str, report: &Value) {
     assert_eq!(e["transport"], "http", "{e:#}");
+    assert_eq!(e["tls"], false, "plain HTTP: {e:#}");
     assert_eq!(e["tool"], tool, "{e:#}");
     assert_eq!(e["request_id"], id, "{e:#}");
     assert_eq!(e["outcome"], "ok", "{e:#}");
