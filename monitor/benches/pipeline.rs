@@ -298,6 +298,7 @@ impl Bench {
         let settings = Settings {
             watch: vec![format!("*{MARKER}*")],
             discovery: false,
+            tls: false,
             debug_captures: false,
             max_message_bytes: MAX_MESSAGE,
             max_field_bytes: MAX_FIELD,

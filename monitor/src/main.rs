@@ -44,6 +44,10 @@ struct RunArgs {
     /// policy or --watch are servers (and other processes pay only the hook's lookup).
     #[arg(long)]
     no_discovery: bool,
+    /// Do not put uprobes on watched processes' OpenSSL: their HTTPS stays ciphertext
+    /// (each is reported once as `tls_unreadable`, reason `disabled`).
+    #[arg(long)]
+    no_tls: bool,
     /// Where JSON events go: a file (appended to) or `-` for stdout.
     #[arg(long, value_name = "PATH|-", default_value = "-")]
     events: String,
@@ -120,6 +124,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         settings: pipeline::Settings {
             watch: args.watch,
             discovery: !args.no_discovery,
+            tls: !args.no_tls,
             debug_captures: args.debug_captures,
             max_message_bytes: args.max_message_mb * 1024 * 1024,
             max_field_bytes: args.max_field_bytes,

@@ -50,6 +50,8 @@ pub struct Settings {
     pub watch: Vec<String>,
     /// Find servers by what they speak (else only by policy match and `--watch`).
     pub discovery: bool,
+    /// Read watched processes' TLS plaintext through uprobes on their OpenSSL.
+    pub tls: bool,
     pub debug_captures: bool,
     /// Longest JSON-RPC message reassembled; longer ones are dropped and counted.
     pub max_message_bytes: usize,
@@ -153,7 +155,7 @@ impl Pipeline {
             debug_captures: settings.debug_captures,
             streams: HashMap::new(),
             tls: TlsMap::default(),
-            tls_probes: TlsProbes::default(),
+            tls_probes: TlsProbes::new(settings.tls),
             loss: Loss::default(),
             reported: Loss::default(),
             self_pid,
@@ -326,6 +328,9 @@ impl Pipeline {
         let detail = match reason {
             crate::host::tls_probes::NO_OPENSSL => {
                 "TLS on a socket, but the process maps no libssl and its executable exports no OpenSSL SSL_read/SSL_write (Go crypto/tls, rustls, a static or stripped TLS library): its traffic is ciphertext to the monitor"
+            }
+            crate::host::tls_probes::DISABLED => {
+                "TLS on a socket, and --no-tls: its traffic is ciphertext to the monitor"
             }
             _ => {
                 "the uprobes on its OpenSSL could not be attached (see the daemon log): its traffic is ciphertext to the monitor"

@@ -14,7 +14,9 @@ use crate::kernel::Kernel;
 /// Why a watched process's TLS cannot be read (the `reason` of events and metrics).
 pub const NO_OPENSSL: &str = "no_openssl";
 pub const ATTACH_FAILED: &str = "attach_failed";
-pub const REASONS: &[&str] = &[NO_OPENSSL, ATTACH_FAILED];
+/// `--no-tls`.
+pub const DISABLED: &str = "disabled";
+pub const REASONS: &[&str] = &[NO_OPENSSL, ATTACH_FAILED, DISABLED];
 
 /// Processes remembered as unreadable (reported once each); past this the set is
 /// cleared (a process reported again is a line more, nothing lost).
@@ -31,8 +33,9 @@ pub enum Probed {
     Failed(String),
 }
 
-#[derive(Default)]
 pub struct TlsProbes {
+    /// False with `--no-tls`: nothing is probed.
+    enabled: bool,
     symbols: SymbolCache,
     probed: HashMap<u32, OpenSsl>,
     /// Why a process was found unreadable (its attach failed), until reported.
@@ -41,8 +44,21 @@ pub struct TlsProbes {
 }
 
 impl TlsProbes {
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            symbols: SymbolCache::default(),
+            probed: HashMap::new(),
+            failed: HashMap::new(),
+            reported: HashSet::new(),
+        }
+    }
+
     /// Probes `pid` on the OpenSSL it maps or exports, if any (it just became watched).
     pub fn probe(&mut self, kernel: &mut dyn Kernel, proc_root: &Path, pid: u32) -> Probed {
+        if !self.enabled {
+            return Probed::Unchanged;
+        }
         match self.symbols.openssl_of(proc_root, pid) {
             Some(ssl) => self.attach(kernel, pid, ssl),
             None => Probed::Unchanged,
@@ -51,7 +67,7 @@ impl TlsProbes {
 
     /// `pid` opened `path` (as it sees it): probed there when it is a `libssl`.
     pub fn opened(&mut self, kernel: &mut dyn Kernel, proc_root: &Path, pid: u32, path: &str) -> Probed {
-        if !is_libssl(path) || self.probed.get(&pid).is_some_and(|s| s.mapped == path) {
+        if !self.enabled || !is_libssl(path) || self.probed.get(&pid).is_some_and(|s| s.mapped == path) {
             return Probed::Unchanged;
         }
         match self.symbols.openssl_at(proc_root, pid, path) {
@@ -115,6 +131,10 @@ impl TlsProbes {
             self.reported.clear();
         }
         self.reported.insert(pid);
-        Some(self.failed.remove(&pid).unwrap_or(NO_OPENSSL))
+        let reason = match self.enabled {
+            true => self.failed.remove(&pid).unwrap_or(NO_OPENSSL),
+            false => DISABLED,
+        };
+        Some(reason)
     }
 }
