@@ -155,16 +155,13 @@ impl Kernel for NoKernel {
         &[]
     }
 
-    fn attach_tls(
-        &mut self,
-        _pid: u32,
-        _path: &std::path::Path,
-        _functions: &[(u64, u64)],
-    ) -> anyhow::Result<bool> {
-        Ok(false)
-    }
+    fn attach_tls(&mut self, _pid: u32, _path: &std::path::Path, _functions: &[(u64, u64)]) {}
 
     fn detach_tls(&mut self, _pid: u32) {}
+
+    fn tls_attached(&mut self) -> Vec<monitor::kernel::TlsAttached> {
+        Vec::new()
+    }
 }
 
 fn run() -> anyhow::Result<()> {

@@ -55,6 +55,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             )
         })?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Uprobe attaches are answered by their own thread: looked at before every record,
+    // and this often when no record comes.
+    let mut tls_tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
@@ -68,6 +71,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
             _ = tick.tick() => {
                 state.report_loss();
+                state.events.flush();
+            }
+            _ = tls_tick.tick() => {
+                state.tls_outcomes();
                 state.events.flush();
             }
             _ = sighup.recv() => {

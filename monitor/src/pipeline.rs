@@ -270,9 +270,36 @@ impl Pipeline {
             found.label()
         );
         self.start_server(&process, stdio, stdin_fd, &found);
-        let probed = self.tls_probes.probe(&mut *self.kernel, Path::new("/proc"), pid);
-        self.tls_probed(pid, probed);
+        if self.tls_eager(pid) {
+            self.tls_probes.probe(&mut *self.kernel, Path::new("/proc"), pid);
+        }
         true
+    }
+
+    /// Whether `pid`'s TLS is probed before it is seen: in the tree of a server named by
+    /// the policy or `--watch` (an HTTPS server can only be found so). Servers found by
+    /// what they speak are probed at their first TLS socket: attaching a uprobe stalls
+    /// forks host-wide for a moment (the kernel's `dup_mmap_sem`), which every stdio
+    /// server found on a busy host should not cost.
+    fn tls_eager(&self, pid: u32) -> bool {
+        self.server_root(pid)
+            .and_then(|root| self.servers.get(&root))
+            .is_some_and(|s| s.named)
+    }
+
+    /// What the kernel answered to the uprobe attaches asked for (looked at before every
+    /// record and at the daemon's ticks, so answers come while the host is idle too).
+    pub fn tls_outcomes(&mut self) {
+        for done in self.kernel.tls_attached() {
+            let pid = done.pid;
+            let probed = self.tls_probes.attached(done);
+            let failed = matches!(probed, Probed::Failed(_));
+            self.tls_probed(pid, probed);
+            if failed && self.tls.has_tls(pid) {
+                // Its TLS went by while the attach was under way.
+                self.tls_unreadable(pid);
+            }
+        }
     }
 
     /// What attaching the OpenSSL uprobes to a watched process gave: a `tls_probed`
@@ -312,9 +339,14 @@ impl Pipeline {
         if !self.tls_probes.is_probed(pid) {
             // Watched after it loaded its OpenSSL, or it mapped one without an open
             // the daemon saw: looked for once more.
-            let probed = self.tls_probes.probe(&mut *self.kernel, Path::new("/proc"), pid);
-            self.tls_probed(pid, probed);
+            self.tls_probes.probe(&mut *self.kernel, Path::new("/proc"), pid);
         }
+        self.tls_unreadable(pid);
+    }
+
+    /// One `tls_unreadable` status event for `pid`, when its TLS cannot be read and it
+    /// was not reported yet.
+    fn tls_unreadable(&mut self, pid: u32) {
         let Some(reason) = self.tls_probes.unreadable(pid) else {
             return;
         };
@@ -373,6 +405,7 @@ impl Pipeline {
         let policy = self.policy().clone();
         let mut server = Server::new(p, stdio, client, self.max_message_bytes, self.epoch());
         server.rule = policy.entry_name(&server.cmdline, &p.exe);
+        server.named = matches!(found, Found::Pattern { .. });
         let mut server_json = render::server_json(&server);
         server_json["uid"] = json!(p.uid);
         server_json["ppid"] = json!(p.ppid);
@@ -554,6 +587,7 @@ impl Pipeline {
 
     /// Decodes one kernel record and acts on it; a bad record is counted, never fatal.
     pub fn handle(&mut self, raw: &[u8]) {
+        self.tls_outcomes();
         let record = match Record::try_from(raw) {
             Ok(r) => r,
             Err(e) => {
@@ -596,10 +630,10 @@ impl Pipeline {
                 // `WatchState::pending`): release the ones that are not ours.
                 if !self.procs.get(pid).is_some_and(|p| p.watched) {
                     self.kernel.unwatch(pid);
-                } else if self.server_root(pid).is_some_and(|root| root != pid) {
-                    // A new image in a server's tree (node under npx): its own OpenSSL.
-                    let probed = self.tls_probes.probe(&mut *self.kernel, Path::new("/proc"), pid);
-                    self.tls_probed(pid, probed);
+                } else if self.tls_eager(pid) {
+                    // A new image in a server's tree (node under npx, a wrapper that
+                    // execs its server): its own OpenSSL.
+                    self.tls_probes.probe(&mut *self.kernel, Path::new("/proc"), pid);
                 }
                 if let Some(root) = self.server_root(pid)
                     && root != pid
@@ -618,8 +652,9 @@ impl Pipeline {
                 if watched {
                     self.metrics.processes_watched.inc();
                     // A uprobe for one process does not follow its fork (a worker).
-                    let probed = self.tls_probes.forked(&mut *self.kernel, header.pid, child_pid);
-                    self.tls_probed(child_pid, probed);
+                    if self.tls_eager(child_pid) {
+                        self.tls_probes.forked(&mut *self.kernel, header.pid, child_pid);
+                    }
                 }
             }
             Record::Exit { header } => {
@@ -1033,12 +1068,10 @@ impl Pipeline {
         };
         let raw = String::from_utf8_lossy(&o.path);
         let path = effects::resolve(o.header.pid, o.dirfd, &raw);
-        if o.ret >= 0 {
+        if o.ret >= 0 && self.tls_eager(o.header.pid) {
             // Python imports `ssl` after it starts: its libssl is probed as it loads.
-            let probed = self
-                .tls_probes
+            self.tls_probes
                 .opened(&mut *self.kernel, Path::new("/proc"), o.header.pid, &path);
-            self.tls_probed(o.header.pid, probed);
         }
         let policy = self.policy().clone();
         let Some(server) = self.servers.get_mut(&root) else {

@@ -63,6 +63,9 @@ pub struct Received {
 pub struct Server {
     /// The policy's server entry that matched, by name; None: unregistered.
     pub rule: Option<String>,
+    /// Named by a policy match or `--watch` (rather than found by what it speaks): its
+    /// processes get the TLS uprobes from the start.
+    pub named: bool,
     /// What `~` stands for in the policy's path globs (see `Homes`).
     pub homes: Homes,
     /// Its executable, interpreter and script: opening them is runtime noise.
@@ -110,6 +113,7 @@ impl Server {
         let session = Session::new(client, epoch);
         Self {
             rule: None,
+            named: false,
             homes: Homes::new(p.uid, env_home(p.pid)),
             program_files: crate::host::program_files::program_files(
                 std::path::Path::new("/proc"),

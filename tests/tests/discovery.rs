@@ -26,7 +26,7 @@ fn started_for(d: &Daemon, client_pid: &Value) -> Value {
     d.wait_for(WAIT, |e| {
         e["type"] == "server_started" && e["client"]["pid"] == *client_pid
     })
-    .unwrap_or_else(|e| panic!("{e:#}: {:#?}", d.events()))
+    .unwrap_or_else(|e| panic!("{e:#}: {:#?}\nstderr: {}", d.events(), d.stderr()))
 }
 
 /// The `tool_call` events of one client process, once there are `n`.

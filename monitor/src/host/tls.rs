@@ -129,33 +129,39 @@ pub fn is_libssl(path: &str) -> bool {
 /// with the file offsets uprobes are attached at (address minus its segment's address,
 /// plus the segment's file offset).
 fn ssl_functions(path: &Path) -> Vec<SslFunction> {
-    let Ok(data) = fs::read(path) else {
+    // Read as parsed: the node binary is ~100 MB, its dynamic symbols a small part.
+    let Ok(file) = fs::File::open(path) else {
         return Vec::new();
     };
-    let Ok(file) = object::File::parse(&*data) else {
+    let cache = object::ReadCache::new(file);
+    let Ok(elf) = object::File::parse(&cache) else {
         return Vec::new();
     };
     let file_offset = |address: u64| {
-        file.segments().find_map(|seg| {
+        elf.segments().find_map(|seg| {
             let (offset, size) = seg.file_range();
             let start = seg.address();
             (address >= start && address < start + size).then(|| address - start + offset)
         })
     };
-    let mut found = Vec::new();
-    for &(name, cookie) in SSL_FUNCTIONS {
-        let symbol = file
-            .dynamic_symbols()
-            .find(|s| s.is_definition() && s.name() == Ok(name));
-        if let Some(offset) = symbol.and_then(|s| file_offset(s.address())) {
-            found.push(SslFunction {
-                name,
-                cookie,
-                file_offset: offset,
-            });
+    let mut addresses = [None; SSL_FUNCTIONS.len()];
+    for symbol in elf.dynamic_symbols().filter(|s| s.is_definition()) {
+        let Ok(name) = symbol.name() else { continue };
+        if let Some(i) = SSL_FUNCTIONS.iter().position(|&(n, _)| n == name) {
+            addresses[i] = Some(symbol.address());
         }
     }
-    found
+    SSL_FUNCTIONS
+        .iter()
+        .zip(addresses)
+        .filter_map(|(&(name, cookie), address)| {
+            Some(SslFunction {
+                name,
+                cookie,
+                file_offset: file_offset(address?)?,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -2,14 +2,15 @@
 //! cannot read. A process is probed when it becomes watched (its executable or a
 //! `libssl` it maps already), when it opens a `libssl` later (Python imports `ssl`
 //! after start), and when a probed process forks a watched child (a uprobe filtered
-//! by process does not follow a fork). Probes go at exec and exit.
+//! by process does not follow a fork). Probes go at exec and exit. The kernel attaches
+//! in the background: a process counts as probed from the request on.
 use std::{
     collections::{HashMap, HashSet},
     path::Path,
 };
 
 use super::tls::{OpenSsl, SymbolCache, is_libssl};
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, TlsAttached};
 
 /// Why a watched process's TLS cannot be read (the `reason` of events and metrics).
 pub const NO_OPENSSL: &str = "no_openssl";
@@ -22,12 +23,12 @@ pub const REASONS: &[&str] = &[NO_OPENSSL, ATTACH_FAILED, DISABLED];
 /// cleared (a process reported again is a line more, nothing lost).
 const MAX_REPORTED: usize = 65536;
 
-/// What probing a process gave.
+/// What an attach's outcome means for its process.
 #[derive(Debug)]
 pub enum Probed {
-    /// Uprobes attached now on this OpenSSL.
+    /// Uprobes attached on this OpenSSL.
     Attached(OpenSsl),
-    /// Nothing new: already probed there, or no OpenSSL to probe.
+    /// Nothing new: attached there already, or no longer wanted.
     Unchanged,
     /// The kernel refused the uprobes.
     Failed(String),
@@ -37,6 +38,9 @@ pub struct TlsProbes {
     /// False with `--no-tls`: nothing is probed.
     enabled: bool,
     symbols: SymbolCache,
+    /// Attaches asked of the kernel, not done yet, by process.
+    requested: HashMap<u32, Vec<OpenSsl>>,
+    /// Processes with uprobes, and on which OpenSSL (the last attached).
     probed: HashMap<u32, OpenSsl>,
     /// Why a process was found unreadable (its attach failed), until reported.
     failed: HashMap<u32, &'static str>,
@@ -48,6 +52,7 @@ impl TlsProbes {
         Self {
             enabled,
             symbols: SymbolCache::default(),
+            requested: HashMap::new(),
             probed: HashMap::new(),
             failed: HashMap::new(),
             reported: HashSet::new(),
@@ -55,57 +60,88 @@ impl TlsProbes {
     }
 
     /// Probes `pid` on the OpenSSL it maps or exports, if any (it just became watched).
-    pub fn probe(&mut self, kernel: &mut dyn Kernel, proc_root: &Path, pid: u32) -> Probed {
+    pub fn probe(&mut self, kernel: &mut dyn Kernel, proc_root: &Path, pid: u32) {
         if !self.enabled {
-            return Probed::Unchanged;
+            return;
         }
-        match self.symbols.openssl_of(proc_root, pid) {
-            Some(ssl) => self.attach(kernel, pid, ssl),
-            None => Probed::Unchanged,
+        if let Some(ssl) = self.symbols.openssl_of(proc_root, pid) {
+            self.request(kernel, pid, ssl);
         }
     }
 
     /// `pid` opened `path` (as it sees it): probed there when it is a `libssl`.
-    pub fn opened(&mut self, kernel: &mut dyn Kernel, proc_root: &Path, pid: u32, path: &str) -> Probed {
-        if !self.enabled || !is_libssl(path) || self.probed.get(&pid).is_some_and(|s| s.mapped == path) {
-            return Probed::Unchanged;
+    pub fn opened(&mut self, kernel: &mut dyn Kernel, proc_root: &Path, pid: u32, path: &str) {
+        if !self.enabled || !is_libssl(path) || self.has(pid, path) {
+            return;
         }
-        match self.symbols.openssl_at(proc_root, pid, path) {
-            Some(ssl) => self.attach(kernel, pid, ssl),
-            None => Probed::Unchanged,
+        if let Some(ssl) = self.symbols.openssl_at(proc_root, pid, path) {
+            self.request(kernel, pid, ssl);
         }
     }
 
     /// A watched `child` forked from `parent`: it runs the same OpenSSL.
-    pub fn forked(&mut self, kernel: &mut dyn Kernel, parent: u32, child: u32) -> Probed {
-        match self.probed.get(&parent) {
-            Some(ssl) => {
-                let ssl = ssl.clone();
-                self.attach(kernel, child, ssl)
-            }
-            None => Probed::Unchanged,
+    pub fn forked(&mut self, kernel: &mut dyn Kernel, parent: u32, child: u32) {
+        let ssl = self
+            .probed
+            .get(&parent)
+            .or_else(|| self.requested.get(&parent).and_then(|r| r.last()))
+            .cloned();
+        if let Some(ssl) = ssl {
+            self.request(kernel, child, ssl);
         }
     }
 
-    fn attach(&mut self, kernel: &mut dyn Kernel, pid: u32, ssl: OpenSsl) -> Probed {
+    /// Attached or asked for on `mapped` already.
+    fn has(&self, pid: u32, mapped: &str) -> bool {
+        self.probed.get(&pid).is_some_and(|s| s.mapped == mapped)
+            || self
+                .requested
+                .get(&pid)
+                .is_some_and(|r| r.iter().any(|s| s.mapped == mapped))
+    }
+
+    fn request(&mut self, kernel: &mut dyn Kernel, pid: u32, ssl: OpenSsl) {
+        if self.has(pid, &ssl.mapped) {
+            return;
+        }
         let functions: Vec<(u64, u64)> = ssl.functions.iter().map(|f| (f.file_offset, f.cookie)).collect();
-        match kernel.attach_tls(pid, &ssl.path, &functions) {
+        kernel.attach_tls(pid, &ssl.path, &functions);
+        self.requested.entry(pid).or_default().push(ssl);
+    }
+
+    /// The kernel's answer to an attach asked for.
+    pub fn attached(&mut self, done: TlsAttached) -> Probed {
+        let Some(list) = self.requested.get_mut(&done.pid) else {
+            // Forgotten meanwhile (exec, exit): the kernel detaches it next.
+            return Probed::Unchanged;
+        };
+        let Some(i) = list.iter().position(|s| s.path == done.path) else {
+            return Probed::Unchanged;
+        };
+        let ssl = list.remove(i);
+        if list.is_empty() {
+            self.requested.remove(&done.pid);
+        }
+        match done.result {
             Ok(true) => {
-                self.failed.remove(&pid);
-                self.probed.insert(pid, ssl.clone());
+                self.failed.remove(&done.pid);
+                self.probed.insert(done.pid, ssl.clone());
                 Probed::Attached(ssl)
             }
             Ok(false) => Probed::Unchanged,
             Err(e) => {
-                self.failed.insert(pid, ATTACH_FAILED);
-                Probed::Failed(format!("{e:#}"))
+                if !self.probed.contains_key(&done.pid) {
+                    self.failed.insert(done.pid, ATTACH_FAILED);
+                }
+                Probed::Failed(e)
             }
         }
     }
 
     /// `pid` exec'd another image or exited: its probes go.
     pub fn forget(&mut self, kernel: &mut dyn Kernel, pid: u32) {
-        if self.probed.remove(&pid).is_some() {
+        let had = self.probed.remove(&pid).is_some() | self.requested.remove(&pid).is_some();
+        if had {
             kernel.detach_tls(pid);
         }
         self.failed.remove(&pid);
@@ -117,14 +153,15 @@ impl TlsProbes {
         self.reported.remove(&pid);
     }
 
+    /// Probed, or about to be.
     pub fn is_probed(&self, pid: u32) -> bool {
-        self.probed.contains_key(&pid)
+        self.probed.contains_key(&pid) || self.requested.contains_key(&pid)
     }
 
-    /// A socket of `pid` carries TLS and `pid` has no probes: the reason its plaintext
-    /// cannot be read, the first time only.
+    /// A socket of `pid` carries TLS: the reason its plaintext cannot be read, the first
+    /// time only (None when it is probed or about to be, or was reported already).
     pub fn unreadable(&mut self, pid: u32) -> Option<&'static str> {
-        if self.reported.contains(&pid) || self.probed.contains_key(&pid) {
+        if self.reported.contains(&pid) || self.is_probed(pid) {
             return None;
         }
         if self.reported.len() >= MAX_REPORTED {
@@ -136,5 +173,167 @@ impl TlsProbes {
             false => DISABLED,
         };
         Some(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        path::PathBuf,
+        process::{Child, Command, Stdio},
+    };
+
+    use super::*;
+    use crate::kernel::KernelStats;
+
+    /// Records what was asked; answers at `tls_attached`, refusing when told to.
+    #[derive(Default)]
+    struct Uprobes {
+        attached: Vec<(u32, PathBuf, usize)>,
+        outcomes: Vec<TlsAttached>,
+        detached: Vec<u32>,
+        refuse: bool,
+    }
+
+    impl Kernel for Uprobes {
+        fn watch(&mut self, _: u32) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn unwatch(&mut self, _: u32) {}
+        fn stop_probing(&mut self, _: u32) {}
+        fn probe(&mut self, _: u32, _: u64) {}
+        fn stats(&self) -> anyhow::Result<KernelStats> {
+            Ok(KernelStats::default())
+        }
+        fn attached(&self) -> &[(String, u32)] {
+            &[]
+        }
+        fn attach_tls(&mut self, pid: u32, path: &Path, functions: &[(u64, u64)]) {
+            let result = if self.refuse {
+                Err("refused".to_string())
+            } else if self.attached.iter().any(|(p, f, _)| *p == pid && f == path) {
+                Ok(false)
+            } else {
+                self.attached.push((pid, path.to_path_buf(), functions.len()));
+                Ok(true)
+            };
+            self.outcomes.push(TlsAttached {
+                pid,
+                path: path.to_path_buf(),
+                result,
+            });
+        }
+        fn detach_tls(&mut self, pid: u32) {
+            self.detached.push(pid);
+            self.attached.retain(|(p, _, _)| *p != pid);
+        }
+        fn tls_attached(&mut self) -> Vec<TlsAttached> {
+            std::mem::take(&mut self.outcomes)
+        }
+    }
+
+    /// Feeds the kernel's answers back; what they gave.
+    fn answers(k: &mut Uprobes, probes: &mut TlsProbes) -> Vec<Probed> {
+        k.tls_attached().into_iter().map(|a| probes.attached(a)).collect()
+    }
+
+    /// A Python that imported `ssl` (it maps libssl.so.3), until dropped.
+    struct Python(Child);
+
+    impl Python {
+        fn start() -> Self {
+            let mut child = Command::new("python3")
+                .args(["-c", "import ssl, sys; print('up', flush=True); sys.stdin.read()"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+                &mut line,
+            )
+            .unwrap();
+            Self(child)
+        }
+    }
+
+    impl Drop for Python {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn a_process_is_probed_once_and_its_fork_on_the_same_library() {
+        let python = Python::start();
+        let pid = python.0.id();
+        let (mut k, mut probes) = (Uprobes::default(), TlsProbes::new(true));
+        probes.probe(&mut k, Path::new("/proc"), pid);
+        assert!(probes.is_probed(pid), "probed from the request on");
+        assert_eq!(probes.unreadable(pid), None, "about to be readable");
+        let Some(Probed::Attached(ssl)) = answers(&mut k, &mut probes).pop() else {
+            panic!("python maps libssl");
+        };
+        assert!(is_libssl(&ssl.mapped));
+        assert_eq!(k.attached, [(pid, ssl.path.clone(), 4)]);
+        // Its open of the same library, later: nothing asked.
+        probes.opened(&mut k, Path::new("/proc"), pid, &ssl.mapped);
+        // A file that is not libssl is not looked at.
+        probes.opened(&mut k, Path::new("/proc"), pid, "/etc/hosts");
+        assert!(k.outcomes.is_empty());
+        probes.forked(&mut k, pid, 999_999);
+        assert!(matches!(answers(&mut k, &mut probes)[..], [Probed::Attached(_)]));
+        assert_eq!(k.attached.len(), 2);
+        assert_eq!(probes.unreadable(pid), None, "probed: readable");
+        probes.exited(&mut k, 999_999);
+        probes.exited(&mut k, pid);
+        assert_eq!(k.detached, [999_999, pid]);
+        assert!(!probes.is_probed(pid));
+    }
+
+    #[test]
+    fn an_answer_for_a_process_forgotten_meanwhile_changes_nothing() {
+        let python = Python::start();
+        let pid = python.0.id();
+        let (mut k, mut probes) = (Uprobes::default(), TlsProbes::new(true));
+        probes.probe(&mut k, Path::new("/proc"), pid);
+        probes.forget(&mut k, pid);
+        assert_eq!(
+            k.detached,
+            [pid],
+            "the kernel detaches what it attached meanwhile"
+        );
+        assert!(matches!(answers(&mut k, &mut probes)[..], [Probed::Unchanged]));
+        assert!(!probes.is_probed(pid));
+    }
+
+    #[test]
+    fn unreadable_is_said_once_per_process_with_its_reason() {
+        let python = Python::start();
+        let pid = python.0.id();
+        let mut k = Uprobes {
+            refuse: true,
+            ..Uprobes::default()
+        };
+        let mut probes = TlsProbes::new(true);
+        probes.probe(&mut k, Path::new("/proc"), pid);
+        assert!(matches!(answers(&mut k, &mut probes)[..], [Probed::Failed(_)]));
+        assert_eq!(probes.unreadable(pid), Some(ATTACH_FAILED));
+        assert_eq!(probes.unreadable(pid), None, "once");
+        // A process with no OpenSSL at all (this test binary maps none).
+        let me = std::process::id();
+        probes.probe(&mut k, Path::new("/proc"), me);
+        assert!(k.outcomes.is_empty(), "nothing to attach");
+        assert_eq!(probes.unreadable(me), Some(NO_OPENSSL));
+        // --no-tls: nothing attached, and said so.
+        let (mut k, mut off) = (Uprobes::default(), TlsProbes::new(false));
+        off.probe(&mut k, Path::new("/proc"), pid);
+        assert!(k.outcomes.is_empty());
+        assert_eq!(off.unreadable(pid), Some(DISABLED));
+        // A pid that exited and came back is a new process.
+        probes.exited(&mut k, me);
+        assert_eq!(probes.unreadable(me), Some(NO_OPENSSL));
     }
 }

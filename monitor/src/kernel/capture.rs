@@ -2,26 +2,21 @@
 //!
 //! The hooks used here are what this kind of kernel allows (tracepoints and raw
 //! tracepoints); another backend (fexit, LSM) would be another `attach_*` here.
-use std::{
-    collections::HashMap as StdHashMap,
-    fs,
-    num::NonZeroU32,
-    path::{Path, PathBuf},
-};
+use std::{fs, path::Path};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{
-        BtfTracePoint, ProgramError, TracePoint, UProbe,
-        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
-    },
+    programs::{BtfTracePoint, ProgramError, TracePoint, UProbe},
 };
 use log::info;
 use monitor_common::{MAX_PROBE_TRIES, ProbeState, TracepointOffsets, WatchState, stat, watch_state};
 
-use super::{Kernel, KernelStats};
+use super::{
+    Kernel, KernelStats, TlsAttached,
+    uprobes::{TLS_ENTRY, TLS_RETURN, Uprobes},
+};
 
 /// The eBPF object built by monitor/build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -38,17 +33,11 @@ const TRACEPOINTS: &[(&str, &str, &str)] = &[
 ];
 /// tp_btf programs: their `pt_regs` argument is read with plain loads, no helper.
 const BTF_TRACEPOINTS: &[(&str, &str)] = &[("sys_exit", "sys_exit")];
-/// The TLS uprobes: loaded at start, attached per process (`attach_tls`).
-const TLS_ENTRY: &str = "ssl_enter";
-const TLS_RETURN: &str = "ssl_return";
-
-/// The uprobes attached for one process: per file, its links.
-type TlsLinks = Vec<(PathBuf, Vec<(&'static str, UProbeLinkId)>)>;
 
 pub struct Capture {
-    // Keeps programs and links alive; dropping it detaches everything.
-    ebpf: Ebpf,
-    tls: StdHashMap<u32, TlsLinks>,
+    // Keeps programs and links alive (on its own thread, where the TLS uprobes are
+    // attached); dropping it detaches everything.
+    uprobes: Uprobes,
     pub watched: HashMap<MapData, u32, WatchState>,
     probes: HashMap<MapData, u32, ProbeState>,
     stats: PerCpuArray<MapData, u64>,
@@ -92,12 +81,16 @@ impl Kernel for Capture {
         &self.attached
     }
 
-    fn attach_tls(&mut self, pid: u32, path: &Path, functions: &[(u64, u64)]) -> anyhow::Result<bool> {
-        Capture::attach_tls(self, pid, path, functions)
+    fn attach_tls(&mut self, pid: u32, path: &Path, functions: &[(u64, u64)]) {
+        self.uprobes.attach(pid, path, functions)
     }
 
     fn detach_tls(&mut self, pid: u32) {
-        Capture::detach_tls(self, pid)
+        self.uprobes.detach(pid)
+    }
+
+    fn tls_attached(&mut self) -> Vec<TlsAttached> {
+        self.uprobes.done()
     }
 }
 
@@ -252,8 +245,7 @@ impl Capture {
         let probes = HashMap::try_from(take_map(&mut ebpf, "PROBES")?)?;
         Ok((
             Self {
-                ebpf,
-                tls: StdHashMap::new(),
+                uprobes: Uprobes::start(ebpf)?,
                 watched,
                 probes,
                 stats,
@@ -283,63 +275,6 @@ impl Capture {
     pub fn unwatch(&mut self, pid: u32) {
         // Gone already (it exited, or was never pending): nothing to do.
         let _ = self.watched.remove(&pid);
-    }
-
-    /// Attaches the TLS uprobes to `functions` ((file offset, `tls_fn` cookie)) of the
-    /// ELF file at `path`, for `pid` only: other processes that map the file are not
-    /// trapped. False when that file is attached for `pid` already.
-    pub fn attach_tls(&mut self, pid: u32, path: &Path, functions: &[(u64, u64)]) -> anyhow::Result<bool> {
-        let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
-        if self
-            .tls
-            .get(&pid)
-            .is_some_and(|files| files.iter().any(|(p, _)| p == path))
-        {
-            return Ok(false);
-        }
-        let mut links = Vec::new();
-        let mut result = Ok(());
-        'all: for &(offset, cookie) in functions {
-            for prog in [TLS_ENTRY, TLS_RETURN] {
-                let p: &mut UProbe = program(&mut self.ebpf, prog)?;
-                let point = UProbeAttachPoint {
-                    location: UProbeAttachLocation::AbsoluteOffset(offset),
-                    cookie: Some(cookie),
-                };
-                match p.attach(point, path, scope) {
-                    Ok(id) => links.push((prog, id)),
-                    Err(e) => {
-                        result = Err(anyhow!(
-                            "attaching `{prog}` at {}+{offset:#x} for pid {pid}: {e}",
-                            path.display()
-                        ));
-                        break 'all;
-                    }
-                }
-            }
-        }
-        if let Err(e) = result {
-            self.detach_links(links);
-            return Err(e);
-        }
-        self.tls.entry(pid).or_default().push((path.to_path_buf(), links));
-        Ok(true)
-    }
-
-    /// Detaches every TLS uprobe of `pid` (it exited or exec'd).
-    pub fn detach_tls(&mut self, pid: u32) {
-        for (_, links) in self.tls.remove(&pid).unwrap_or_default() {
-            self.detach_links(links);
-        }
-    }
-
-    fn detach_links(&mut self, links: Vec<(&'static str, UProbeLinkId)>) {
-        for (prog, id) in links {
-            if let Ok(p) = program::<UProbe>(&mut self.ebpf, prog) {
-                // Already gone with its process: nothing to undo.
-                let _ = p.detach(id);
-            }
-        }
     }
 
     pub fn stats(&self) -> anyhow::Result<KernelStats> {

@@ -3,6 +3,7 @@
 //! which the real `capture::Capture` implements and benches replace.
 pub mod capture;
 pub mod records;
+pub mod uprobes;
 
 /// What the pipeline asks of the kernel side: add a process to the watched set, read
 /// the loss counters, name the attached programs. `Capture` is the real one; benches
@@ -23,15 +24,13 @@ pub trait Kernel {
     fn attached(&self) -> &[(String, u32)];
     /// Captures the TLS plaintext of `pid`: uprobes on `functions` ((file offset,
     /// `monitor_common::tls_fn` cookie)) of the ELF file at `path`, for that process
-    /// only. False: attached there already.
-    fn attach_tls(
-        &mut self,
-        pid: u32,
-        path: &std::path::Path,
-        functions: &[(u64, u64)],
-    ) -> anyhow::Result<bool>;
+    /// only. Done in the background (attaching waits on the kernel): the outcome comes
+    /// from `tls_attached`.
+    fn attach_tls(&mut self, pid: u32, path: &std::path::Path, functions: &[(u64, u64)]);
     /// Detaches the TLS uprobes of `pid` (it exited, or exec'd another image).
     fn detach_tls(&mut self, pid: u32);
+    /// Outcomes of `attach_tls` since the last call.
+    fn tls_attached(&mut self) -> Vec<TlsAttached>;
 }
 
 /// Kernel-side loss counters, summed over CPUs.
@@ -42,4 +41,13 @@ pub struct KernelStats {
     pub watch_full: u64,
     /// TLS calls whose return the kernel could not pair with their entry.
     pub tls_unpaired: u64,
+}
+
+/// What came of one `Kernel::attach_tls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsAttached {
+    pub pid: u32,
+    pub path: std::path::PathBuf,
+    /// True: attached; false: that file was attached for `pid` already; else why not.
+    pub result: Result<bool, String>,
 }

@@ -159,6 +159,11 @@ impl TlsMap {
         self.sockets.get(&(pid, fd)).copied().unwrap_or(false)
     }
 
+    /// Whether any socket of `pid` is known to carry TLS.
+    pub fn has_tls(&self, pid: u32) -> bool {
+        self.sockets.iter().any(|(&(p, _), &tls)| p == pid && tls)
+    }
+
     /// `fd` of `pid` was closed or replaced (`fd` < 0: all of them): the `SSL*`s on it are
     /// forgotten (an address OpenSSL reuses is another connection). Returns them.
     pub fn closed(&mut self, pid: u32, fd: i32) -> Vec<u64> {
