@@ -1324,11 +1324,7 @@ fn tcp_client(procs: &ProcessTable, inode: u64, exclude: &[u32]) -> (Option<Clie
     };
     let process = ends
         .peer_inode
-        .and_then(|peer| {
-            identity::socket_holders(Path::new("/proc"), peer, exclude)
-                .first()
-                .copied()
-        })
+        .and_then(|peer| identity::socket_holder(Path::new("/proc"), peer, exclude))
         .and_then(|pid| procs.get(pid))
         .map(ClientProcess::from_process);
     (process, Some(ends.peer))

@@ -218,7 +218,10 @@ impl Server {
             let Some(s) = self.session(&f.session) else {
                 continue;
             };
-            if s.peer.is_none() && s.peer_addr.is_none() {
+            // From its first connection; a session whose client process was not found
+            // there (a short connection gone before it was looked up) takes it from
+            // the first of its connections where it was.
+            if s.peer.is_none() && (s.peer_addr.is_none() || peer.is_some()) {
                 s.peer = peer.clone();
                 s.peer_addr = addr.clone();
             }

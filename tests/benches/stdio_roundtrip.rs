@@ -19,13 +19,19 @@
 //! `cargo xtask build`: `cargo bench --package integration-tests --bench stdio_roundtrip`.
 use std::{
     io::{Read as _, Write as _},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
-use integration_tests::{Daemon, daemon_binary, unique_tag};
+use integration_tests::{
+    Daemon,
+    bench::{
+        Layout, built_daemon, event_file, kernel_release, main_as_root, online_cpus, percentile, set_affinity,
+    },
+    unique_tag,
+};
 
 const ROUNDS: usize = 5;
 /// Timed round trips per configuration, over all rounds.
@@ -34,40 +40,6 @@ const REQUESTS: usize = 20_000;
 const WARM_UP: usize = 1_000;
 const REQUEST_BYTES: usize = 200;
 const WAIT: Duration = Duration::from_secs(30);
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Layout {
-    /// No affinity set: the scheduler places client, server and daemon.
-    Free,
-    /// Client and server on the last CPU, the daemon on CPU 0.
-    Pinned,
-}
-
-impl Layout {
-    const ALL: [Layout; 2] = [Layout::Free, Layout::Pinned];
-
-    fn label(self) -> &'static str {
-        match self {
-            Layout::Free => "free",
-            Layout::Pinned => "pinned",
-        }
-    }
-}
-
-/// Sets this thread's CPU affinity (inherited by the processes it starts then).
-fn set_affinity(cpus: impl IntoIterator<Item = usize>) -> anyhow::Result<()> {
-    // Safety: a zeroed cpu_set_t is an empty set; CPU_SET stays within it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for cpu in cpus {
-            libc::CPU_SET(cpu, &mut set);
-        }
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Config {
@@ -89,20 +61,7 @@ impl Config {
 }
 
 fn main() -> ExitCode {
-    // Safety: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "stdio_roundtrip: must run as root (it starts the daemon): run `cargo xtask bench` as root"
-        );
-        return ExitCode::FAILURE;
-    }
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("stdio_roundtrip: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    main_as_root("stdio_roundtrip", run)
 }
 
 /// The server under test, and the client's ends of its pipes.
@@ -206,18 +165,6 @@ fn request_line(id: u64) -> Vec<u8> {
     line
 }
 
-/// Where the watched daemon's events go: memory-backed when possible, so the file
-/// system does not weigh on the daemon.
-fn event_file() -> PathBuf {
-    let dir = Path::new("/dev/shm");
-    let dir = if dir.is_dir() {
-        dir.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
-    dir.join(format!("mcp-monitor-bench-{}.jsonl", std::process::id()))
-}
-
 /// What one watched round left in the event file.
 #[derive(Default)]
 struct Checked {
@@ -227,22 +174,14 @@ struct Checked {
 }
 
 fn run() -> anyhow::Result<()> {
-    let bin = daemon_binary();
-    if !bin.exists() {
-        bail!(
-            "{} missing: build it first (`cargo xtask build`, or set MCP_MONITOR_BIN)",
-            bin.display()
-        );
-    }
+    let bin = built_daemon()?;
     let per_round = REQUESTS / ROUNDS;
-    // Safety: sysconf has no preconditions.
-    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+    let online = online_cpus();
+    let all: Vec<usize> = (0..online).collect();
     println!("stdio_roundtrip: latency of a stdio tools/call round trip, without and with the daemon");
     println!(
         "machine: nproc {online}, Linux {}; daemon {}",
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim(),
+        kernel_release(),
         bin.display()
     );
     println!(
@@ -253,7 +192,7 @@ fn run() -> anyhow::Result<()> {
         online - 1
     );
     let tag = unique_tag("roundtrip");
-    let events_path = event_file();
+    let events_path = event_file("mcp-monitor-bench");
     // samples[layout][config]: nanoseconds per round trip.
     let mut samples: [[Vec<u64>; 3]; 2] = Default::default();
     // round_p50[layout][config]: each round's median, to show the spread between rounds.
@@ -286,7 +225,7 @@ fn run() -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })();
-    set_affinity(0..online)?;
+    set_affinity(0, &all)?;
     let _ = std::fs::remove_file(&events_path);
     result?;
 
@@ -370,16 +309,17 @@ fn measure(
         Config::Watched => Some(format!("*{tag}*")),
     };
     // Processes and threads inherit the affinity of the thread that starts them.
+    let all: Vec<usize> = (0..online).collect();
     match layout {
-        Layout::Free => set_affinity(0..online)?,
-        Layout::Pinned => set_affinity([0])?,
+        Layout::Free => set_affinity(0, &all)?,
+        Layout::Pinned => set_affinity(0, &[0])?,
     }
     let daemon = match &glob {
         None => None,
         Some(g) => Some(Daemon::start_with_events(&["--watch", g], events_path)?),
     };
     if layout == Layout::Pinned {
-        set_affinity([online - 1])?;
+        set_affinity(0, &[online - 1])?;
     }
     let mut peer = Peer::spawn(tag)?;
     let pid = u64::from(peer.pid());
@@ -428,13 +368,4 @@ fn measure(
         }
     }
     Ok(())
-}
-
-/// Nearest-rank percentile of sorted nanoseconds.
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1] as f64
 }

@@ -1,7 +1,10 @@
 //! Harness for tests that run the real daemon as root: start it with arguments, read
 //! its JSON events as they come (from its stdout, or from an event file), stop it with
 //! SIGTERM.
+pub mod bench;
+pub mod http;
 pub mod mcp;
+pub mod metrics;
 
 use std::{
     io::{BufRead, BufReader},
@@ -45,6 +48,23 @@ pub fn require_root() {
         0,
         "these tests load eBPF programs: run them as root (`cargo xtask test`)"
     );
+}
+
+/// A child process, killed and reaped when dropped, so that a failing test or bench
+/// leaves no server behind.
+pub struct Killed(pub Child);
+
+impl Killed {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[derive(Default)]

@@ -77,18 +77,7 @@ pub fn ts_https_server(name: &str, port: u16, cert: &Path, key: &Path) -> Vec<St
         "{} missing: run tests/mcp/setup.sh (cargo xtask test does)",
         sdk.display()
     );
-    vec![
-        "node".into(),
-        mcp_dir().join("ts_https_server.mjs").display().to_string(),
-        "--port".into(),
-        port.to_string(),
-        "--cert".into(),
-        cert.display().to_string(),
-        "--key".into(),
-        key.display().to_string(),
-        "--name".into(),
-        name.into(),
-    ]
+    tls_server("node".into(), "ts_https_server.mjs", name, port, cert, key)
 }
 
 /// A glob matching exactly `ts_https_server(name, ..)`'s command line.
@@ -100,9 +89,30 @@ pub fn ts_https_server_glob(name: &str) -> String {
 /// --name NAME`: TLS in pure Python (tlslite-ng) that never loads OpenSSL, answering any
 /// HTTP request on 127.0.0.1:PORT with `200 OK`, one connection at a time per thread.
 pub fn tls_unreadable_server(name: &str, port: u16, cert: &Path, key: &Path) -> Vec<String> {
-    vec![
+    tls_server(
         venv_python().display().to_string(),
-        mcp_dir().join("tls_unreadable_server.py").display().to_string(),
+        "tls_unreadable_server.py",
+        name,
+        port,
+        cert,
+        key,
+    )
+}
+
+/// A glob matching exactly `tls_unreadable_server(name, ..)`'s command line.
+pub fn tls_unreadable_server_glob(name: &str) -> String {
+    format!(
+        "{} *tls_unreadable_server.py --port * --name {name}",
+        venv_python().display()
+    )
+}
+
+/// `PROGRAM tests/mcp/SCRIPT --port PORT --cert CERT --key KEY --name NAME`: the command
+/// line both TLS test servers take, the name last so that a glob can end with it.
+fn tls_server(program: String, script: &str, name: &str, port: u16, cert: &Path, key: &Path) -> Vec<String> {
+    vec![
+        program,
+        mcp_dir().join(script).display().to_string(),
         "--port".into(),
         port.to_string(),
         "--cert".into(),
@@ -112,14 +122,6 @@ pub fn tls_unreadable_server(name: &str, port: u16, cert: &Path, key: &Path) -> 
         "--name".into(),
         name.into(),
     ]
-}
-
-/// A glob matching exactly `tls_unreadable_server(name, ..)`'s command line.
-pub fn tls_unreadable_server_glob(name: &str) -> String {
-    format!(
-        "{} *tls_unreadable_server.py --port * --name {name}",
-        venv_python().display()
-    )
 }
 
 /// A self-signed certificate for `localhost` and 127.0.0.1 (RSA 2048, one day), made by
@@ -227,12 +229,7 @@ pub fn assert_all_ok(report: &Value) {
 /// Runs a client driver against a Streamable HTTP endpoint, with extra request headers
 /// (NAME=VALUE), and returns its report.
 pub fn drive_url(client: Client, name: &str, url: &str, calls: &Value, headers: &[String]) -> Value {
-    let mut cmd = driver(client, name, calls);
-    cmd.args(["--url", url]);
-    for h in headers {
-        cmd.args(["--header", h]);
-    }
-    run_driver(cmd)
+    run_driver(url_driver(client, name, url, calls, headers))
 }
 
 /// `drive_url` on an `https://` endpoint whose certificate `ca` signed: `--cafile CA` for
@@ -246,11 +243,7 @@ pub fn drive_https_url(
     calls: &Value,
     headers: &[String],
 ) -> Value {
-    let mut cmd = driver(client, name, calls);
-    cmd.args(["--url", url]);
-    for h in headers {
-        cmd.args(["--header", h]);
-    }
+    let mut cmd = url_driver(client, name, url, calls, headers);
     match client {
         Client::Python => {
             cmd.arg("--cafile").arg(ca);
@@ -283,6 +276,16 @@ fn driver(client: Client, name: &str, calls: &Value) -> Command {
         "--calls",
         &calls.to_string(),
     ]);
+    cmd
+}
+
+/// `driver` for a Streamable HTTP endpoint, with extra request headers (NAME=VALUE).
+fn url_driver(client: Client, name: &str, url: &str, calls: &Value, headers: &[String]) -> Command {
+    let mut cmd = driver(client, name, calls);
+    cmd.args(["--url", url]);
+    for h in headers {
+        cmd.args(["--header", h]);
+    }
     cmd
 }
 

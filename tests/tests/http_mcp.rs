@@ -6,109 +6,28 @@
 //! `"transport": "http"`, its session, clientInfo and client process; the metrics agree.
 mod common;
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use integration_tests::{
     Daemon,
-    mcp::{
-        Client, assert_all_ok, drive_url, everything_http_server, free_port, python_http_server,
-        python_server_glob, wait_listening,
-    },
+    http::{calls_of, reported_calls, start_server},
+    mcp::{Client, drive_url, everything_http_server, free_port, python_http_server, python_server_glob},
+    metrics::wait_metric,
     unique_tag,
 };
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A server process, killed when dropped.
-struct Server(Child);
-
-impl Server {
-    fn start(cmd: &[String], port: u16) -> Self {
-        let child = Command::new(&cmd[0])
-            .args(&cmd[1..])
-            .env("PORT", port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the HTTP server");
-        wait_listening(port);
-        Self(child)
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The `tool_call` events of one client process, waiting until there are `n`.
-fn calls_of(d: &Daemon, client_pid: &Value, n: usize) -> Vec<Value> {
-    let of_client = |e: &Value| e["type"] == "tool_call" && e["agent"]["pid"] == *client_pid;
-    d.wait_until(WAIT, |events| events.iter().filter(|e| of_client(e)).count() >= n)
-        .unwrap_or_else(|e| panic!("{e:#}: {:#?}", d.events()));
-    let mut calls: Vec<Value> = d.events().into_iter().filter(of_client).collect();
-    calls.sort_by_key(|e| e["request_id"].as_i64());
-    calls
-}
-
-/// `mcp_tool_calls_total` for one server label, summed over the other labels, once it
-/// reaches `want` (the daemon counts as it writes events; a scrape may come between).
+/// Waits until `mcp_tool_calls_total` for one server label, summed over the other labels,
+/// is `want` (the daemon counts as it writes events; a scrape may come between).
 fn wait_tool_calls_metric(d: &Daemon, server: &str, want: f64) {
-    let addr = d.ready["metrics_addr"].as_str().unwrap();
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let (_, body) = common::http_get(addr, "/metrics").unwrap();
-        let got: f64 = common::parse_exposition(&body)
-            .unwrap()
-            .iter()
-            .filter(|s| s.name == "mcp_tool_calls_total" && s.labels["server"] == server)
-            .map(|s| s.value)
-            .sum();
-        if got == want {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "mcp_tool_calls_total{{server={server:?}}} is {got}, not {want}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The JSON-RPC ids of the calls a driver reports, in order.
-fn request_ids(report: &Value) -> Vec<i64> {
-    report["calls"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["request_id"].as_i64().unwrap())
-        .collect()
-}
-
-fn assert_call(e: &Value, tool: &str, id: i64, client: &str, report: &Value) {
-    assert_eq!(e["transport"], "http", "{e:#}");
-    assert_eq!(e["tls"], false, "plain HTTP: {e:#}");
-    assert_eq!(e["tool"], tool, "{e:#}");
-    assert_eq!(e["request_id"], id, "{e:#}");
-    assert_eq!(e["outcome"], "ok", "{e:#}");
-    assert_eq!(e["agent"]["client"]["name"], client, "{e:#}");
-    assert_eq!(e["agent"]["pid"], report["client_pid"], "{e:#}");
-    assert!(
-        e["agent"]["address"]
-            .as_str()
-            .is_some_and(|a| a.starts_with("127.0.0.1:")),
-        "{e:#}"
+    wait_metric(
+        d,
+        WAIT,
+        "mcp_tool_calls_total",
+        |s| s.labels["server"] == server,
+        |got| got == want,
     );
 }
 
@@ -117,7 +36,7 @@ fn legacy_era_over_http_with_the_everything_server_and_both_sdk_clients() {
     let tag = unique_tag("everything");
     let d = Daemon::start(&["--watch", &format!("*server-everything*streamableHttp {tag}")]).unwrap();
     let port = free_port();
-    let server = Server::start(&everything_http_server(&tag), port);
+    let server = start_server(&everything_http_server(&tag), port);
     d.wait_for(WAIT, |e| {
         e["type"] == "server_started" && e["server"]["pid"] == server.pid()
     })
@@ -131,12 +50,7 @@ fn legacy_era_over_http_with_the_everything_server_and_both_sdk_clients() {
     let ts = drive_url(Client::TypeScript, "ts-agent", &url, &calls, &[]);
     let py = drive_url(Client::Python, "py-agent", &url, &calls, &[]);
     for (report, name) in [(&ts, "ts-agent"), (&py, "py-agent")] {
-        assert_all_ok(report);
-        let e = calls_of(&d, &report["client_pid"], 2);
-        assert_eq!(e.len(), 2, "exactly one event per call: {e:#?}");
-        let ids = request_ids(report);
-        assert_call(&e[0], "echo", ids[0], name, report);
-        assert_call(&e[1], "get-sum", ids[1], name, report);
+        let e = reported_calls(&d, report, &["echo", "get-sum"], name, false);
         assert_eq!(e[0]["arguments"], json!({"message": "over http"}));
         assert_eq!(e[0]["protocol"]["era"], "initialize", "{:#}", e[0]);
         assert_eq!(e[0]["server"]["pid"], server.pid());
@@ -169,19 +83,14 @@ fn stateless_era_over_http_with_a_python_server_and_effects_in_the_call() {
     let port = free_port();
     let glob = format!("{} --http *", python_server_glob(&tag));
     let d = Daemon::start(&["--watch", &glob]).unwrap();
-    let server = Server::start(&python_http_server(&tag, port), port);
+    let server = start_server(&python_http_server(&tag, port), port);
     let url = format!("http://127.0.0.1:{port}/mcp");
     let calls = json!([
         {"tool": "echo", "arguments": {"text": "hi"}},
         {"tool": "read_secret", "arguments": {"path": file}},
     ]);
     let report = drive_url(Client::Python, "stateless-agent", &url, &calls, &[]);
-    assert_all_ok(&report);
-    let e = calls_of(&d, &report["client_pid"], 2);
-    assert_eq!(e.len(), 2, "{e:#?}");
-    let ids = request_ids(&report);
-    assert_call(&e[0], "echo", ids[0], "stateless-agent", &report);
-    assert_call(&e[1], "read_secret", ids[1], "stateless-agent", &report);
+    let e = reported_calls(&d, &report, &["echo", "read_secret"], "stateless-agent", false);
     assert_eq!(e[0]["protocol"]["era"], "stateless", "{:#}", e[0]);
     assert_eq!(e[0]["protocol"]["version"], "2026-07-28");
     assert_eq!(e[0]["server"]["pid"], server.pid());
@@ -239,7 +148,7 @@ unregistered_servers: ignore
     let nothing = format!("/nothing/{tag}");
     let d = Daemon::start(&["--policy", policy.to_str().unwrap(), "--watch", &nothing]).unwrap();
     let port = free_port();
-    let _server = Server::start(&python_http_server(&tag, port), port);
+    let _server = start_server(&python_http_server(&tag, port), port);
     let url = format!("http://127.0.0.1:{port}/mcp");
     let alice_token = jwt(&json!({
         "sub": "alice@example.com", "iss": "https://idp.example", "azp": "cursor",

@@ -9,51 +9,24 @@
 mod common;
 
 use std::{
-    path::Path,
-    process::{Child, Command, Stdio},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
     time::Duration,
 };
 
 use integration_tests::{
     Daemon,
+    http::{reported_calls, start_server},
     mcp::{
-        Client, assert_all_ok, drive_https_url, free_port, make_cert, python_https_server,
-        python_server_glob, tls_unreadable_server, tls_unreadable_server_glob, ts_https_server,
-        ts_https_server_glob, wait_listening,
+        Client, drive_https_url, free_port, make_cert, python_https_server, python_server_glob,
+        tls_unreadable_server, tls_unreadable_server_glob, ts_https_server, ts_https_server_glob,
     },
+    metrics::{metric, wait_metric},
     unique_tag,
 };
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A server process, killed when dropped.
-struct Server(Child);
-
-impl Server {
-    fn start(cmd: &[String], port: u16) -> Self {
-        let child = Command::new(&cmd[0])
-            .args(&cmd[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the HTTPS server");
-        wait_listening(port);
-        Self(child)
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The `monitor_status` event saying the OpenSSL uprobes are on `pid`; the test fails
 /// with the daemon's events when it does not come (no plaintext could be seen without).
@@ -78,78 +51,6 @@ fn wait_tls_probed(d: &Daemon, pid: u32) -> Value {
     e
 }
 
-/// The `tool_call` events of one client process, waiting until there are `n`.
-fn calls_of(d: &Daemon, client_pid: &Value, n: usize) -> Vec<Value> {
-    let of_client = |e: &Value| e["type"] == "tool_call" && e["agent"]["pid"] == *client_pid;
-    d.wait_until(WAIT, |events| events.iter().filter(|e| of_client(e)).count() >= n)
-        .unwrap_or_else(|e| panic!("{e:#}: {:#?}\nstderr: {}", d.events(), d.stderr()));
-    let mut calls: Vec<Value> = d.events().into_iter().filter(of_client).collect();
-    calls.sort_by_key(|e| e["request_id"].as_i64());
-    calls
-}
-
-/// The samples named `name` whose labels pass `labels`, summed (0 when there are none).
-fn metric(d: &Daemon, name: &str, labels: impl Fn(&common::Sample) -> bool) -> f64 {
-    let addr = d.ready["metrics_addr"].as_str().unwrap();
-    let (_, body) = common::http_get(addr, "/metrics").unwrap();
-    common::parse_exposition(&body)
-        .unwrap()
-        .iter()
-        .filter(|s| s.name == name && labels(s))
-        .map(|s| s.value)
-        .sum()
-}
-
-/// Waits until `metric(d, name, labels)` passes `ok` (the daemon counts as it goes; a
-/// scrape may come between), and returns it.
-fn wait_metric(
-    d: &Daemon,
-    name: &str,
-    labels: impl Fn(&common::Sample) -> bool,
-    ok: impl Fn(f64) -> bool,
-) -> f64 {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let got = metric(d, name, &labels);
-        if ok(got) {
-            return got;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{name} is {got}\nstderr: {}",
-            d.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The JSON-RPC ids of the calls a driver reports, in order.
-fn request_ids(report: &Value) -> Vec<i64> {
-    report["calls"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["request_id"].as_i64().unwrap())
-        .collect()
-}
-
-fn assert_call(e: &Value, tool: &str, id: i64, client: &str, report: &Value) {
-    assert_eq!(e["transport"], "http", "{e:#}");
-    assert_eq!(e["tls"], true, "{e:#}");
-    assert_eq!(e["tool"], tool, "{e:#}");
-    assert_eq!(e["request_id"], id, "{e:#}");
-    assert_eq!(e["outcome"], "ok", "{e:#}");
-    assert_eq!(e["agent"]["client"]["name"], client, "{e:#}");
-    assert_eq!(e["agent"]["pid"], report["client_pid"], "{e:#}");
-    assert!(
-        e["agent"]["address"]
-            .as_str()
-            .is_some_and(|a| a.starts_with("127.0.0.1:")),
-        "{e:#}"
-    );
-    assert!(e["session"].as_str().is_some_and(|s| !s.is_empty()), "{e:#}");
-}
-
 /// The paths of the files a call's effects list.
 fn files_of<'a>(e: &'a Value, kind: &str) -> Vec<&'a str> {
     e["effects"][kind]
@@ -165,6 +66,7 @@ fn files_of<'a>(e: &'a Value, kind: &str) -> Vec<&'a str> {
 fn assert_tls_metrics(d: &Daemon) {
     wait_metric(
         d,
+        WAIT,
         "mcp_monitor_tls_ciphertext_dropped_total",
         |_| true,
         |v| v > 0.0,
@@ -190,7 +92,7 @@ fn assert_secret_in_call(e: &[Value], file: &Path) {
 }
 
 /// A `.env` file (a secret to the built-in policy) for read_secret to read.
-fn env_file(dir: &Path) -> std::path::PathBuf {
+fn env_file(dir: &Path) -> PathBuf {
     let file = dir.join(".env");
     std::fs::write(&file, "API_TOKEN=do-not-leak\n").unwrap();
     file
@@ -204,77 +106,78 @@ fn echo_and_read(file: &Path) -> Value {
     ])
 }
 
-#[test]
-fn python_sdk_server_over_https_with_uvicorn() {
-    let tag = unique_tag("pyhttps");
-    let dir = common::TempDir::new(&tag);
+/// What both SDK servers must do over HTTPS: the server `server(port, cert, key)`,
+/// watched by `glob` and probed before any call, driven by `client` as `agent` with the
+/// echo + read_secret calls, each one `tool_call` event with TLS in a session, the secret
+/// read the second call's, every HTTP message parsed. `check(events, report)` asserts
+/// what differs between the SDKs (era, session), before the secret and the metrics.
+fn echo_and_read_over_https(
+    tag: &str,
+    glob: &str,
+    server: impl Fn(u16, &Path, &Path) -> Vec<String>,
+    client: Client,
+    agent: &str,
+    check: impl FnOnce(&[Value], &Value),
+) {
+    let dir = common::TempDir::new(tag);
     let (cert, key) = make_cert(dir.path());
     let file = env_file(dir.path());
     let port = free_port();
-    let glob = format!("{} --http *", python_server_glob(&tag));
-    let d = Daemon::start(&["--watch", &glob]).unwrap();
-    let server = Server::start(&python_https_server(&tag, port, &cert, &key), port);
+    let d = Daemon::start(&["--watch", glob]).unwrap();
+    let server = start_server(&server(port, &cert, &key), port);
     wait_tls_probed(&d, server.pid());
     let url = format!("https://127.0.0.1:{port}/mcp");
-    let report = drive_https_url(
-        Client::Python,
-        "https-py-agent",
-        &url,
-        &cert,
-        &echo_and_read(&file),
-        &[],
-    );
-    assert_all_ok(&report);
-    let e = calls_of(&d, &report["client_pid"], 2);
-    assert_eq!(e.len(), 2, "exactly one event per call: {e:#?}");
-    let ids = request_ids(&report);
-    assert_call(&e[0], "echo", ids[0], "https-py-agent", &report);
-    assert_call(&e[1], "read_secret", ids[1], "https-py-agent", &report);
+    let report = drive_https_url(client, agent, &url, &cert, &echo_and_read(&file), &[]);
+    let e = reported_calls(&d, &report, &["echo", "read_secret"], agent, true);
+    for call in &e {
+        assert!(
+            call["session"].as_str().is_some_and(|s| !s.is_empty()),
+            "{call:#}"
+        );
+    }
     assert_eq!(e[0]["arguments"], json!({"text": "over https"}));
-    assert_eq!(e[0]["protocol"]["era"], "stateless", "{:#}", e[0]);
     assert_eq!(e[0]["server"]["pid"], server.pid());
-    // One keep-alive connection, so one session for both calls.
-    assert_eq!(e[0]["session"], e[1]["session"], "{e:#?}");
+    check(&e, &report);
     // The server's secret read belongs to the call that caused it.
     assert_secret_in_call(&e, &file);
     assert_tls_metrics(&d);
 }
 
 #[test]
+fn python_sdk_server_over_https_with_uvicorn() {
+    let tag = unique_tag("pyhttps");
+    echo_and_read_over_https(
+        &tag,
+        &format!("{} --http *", python_server_glob(&tag)),
+        |port, cert, key| python_https_server(&tag, port, cert, key),
+        Client::Python,
+        "https-py-agent",
+        |e, _| {
+            assert_eq!(e[0]["protocol"]["era"], "stateless", "{:#}", e[0]);
+            // One keep-alive connection, so one session for both calls.
+            assert_eq!(e[0]["session"], e[1]["session"], "{e:#?}");
+        },
+    );
+}
+
+#[test]
 fn typescript_sdk_server_over_https_with_node() {
     let tag = unique_tag("tshttps");
-    let dir = common::TempDir::new(&tag);
-    let (cert, key) = make_cert(dir.path());
-    let file = env_file(dir.path());
-    let port = free_port();
-    let d = Daemon::start(&["--watch", &ts_https_server_glob(&tag)]).unwrap();
-    let server = Server::start(&ts_https_server(&tag, port, &cert, &key), port);
-    wait_tls_probed(&d, server.pid());
-    let url = format!("https://127.0.0.1:{port}/mcp");
-    let report = drive_https_url(
+    echo_and_read_over_https(
+        &tag,
+        &ts_https_server_glob(&tag),
+        |port, cert, key| ts_https_server(&tag, port, cert, key),
         Client::TypeScript,
         "https-ts-agent",
-        &url,
-        &cert,
-        &echo_and_read(&file),
-        &[],
+        |e, report| {
+            assert_eq!(e[0]["protocol"]["era"], "initialize", "{:#}", e[0]);
+            assert_eq!(e[0]["server"]["info"]["name"], tag.as_str(), "{:#}", e[0]);
+            // The session is the Mcp-Session-Id the server handed out, the same for both calls.
+            let session = report["session_id"].as_str().expect("a stateful server");
+            assert_eq!(e[0]["session"], session, "{:#}", e[0]);
+            assert_eq!(e[1]["session"], session, "{:#}", e[1]);
+        },
     );
-    assert_all_ok(&report);
-    let e = calls_of(&d, &report["client_pid"], 2);
-    assert_eq!(e.len(), 2, "exactly one event per call: {e:#?}");
-    let ids = request_ids(&report);
-    assert_call(&e[0], "echo", ids[0], "https-ts-agent", &report);
-    assert_call(&e[1], "read_secret", ids[1], "https-ts-agent", &report);
-    assert_eq!(e[0]["arguments"], json!({"text": "over https"}));
-    assert_eq!(e[0]["protocol"]["era"], "initialize", "{:#}", e[0]);
-    assert_eq!(e[0]["server"]["pid"], server.pid());
-    assert_eq!(e[0]["server"]["info"]["name"], tag.as_str(), "{:#}", e[0]);
-    // The session is the Mcp-Session-Id the server handed out, the same for both calls.
-    let session = report["session_id"].as_str().expect("a stateful server");
-    assert_eq!(e[0]["session"], session, "{:#}", e[0]);
-    assert_eq!(e[1]["session"], session, "{:#}", e[1]);
-    assert_secret_in_call(&e, &file);
-    assert_tls_metrics(&d);
 }
 
 /// `curl --cacert CERT https://127.0.0.1:PORT/`: the body.
@@ -302,7 +205,7 @@ fn tls_the_monitor_cannot_read_is_reported() {
     let (cert, key) = make_cert(dir.path());
     let port = free_port();
     let d = Daemon::start(&["--watch", &tls_unreadable_server_glob(&tag)]).unwrap();
-    let server = Server::start(&tls_unreadable_server(&tag, port, &cert, &key), port);
+    let server = start_server(&tls_unreadable_server(&tag, port, &cert, &key), port);
     let pid = server.pid();
     let unreadable =
         |e: &Value| e["type"] == "monitor_status" && e["status"] == "tls_unreadable" && e["pid"] == pid;
@@ -328,6 +231,8 @@ fn tls_the_monitor_cannot_read_is_reported() {
         "nothing to probe in a process without OpenSSL"
     );
     let no_openssl = |s: &common::Sample| s.labels.get("reason").is_some_and(|r| r == "no_openssl");
-    wait_metric(&d, "mcp_monitor_tls_unreadable_total", no_openssl, |v| v >= 1.0);
+    wait_metric(&d, WAIT, "mcp_monitor_tls_unreadable_total", no_openssl, |v| {
+        v >= 1.0
+    });
     assert_eq!(metric(&d, "mcp_monitor_tls_unreadable_total", no_openssl), 1.0);
 }

@@ -7,12 +7,17 @@
 mod common;
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
 use base64::Engine as _;
-use integration_tests::{Daemon, mcp::free_port, mcp::wait_listening, unique_tag};
+use integration_tests::{
+    Daemon, Killed,
+    mcp::{free_port, wait_listening},
+    metrics::scrape,
+    unique_tag,
+};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -85,15 +90,6 @@ sys.stdout.buffer.write(got)
 
 const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfine!";
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A request larger than one TLS record (16 KiB), so that it takes several reads.
 fn request() -> Vec<u8> {
     let body: String = (0..40_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
@@ -157,7 +153,7 @@ fn round_trip(server_script: &str, name: &str, functions: &[&str]) {
             .spawn()
             .unwrap(),
     );
-    let pid = server.0.id();
+    let pid = server.pid();
     wait_listening(port);
     // The probes went on as it imported `ssl`, before it listened.
     let probed = d
@@ -216,9 +212,7 @@ fn round_trip(server_script: &str, name: &str, functions: &[&str]) {
         assert!(functions.contains(&e["syscall"].as_str().unwrap()), "{e:#}");
     }
     // Nothing of it was lost or left without its socket.
-    let addr = d.ready["metrics_addr"].as_str().unwrap().to_string();
-    let (_, body) = common::http_get(&addr, "/metrics").unwrap();
-    for s in common::parse_exposition(&body).unwrap() {
+    for s in scrape(&d).unwrap() {
         if s.name == "mcp_monitor_events_lost_total" {
             assert_eq!(s.value, 0.0, "{s:?}");
         }

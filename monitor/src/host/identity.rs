@@ -255,6 +255,23 @@ pub fn socket_holders(proc_root: &Path, inode: u64, exclude: &[u32]) -> Vec<u32>
     holders(proc_root, &format!("socket:[{inode}]"), exclude, false)
 }
 
+/// A process holding socket `inode`, looked for from the newest process down, and the
+/// search ends at the first: a connection's client is usually a recent process, and
+/// reading every process's fds took 10-50 ms per accepted connection here, enough for
+/// the daemon to fall behind a client's short connections. A socket shared across a
+/// fork names the child.
+pub fn socket_holder(proc_root: &Path, inode: u64, exclude: &[u32]) -> Option<u32> {
+    let target = format!("socket:[{inode}]");
+    let mut pids: Vec<u32> = crate::host::procs::pids(proc_root).collect();
+    pids.sort_unstable_by(|a, b| b.cmp(a));
+    pids.into_iter().filter(|p| !exclude.contains(p)).find(|pid| {
+        fs::read_dir(proc_root.join(pid.to_string()).join("fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == target.as_str()))
+        })
+    })
+}
+
 /// The client among the candidates: the server's parent when it is one (it spawned the
 /// server), else the first; with none (the client closed its end), the parent.
 pub fn pick_client(candidates: &[u32], parent: u32) -> Option<u32> {

@@ -1,0 +1,111 @@
+//! What the benches that run the real daemon share: the root check around their `run`,
+//! the daemon binary, CPU layouts and affinity, where events go, percentiles.
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::bail;
+
+/// A bench's `main`: `run` as root (it starts the daemon), its error printed as
+/// `NAME: error: ...` and a failure exit status.
+pub fn main_as_root(name: &str, run: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
+    // Safety: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("{name}: must run as root (it starts the daemon): run `cargo xtask bench` as root");
+        return ExitCode::FAILURE;
+    }
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The daemon binary, which must have been built before (a bench does not build it).
+pub fn built_daemon() -> anyhow::Result<PathBuf> {
+    let bin = crate::daemon_binary();
+    if !bin.exists() {
+        bail!(
+            "{} missing: build it first (`cargo xtask build`, or set MCP_MONITOR_BIN)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// CPUs online.
+pub fn online_cpus() -> usize {
+    // Safety: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize
+}
+
+/// The running kernel's release, for the report's machine line.
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Where CPUs the bench's processes run on. On a small VM, `Free` round trips are
+/// dominated by waking an idle CPU, which a busy daemon can make cheaper; `Pinned` takes
+/// idle CPUs out of the path and shows what the daemon adds to the measured processes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// No affinity set: the scheduler places the measured processes and the daemon
+    /// (what users get).
+    Free,
+    /// The measured processes (clients and servers) on the last CPU, the daemon on CPU 0.
+    Pinned,
+}
+
+impl Layout {
+    pub const ALL: [Layout; 2] = [Layout::Free, Layout::Pinned];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Layout::Free => "free",
+            Layout::Pinned => "pinned",
+        }
+    }
+}
+
+/// Sets the CPU affinity of thread `tid` (0: the calling thread, whose affinity the
+/// processes and threads it starts inherit).
+pub fn set_affinity(tid: i32, cpus: &[usize]) -> anyhow::Result<()> {
+    // Safety: a zeroed cpu_set_t is an empty set; CPU_SET stays within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        if libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            bail!("sched_setaffinity({tid}): {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Where a daemon's events go, `NAME-PID.jsonl`: memory-backed when possible, so that
+/// the file system does not weigh on the daemon.
+pub fn event_file(name: &str) -> PathBuf {
+    let dir = Path::new("/dev/shm");
+    let dir = if dir.is_dir() {
+        dir.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    dir.join(format!("{name}-{}.jsonl", std::process::id()))
+}
+
+/// Nearest-rank percentile of sorted nanoseconds.
+pub fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64
+}
