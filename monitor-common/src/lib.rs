@@ -255,6 +255,15 @@ pub struct TracepointOffsets {
     pub exit_group_dead: u32,
     pub execve_argv: u32,
     pub execveat_argv: u32,
+    /// `sock:inet_sock_set_state`: who connects (see [`ConnectKey`]).
+    pub sock_skaddr: u32,
+    pub sock_oldstate: u32,
+    pub sock_newstate: u32,
+    pub sock_sport: u32,
+    pub sock_family: u32,
+    pub sock_protocol: u32,
+    pub sock_saddr: u32,
+    pub sock_saddr_v6: u32,
 }
 
 /// Values of [`WatchState::pending`].
@@ -313,8 +322,28 @@ pub struct TlsCall {
     pub _pad: u32,
 }
 
+/// The local end of a TCP connection a process opened, as `CONNECTS` keys it: the
+/// process that connected, recorded in the kernel as it connects, so that a server's
+/// accepted connection names its client however briefly it lived.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ConnectKey {
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// Local port, host byte order.
+    pub port: u16,
+    /// Local address: 4 bytes for `AF_INET`, then zeros.
+    pub addr: [u8; 16],
+}
+
+/// `AF_INET`, `AF_INET6`.
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
 #[cfg(feature = "user")]
 mod user {
+    // Safety: plain `#[repr(C)]` integers and bytes, no padding.
+    unsafe impl aya::Pod for super::ConnectKey {}
     // Safety: plain `#[repr(C)]` integers, no padding.
     unsafe impl aya::Pod for super::TracepointOffsets {}
     // Safety: plain `#[repr(C)]` integers, no padding.

@@ -4,8 +4,8 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    AcceptRecord, ConnectRecord, DataRecord, ExecRecord, OpenRecord, ProbeState, TlsCall, TracepointOffsets,
-    WatchState, stat,
+    AcceptRecord, ConnectKey, ConnectRecord, DataRecord, ExecRecord, OpenRecord, ProbeState, TlsCall,
+    TracepointOffsets, WatchState, stat,
 };
 
 /// Every record for userspace.
@@ -38,6 +38,16 @@ pub static EXEC_ARGS: LruHashMap<u32, ExecRecord> = LruHashMap::with_max_entries
 #[map]
 pub static TLS_CALLS: LruHashMap<u32, TlsCall> = LruHashMap::with_max_entries(4096, 0);
 
+/// Who opened each recent TCP connection on the host, by its local end: the tgid of
+/// the process that connected (see `probes::connects`).
+#[map]
+pub static CONNECTS: LruHashMap<ConnectKey, u32> = LruHashMap::with_max_entries(16384, 0);
+
+/// Sockets in `SYN_SENT`, by address: the tgid that connected, until the connection is
+/// established and its local port known.
+#[map]
+pub static CONNECTING: LruHashMap<u64, u32> = LruHashMap::with_max_entries(4096, 0);
+
 /// Counters of what could not be captured (indices in `monitor_common::stat`).
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
@@ -66,6 +76,14 @@ pub static TP_OFFSETS: TracepointOffsets = TracepointOffsets {
     exit_group_dead: 32,
     execve_argv: 24,
     execveat_argv: 32,
+    sock_skaddr: 8,
+    sock_oldstate: 16,
+    sock_newstate: 20,
+    sock_sport: 24,
+    sock_family: 28,
+    sock_protocol: 30,
+    sock_saddr: 32,
+    sock_saddr_v6: 40,
 };
 
 /// 1: look at unwatched processes' reads for MCP (`probes::discover`); userspace sets

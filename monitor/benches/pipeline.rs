@@ -162,6 +162,10 @@ impl Kernel for NoKernel {
     fn tls_attached(&mut self) -> Vec<monitor::kernel::TlsAttached> {
         Vec::new()
     }
+
+    fn connector(&self, _local: std::net::SocketAddr) -> Option<u32> {
+        None
+    }
 }
 
 fn run() -> anyhow::Result<()> {

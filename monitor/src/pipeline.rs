@@ -938,7 +938,9 @@ impl Pipeline {
     /// as if the kernel had said it was accepted (it was, before anyone watched).
     fn adopt_connection(&mut self, pid: u32, fd: i32) {
         let (peer, addr) = match self.fds.cached(pid, fd) {
-            Some(&FdKind::Socket { inode }) => tcp_client(&self.procs, inode, &[pid, self.self_pid]),
+            Some(&FdKind::Socket { inode }) => {
+                tcp_client(&*self.kernel, &self.procs, inode, &[pid, self.self_pid], None)
+            }
             _ => (None, None),
         };
         if let Some(server) = self.servers.get_mut(&pid)
@@ -959,8 +961,8 @@ impl Pipeline {
         };
         let before = server.messages;
         let read = d.direction == Direction::Read;
-        let (procs, self_pid) = (&self.procs, self.self_pid);
-        let peer_of = |inode| tcp_client(procs, inode, &[root, self_pid]);
+        let (kernel, procs, self_pid) = (&*self.kernel, &self.procs, self.self_pid);
+        let peer_of = |inode| tcp_client(kernel, procs, inode, &[root, self_pid], None);
         let received = server.receive(stream, read, &d.bytes, d.header.ts_ns, gap, tls, peer_of);
         let label = server.label().to_string();
         for (i, direction) in metrics::MESSAGE_DIRECTIONS.iter().enumerate() {
@@ -1031,7 +1033,13 @@ impl Pipeline {
         // The kernel's sockaddr when the caller asked for one (libuv does not).
         let from_kernel = effects::sockaddr(&a.addr);
         let (peer, addr) = match self.fds.classify(pid, a.fd).clone() {
-            FdKind::Socket { inode } => tcp_client(&self.procs, inode, &[root, self.self_pid]),
+            FdKind::Socket { inode } => tcp_client(
+                &*self.kernel,
+                &self.procs,
+                inode,
+                &[root, self.self_pid],
+                from_kernel.as_deref(),
+            ),
             _ => (None, None),
         };
         let Some(server) = self.servers.get_mut(&root) else {
@@ -1317,17 +1325,45 @@ fn stream_of(kind: &FdKind) -> Option<Stream> {
 /// The client of a TCP connection server `exclude[0]` accepted: the process holding the
 /// other end when it is on this host (not the server, not the daemon), and its address,
 /// as the server's network namespace shows them.
-fn tcp_client(procs: &ProcessTable, inode: u64, exclude: &[u32]) -> (Option<ClientProcess>, Option<String>) {
+fn tcp_client(
+    kernel: &dyn Kernel,
+    procs: &ProcessTable,
+    inode: u64,
+    exclude: &[u32],
+    accepted_from: Option<&str>,
+) -> (Option<ClientProcess>, Option<String>) {
     let net = Path::new("/proc").join(exclude[0].to_string()).join("net");
-    let Some(ends) = identity::tcp_ends(&net, inode) else {
-        return (None, None);
-    };
-    let process = ends
-        .peer_inode
-        .and_then(|peer| identity::socket_holder(Path::new("/proc"), peer, exclude))
+    let ends = identity::tcp_ends(&net, inode);
+    let address = ends
+        .as_ref()
+        .map(|e| e.peer.clone())
+        .or_else(|| accepted_from.map(str::to_string));
+    // The kernel saw the client connect (a connection already closed included); else
+    // the process holding the other end now, if it is still open.
+    let pid = address
+        .as_deref()
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+        .and_then(|a| connector(kernel, a))
+        .filter(|pid| !exclude.contains(pid))
+        .or_else(|| {
+            let peer = ends.as_ref()?.peer_inode?;
+            identity::socket_holder(Path::new("/proc"), peer, exclude)
+        });
+    let process = pid
         .and_then(|pid| procs.get(pid))
         .map(ClientProcess::from_process);
-    (process, Some(ends.peer))
+    (process, address)
+}
+
+/// Who connected from `local`; an IPv4 client of a server on `::` shows as `::ffff:a.b.c.d`.
+fn connector(kernel: &dyn Kernel, local: SocketAddr) -> Option<u32> {
+    kernel.connector(local).or_else(|| match local {
+        SocketAddr::V6(v6) => {
+            let v4 = v6.ip().to_ipv4_mapped()?;
+            kernel.connector(SocketAddr::new(v4.into(), v6.port()))
+        }
+        SocketAddr::V4(_) => None,
+    })
 }
 
 /// Metrics of one judged tool call; names from watched processes are capped.

@@ -1,5 +1,6 @@
 //! One module per probe family.
 mod bench;
+mod connects;
 mod discover;
 mod process;
 mod syscalls;

@@ -230,6 +230,9 @@ mod tests {
         fn tls_attached(&mut self) -> Vec<TlsAttached> {
             std::mem::take(&mut self.outcomes)
         }
+        fn connector(&self, _: std::net::SocketAddr) -> Option<u32> {
+            None
+        }
     }
 
     /// Feeds the kernel's answers back; what they gave.

@@ -11,7 +11,10 @@ use aya::{
     programs::{BtfTracePoint, ProgramError, TracePoint, UProbe},
 };
 use log::info;
-use monitor_common::{MAX_PROBE_TRIES, ProbeState, TracepointOffsets, WatchState, stat, watch_state};
+use monitor_common::{
+    AF_INET, AF_INET6, ConnectKey, MAX_PROBE_TRIES, ProbeState, TracepointOffsets, WatchState, stat,
+    watch_state,
+};
 
 use super::{
     Kernel, KernelStats, TlsAttached,
@@ -30,6 +33,7 @@ const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sched_process_exit", "sched", "sched_process_exit"),
     ("execve_enter", "syscalls", "sys_enter_execve"),
     ("execveat_enter", "syscalls", "sys_enter_execveat"),
+    ("tcp_connect", "sock", "inet_sock_set_state"),
 ];
 /// tp_btf programs: their `pt_regs` argument is read with plain loads, no helper.
 const BTF_TRACEPOINTS: &[(&str, &str)] = &[("sys_exit", "sys_exit")];
@@ -40,6 +44,7 @@ pub struct Capture {
     uprobes: Uprobes,
     pub watched: HashMap<MapData, u32, WatchState>,
     probes: HashMap<MapData, u32, ProbeState>,
+    connects: HashMap<MapData, ConnectKey, u32>,
     stats: PerCpuArray<MapData, u64>,
     /// (program name, kernel program id) of what was attached.
     pub attached: Vec<(String, u32)>,
@@ -91,6 +96,26 @@ impl Kernel for Capture {
 
     fn tls_attached(&mut self) -> Vec<TlsAttached> {
         self.uprobes.done()
+    }
+
+    fn connector(&self, local: std::net::SocketAddr) -> Option<u32> {
+        let key = match local {
+            std::net::SocketAddr::V4(a) => {
+                let mut addr = [0; 16];
+                addr[..4].copy_from_slice(&a.ip().octets());
+                ConnectKey {
+                    family: AF_INET,
+                    port: a.port(),
+                    addr,
+                }
+            }
+            std::net::SocketAddr::V6(a) => ConnectKey {
+                family: AF_INET6,
+                port: a.port(),
+                addr: a.ip().octets(),
+            },
+        };
+        self.connects.get(&key, 0).ok()
     }
 }
 
@@ -184,6 +209,14 @@ fn tracepoint_offsets() -> anyhow::Result<TracepointOffsets> {
             .context("sched_process_exit has no group_dead field (kernels before 6.x lack it)")?,
         execve_argv: field_offset("syscalls", "sys_enter_execve", "argv")?,
         execveat_argv: field_offset("syscalls", "sys_enter_execveat", "argv")?,
+        sock_skaddr: field_offset("sock", "inet_sock_set_state", "skaddr")?,
+        sock_oldstate: field_offset("sock", "inet_sock_set_state", "oldstate")?,
+        sock_newstate: field_offset("sock", "inet_sock_set_state", "newstate")?,
+        sock_sport: field_offset("sock", "inet_sock_set_state", "sport")?,
+        sock_family: field_offset("sock", "inet_sock_set_state", "family")?,
+        sock_protocol: field_offset("sock", "inet_sock_set_state", "protocol")?,
+        sock_saddr: field_offset("sock", "inet_sock_set_state", "saddr")?,
+        sock_saddr_v6: field_offset("sock", "inet_sock_set_state", "saddr_v6")?,
     })
 }
 
@@ -243,11 +276,13 @@ impl Capture {
         let watched = HashMap::try_from(take_map(&mut ebpf, "WATCHED")?)?;
         let stats = PerCpuArray::try_from(take_map(&mut ebpf, "STATS")?)?;
         let probes = HashMap::try_from(take_map(&mut ebpf, "PROBES")?)?;
+        let connects = HashMap::try_from(take_map(&mut ebpf, "CONNECTS")?)?;
         Ok((
             Self {
                 uprobes: Uprobes::start(ebpf)?,
                 watched,
                 probes,
+                connects,
                 stats,
                 attached,
             },

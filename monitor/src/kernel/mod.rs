@@ -31,6 +31,9 @@ pub trait Kernel {
     fn detach_tls(&mut self, pid: u32);
     /// Outcomes of `attach_tls` since the last call.
     fn tls_attached(&mut self) -> Vec<TlsAttached>;
+    /// The process that opened the TCP connection whose local end is `local`, as the
+    /// kernel saw it connect (recent connections of the whole host).
+    fn connector(&self, local: std::net::SocketAddr) -> Option<u32>;
 }
 
 /// Kernel-side loss counters, summed over CPUs.
