@@ -303,7 +303,9 @@ fn sigterm_exits_zero_within_two_seconds_and_detaches_every_program() {
         .iter()
         .map(|p| p["id"].as_u64().unwrap() as u32)
         .collect();
-    assert_eq!(ids.len(), 6, "{:?}", d.ready);
+    // The six capture programs, the connect tracker and the two TLS uprobes (loaded
+    // at start, attached per process).
+    assert_eq!(ids.len(), 9, "{:?}", d.ready);
     let loaded = |ids: &[u32]| -> Vec<u32> {
         aya::programs::loaded_programs()
             .filter_map(Result::ok)

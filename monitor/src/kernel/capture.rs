@@ -271,6 +271,8 @@ impl Capture {
         for prog in [TLS_ENTRY, TLS_RETURN] {
             let p: &mut UProbe = program(&mut ebpf, prog)?;
             p.load().map_err(|e| load_error(prog, e))?;
+            // Listed with the rest: loaded now, attached per process later.
+            attached.push((prog.to_string(), program_id(p.info())));
         }
         let events = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?)?;
         let watched = HashMap::try_from(take_map(&mut ebpf, "WATCHED")?)?;
