@@ -1344,7 +1344,7 @@ fn tcp_client(
         .as_deref()
         .and_then(|a| a.parse::<SocketAddr>().ok())
         .and_then(|a| connector(kernel, a))
-        .filter(|pid| !exclude.contains(pid))
+        .filter(|pid| !exclude.contains(pid) && identity::same_netns(Path::new("/proc"), *pid, exclude[0]))
         .or_else(|| {
             let peer = ends.as_ref()?.peer_inode?;
             identity::socket_holder(Path::new("/proc"), peer, exclude)

@@ -255,6 +255,13 @@ pub fn socket_holders(proc_root: &Path, inode: u64, exclude: &[u32]) -> Vec<u32>
     holders(proc_root, &format!("socket:[{inode}]"), exclude, false)
 }
 
+/// Whether two processes share a network namespace: the connect tracker keys by
+/// address, and two namespaces each have their own 127.0.0.1.
+pub fn same_netns(proc_root: &Path, a: u32, b: u32) -> bool {
+    let ns = |pid: u32| fs::read_link(proc_root.join(pid.to_string()).join("ns/net")).ok();
+    matches!((ns(a), ns(b)), (Some(x), Some(y)) if x == y)
+}
+
 /// A process holding socket `inode`, looked for from the newest process down, and the
 /// search ends at the first: a connection's client is usually a recent process, and
 /// reading every process's fds took 10-50 ms per accepted connection here, enough for
@@ -391,5 +398,37 @@ mod tests {
         assert_eq!(unix_peer(inode(a.as_raw_fd())), Some(inode(b.as_raw_fd())));
         assert_eq!(unix_peer(inode(b.as_raw_fd())), Some(inode(a.as_raw_fd())));
         assert_eq!(unix_peer(u32::MAX as u64 - 7), None);
+    }
+
+    #[test]
+    fn a_tcp_client_is_found_newest_first_and_namespaces_are_told_apart() {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let _accepted = listener.accept().unwrap();
+        let me = std::process::id();
+        let inode = socket_inode(&client);
+        assert_eq!(socket_holder(Path::new("/proc"), inode, &[]), Some(me));
+        assert_eq!(socket_holder(Path::new("/proc"), inode, &[me]), None);
+        assert!(same_netns(Path::new("/proc"), me, me));
+        assert!(!same_netns(Path::new("/proc"), me, u32::MAX), "no such process");
+        // A process in a network namespace of its own has a 127.0.0.1 of its own.
+        let mut other = std::process::Command::new("unshare")
+            .args(["--net", "sleep", "30"])
+            .spawn()
+            .unwrap();
+        let pid = other.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        // `unshare` execs `sleep` once the namespace is made.
+        while fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| !e.ends_with("sleep")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "unshare --net did not exec sleep"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!same_netns(Path::new("/proc"), me, pid));
+        let _ = other.kill();
+        let _ = other.wait();
     }
 }
