@@ -347,9 +347,13 @@ impl Pipeline {
     /// One `tls_unreadable` status event for `pid`, when its TLS cannot be read and it
     /// was not reported yet.
     fn tls_unreadable(&mut self, pid: u32) {
-        let Some(reason) = self.tls_probes.unreadable(pid) else {
-            return;
-        };
+        if let Some(reason) = self.tls_probes.unreadable(pid) {
+            self.report_unreadable(pid, reason);
+        }
+    }
+
+    /// The `tls_unreadable` status event and metric.
+    fn report_unreadable(&mut self, pid: u32, reason: &'static str) {
         self.metrics.tls_unreadable.with_label_values(&[reason]).inc();
         let p = self.procs.get(pid);
         let (exe, cmdline) = (p.map(|p| p.exe.clone()), p.map(|p| p.cmdline_string()));
@@ -363,6 +367,9 @@ impl Pipeline {
             }
             crate::host::tls_probes::DISABLED => {
                 "TLS on a socket, and --no-tls: its traffic is ciphertext to the monitor"
+            }
+            crate::host::tls_probes::NO_PLAINTEXT => {
+                "its OpenSSL is probed, but its TLS connections closed and none of their plaintext came through it (TLS done by another library: rustls, Go crypto/tls): its traffic is ciphertext to the monitor"
             }
             _ => {
                 "the uprobes on its OpenSSL could not be attached (see the daemon log): its traffic is ciphertext to the monitor"
@@ -693,6 +700,11 @@ impl Pipeline {
                 }
                 self.fds.changed(header.pid, fd);
                 let ssls = self.tls.closed(header.pid, fd);
+                if self.tls.blind(header.pid)
+                    && let Some(reason) = self.tls_probes.blind(header.pid)
+                {
+                    self.report_unreadable(header.pid, reason);
+                }
                 if fd < 0 {
                     self.streams.retain(|&(pid, _, _), _| pid != header.pid);
                 } else {

@@ -13,6 +13,10 @@ Listens on 127.0.0.1:P; for each connection (one thread each): TLS handshake, re
 HTTP request head, answers `HTTP/1.1 200 OK` with a small text body, closes. NAME only
 tags the command line (for a watch glob). Logs go to stderr; exits 0 on SIGTERM.
 Run it with tests/mcp/.venv/bin/python (setup.sh installs tlslite-ng there).
+
+With LOAD_LIBSSL=1 in its environment it loads the system libssl.so.3 (ctypes) without
+using it: a process that maps OpenSSL, gets the monitor's probes, and still does its
+TLS elsewhere (as a Go or rustls server that also links libssl would).
 """
 
 import sys
@@ -26,6 +30,11 @@ import os  # noqa: E402
 _VENV_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".venv", "bin", "python")
 if os.path.realpath(sys.prefix) != os.path.realpath(os.path.dirname(os.path.dirname(_VENV_PY))) and os.path.exists(_VENV_PY):
     os.execv(_VENV_PY, [_VENV_PY, os.path.abspath(__file__), *sys.argv[1:]])
+
+if os.environ.get("LOAD_LIBSSL") == "1":
+    import ctypes  # noqa: E402
+
+    ctypes.CDLL("libssl.so.3")
 
 import argparse  # noqa: E402
 import signal  # noqa: E402

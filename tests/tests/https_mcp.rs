@@ -236,3 +236,41 @@ fn tls_the_monitor_cannot_read_is_reported() {
     });
     assert_eq!(metric(&d, "mcp_monitor_tls_unreadable_total", no_openssl), 1.0);
 }
+
+#[test]
+fn tls_beside_a_probed_openssl_is_reported_once_its_connections_give_no_plaintext() {
+    let tag = unique_tag("tlsbeside");
+    let dir = common::TempDir::new(&tag);
+    let (cert, key) = make_cert(dir.path());
+    let port = free_port();
+    let d = Daemon::start(&["--watch", &tls_unreadable_server_glob(&tag)]).unwrap();
+    // The same pure-Python TLS server, with libssl.so.3 loaded and unused: it is probed.
+    let mut cmd = vec!["env".to_string(), "LOAD_LIBSSL=1".into()];
+    cmd.extend(tls_unreadable_server(&tag, port, &cert, &key));
+    let server = start_server(&cmd, port);
+    let pid = server.pid();
+    wait_tls_probed(&d, pid);
+    let unreadable =
+        |e: &Value| e["type"] == "monitor_status" && e["status"] == "tls_unreadable" && e["pid"] == pid;
+    // Connections that only shook hands give no plaintext either: a few are needed.
+    for _ in 0..3 {
+        assert!(curl(&cert, port).contains("without OpenSSL"));
+    }
+    let e = d.wait_for(WAIT, unreadable).unwrap_or_else(|e| {
+        panic!(
+            "no tls_unreadable for server {pid}: {e:#}\nevents: {:#?}\nstderr: {}",
+            d.events(),
+            d.stderr()
+        )
+    });
+    assert_eq!(e["reason"], "no_plaintext", "{e:#}");
+    assert!(curl(&cert, port).contains("without OpenSSL"));
+    std::thread::sleep(Duration::from_secs(1));
+    let reports: Vec<Value> = d.events().into_iter().filter(|e| unreadable(e)).collect();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let no_plaintext = |s: &common::Sample| s.labels.get("reason").is_some_and(|r| r == "no_plaintext");
+    wait_metric(&d, WAIT, "mcp_monitor_tls_unreadable_total", no_plaintext, |v| {
+        v >= 1.0
+    });
+    assert_eq!(metric(&d, "mcp_monitor_tls_unreadable_total", no_plaintext), 1.0);
+}

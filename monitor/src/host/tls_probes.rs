@@ -17,7 +17,10 @@ pub const NO_OPENSSL: &str = "no_openssl";
 pub const ATTACH_FAILED: &str = "attach_failed";
 /// `--no-tls`.
 pub const DISABLED: &str = "disabled";
-pub const REASONS: &[&str] = &[NO_OPENSSL, ATTACH_FAILED, DISABLED];
+/// Probed, but its TLS connections come and go and no plaintext comes through the
+/// OpenSSL probed (rustls or Go's TLS in a process that also maps libssl).
+pub const NO_PLAINTEXT: &str = "no_plaintext";
+pub const REASONS: &[&str] = &[NO_OPENSSL, ATTACH_FAILED, DISABLED, NO_PLAINTEXT];
 
 /// Processes remembered as unreadable (reported once each); past this the set is
 /// cleared (a process reported again is a line more, nothing lost).
@@ -158,16 +161,29 @@ impl TlsProbes {
         self.probed.contains_key(&pid) || self.requested.contains_key(&pid)
     }
 
-    /// A socket of `pid` carries TLS: the reason its plaintext cannot be read, the first
-    /// time only (None when it is probed or about to be, or was reported already).
-    pub fn unreadable(&mut self, pid: u32) -> Option<&'static str> {
-        if self.reported.contains(&pid) || self.is_probed(pid) {
+    /// `pid` is probed but closed TLS sockets and gave no plaintext: `NO_PLAINTEXT`, the
+    /// first time only.
+    pub fn blind(&mut self, pid: u32) -> Option<&'static str> {
+        if !self.probed.contains_key(&pid) || !self.report_once(pid) {
             return None;
         }
+        Some(NO_PLAINTEXT)
+    }
+
+    /// True the first time `pid` is reported (the set is bounded).
+    fn report_once(&mut self, pid: u32) -> bool {
         if self.reported.len() >= MAX_REPORTED {
             self.reported.clear();
         }
-        self.reported.insert(pid);
+        self.reported.insert(pid)
+    }
+
+    /// A socket of `pid` carries TLS: the reason its plaintext cannot be read, the first
+    /// time only (None when it is probed or about to be, or was reported already).
+    pub fn unreadable(&mut self, pid: u32) -> Option<&'static str> {
+        if self.reported.contains(&pid) || self.is_probed(pid) || !self.report_once(pid) {
+            return None;
+        }
         let reason = match self.enabled {
             true => self.failed.remove(&pid).unwrap_or(NO_OPENSSL),
             false => DISABLED,

@@ -19,6 +19,10 @@ const MAX_HOLDING_THREADS: usize = 1024;
 /// `SSL*`s mapped and sockets known to carry TLS; past this the maps are cleared (new
 /// connections map again at their next read).
 const MAX_TRACKED: usize = 65536;
+/// TLS sockets a process closes with no plaintext ever seen from it before it counts
+/// as blind: its TLS does not go through the OpenSSL probed (a TLS 1.3 connection that
+/// only shook hands is ciphertext and no plaintext too, so one is not enough).
+pub const BLIND_AFTER: u32 = 3;
 
 /// What became of the records seen so far, for metrics and loss reports.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +55,9 @@ pub struct TlsMap {
     last_read: HashMap<u32, (u32, i32)>,
     /// Per thread: plaintext writes of `SSL*`s not mapped yet, oldest first.
     held: HashMap<u32, VecDeque<Data>>,
+    /// Per process: TLS sockets closed while no plaintext had come from it; `None` once
+    /// some has.
+    dark: HashMap<u32, Option<u32>>,
     pub stats: TlsStats,
 }
 
@@ -108,6 +115,7 @@ impl TlsMap {
             self.conns.insert((pid, ssl), d.fd);
             self.sockets.insert((pid, d.fd), true);
         }
+        self.dark.insert(pid, None);
         if let Some(&fd) = self.conns.get(&(pid, ssl)) {
             return Some((d, fd));
         }
@@ -176,6 +184,19 @@ impl TlsMap {
         for ssl in &gone {
             self.conns.remove(&(pid, *ssl));
         }
+        let closed_tls = self
+            .sockets
+            .iter()
+            .filter(|&(&(p, f), &tls)| tls && p == pid && (fd < 0 || f == fd))
+            .count() as u32;
+        if closed_tls > 0 {
+            if self.dark.len() >= MAX_TRACKED {
+                self.dark.clear();
+            }
+            if let Some(n) = self.dark.entry(pid).or_insert(Some(0)) {
+                *n += closed_tls;
+            }
+        }
         self.sockets
             .retain(|&(p, f), _| !(p == pid && (fd < 0 || f == fd)));
         self.last_read
@@ -183,9 +204,17 @@ impl TlsMap {
         gone
     }
 
+    /// Whether `pid` closed `BLIND_AFTER` TLS sockets and no plaintext ever came from it.
+    pub fn blind(&self, pid: u32) -> bool {
+        self.dark
+            .get(&pid)
+            .is_some_and(|n| n.is_some_and(|n| n >= BLIND_AFTER))
+    }
+
     /// `pid` exited: everything of it goes; held writes of its threads are lost.
     pub fn forget_process(&mut self, pid: u32) {
         self.closed(pid, -1);
+        self.dark.remove(&pid);
         let threads: HashSet<u32> = self
             .held
             .iter()
@@ -331,6 +360,27 @@ mod tests {
             Some(5)
         );
         assert_eq!(m.stats.unmapped_records, 0);
+    }
+
+    #[test]
+    fn a_process_whose_tls_sockets_never_give_plaintext_is_blind() {
+        let mut m = TlsMap::default();
+        for fd in 10..10 + BLIND_AFTER as i32 {
+            assert!(!m.blind(7));
+            m.socket_bytes(&rec(1, fd, Direction::Read, None, CLIENT_HELLO));
+            m.closed(7, fd);
+        }
+        assert!(m.blind(7));
+        // Sockets that are not TLS do not count; plaintext once is enough to see.
+        let mut m = TlsMap::default();
+        m.socket_bytes(&rec(1, 4, Direction::Read, None, b"POST / HTTP/1.1\r\n"));
+        m.closed(7, 4);
+        m.plaintext(rec(1, 9, Direction::Read, Some(0xa), b"GET"));
+        for fd in 10..20 {
+            m.socket_bytes(&rec(1, fd, Direction::Read, None, CLIENT_HELLO));
+            m.closed(7, fd);
+        }
+        assert!(!m.blind(7));
     }
 
     #[test]
