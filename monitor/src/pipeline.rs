@@ -79,6 +79,8 @@ struct Loss {
     sessions_full: u64,
     /// TLS plaintext whose socket could not be found.
     tls_unmapped: u64,
+    /// Requests in flight forgotten to keep sessions within their bounds.
+    requests_evicted: u64,
 }
 
 /// A stream of bytes of a process: a file descriptor's, or the plaintext of a TLS
@@ -972,10 +974,12 @@ impl Pipeline {
             return;
         };
         let before = server.messages;
+        let evicted_before = server.requests_evicted;
         let read = d.direction == Direction::Read;
         let (kernel, procs, self_pid) = (&*self.kernel, &self.procs, self.self_pid);
         let peer_of = |inode| tcp_client(kernel, procs, inode, &[root, self_pid], None);
         let received = server.receive(stream, read, &d.bytes, d.header.ts_ns, gap, tls, peer_of);
+        self.loss.requests_evicted += server.requests_evicted - evicted_before;
         let label = server.label().to_string();
         for (i, direction) in metrics::MESSAGE_DIRECTIONS.iter().enumerate() {
             let n = server.messages[i] - before[i];
@@ -1242,6 +1246,7 @@ impl Pipeline {
             before.kernel.tls_unpaired,
         );
         lost("tls_unmapped", now.tls_unmapped, before.tls_unmapped);
+        lost("requests_evicted", now.requests_evicted, before.requests_evicted);
         let ts = self.events.now();
         self.events.emit(
             "monitor_status",
@@ -1255,6 +1260,7 @@ impl Pipeline {
                     "tls_unpaired": now.kernel.tls_unpaired,
                 },
                 "tls_unmapped": now.tls_unmapped,
+                "requests_evicted": now.requests_evicted,
                 "parse_errors": now.parse_errors,
                 "message_errors": now.message_errors,
                 "http_errors": now.http_errors,

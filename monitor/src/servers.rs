@@ -91,6 +91,8 @@ pub struct Server {
     pub sessions: HashMap<SessionKey, Session>,
     /// Messages dropped because their session could not be opened (`MAX_SESSIONS`).
     pub sessions_full: u64,
+    /// Requests in flight its sessions forgot to stay within their bounds.
+    pub requests_evicted: u64,
     /// Policy epoch stamped on calls as they start (a reload applies to later calls).
     epoch: u64,
     pub parse_errors: u64,
@@ -133,6 +135,7 @@ impl Server {
             not_http: HashSet::new(),
             conns: 0,
             sessions_full: 0,
+            requests_evicted: 0,
             max_message,
             epoch,
             parse_errors: 0,
@@ -377,7 +380,9 @@ impl Server {
                         let Some(session) = self.sessions.get_mut(&f.session) else {
                             continue;
                         };
-                        let done = session.on_message(dir, m, f.ts_ns);
+                        let evicted = session.stats.evicted;
+                        let done = session.on_message(dir, m, f.ts_ns, f.body.len());
+                        self.requests_evicted += session.stats.evicted - evicted;
                         out.extend(done.into_iter().map(|o| (f.session.clone(), o)));
                     }
                     Err(e) => errors.push(e),

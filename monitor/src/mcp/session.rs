@@ -19,6 +19,14 @@ pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion
 
 /// Requests that become events of their own when they complete.
 const REPORTED_METHODS: &[&str] = &["tools/call", "resources/read", "prompts/get"];
+/// Requests in flight per session, each way: a peer that never answers (or a client
+/// that floods unanswered requests) makes the oldest ones forgotten, counted.
+pub const MAX_PENDING: usize = 1024;
+/// Bytes of the requests in flight a session keeps (their params), at most.
+pub const MAX_PENDING_BYTES: usize = 128 * 1024 * 1024;
+/// Distinct method names counted per session; the rest are counted under `OTHER_METHODS`.
+pub const MAX_METHODS: usize = 256;
+pub const OTHER_METHODS: &str = "__other__";
 
 pub use crate::transport::Direction;
 
@@ -108,6 +116,8 @@ pub enum Output {
 struct Pending {
     method: String,
     params: Value,
+    /// Size of the message it came in (a batch's whole line), for the byte bound.
+    bytes: usize,
     ts_ns: u64,
     client: Option<PeerInfo>,
     bearer: Option<Bearer>,
@@ -126,6 +136,9 @@ pub struct SessionStats {
     pub unmatched_responses: u64,
     /// Request ids reused while the first request was still open.
     pub reused_ids: u64,
+    /// Requests in flight forgotten to keep the session within `MAX_PENDING` and
+    /// `MAX_PENDING_BYTES` (the oldest first); their answers count as unmatched.
+    pub evicted: u64,
 }
 
 #[derive(Debug, Default)]
@@ -147,6 +160,8 @@ pub struct Session {
     pub epoch: u64,
     /// Client-to-server requests in flight.
     pending: HashMap<Id, Pending>,
+    /// Bytes of the messages of `pending`.
+    pending_bytes: usize,
     /// Server-to-client requests in flight (sampling, roots, elicitation).
     pending_from_server: HashMap<Id, String>,
     pub stats: SessionStats,
@@ -164,18 +179,26 @@ impl Session {
     }
 
     /// Feeds one message; `ts_ns` is when the server finished reading it
-    /// (client to server) or writing it (server to client).
-    pub fn on_message(&mut self, dir: Direction, msg: Message, ts_ns: u64) -> Vec<Output> {
+    /// (client to server) or writing it (server to client); `bytes` the size of the
+    /// line it came in.
+    pub fn on_message(&mut self, dir: Direction, msg: Message, ts_ns: u64, bytes: usize) -> Vec<Output> {
         match (dir, msg) {
             (_, Message::Notification { .. }) => {
                 self.stats.notifications += 1;
                 Vec::new()
             }
             (Direction::ClientToServer, Message::Request { id, method, params }) => {
-                self.client_request(id, method, params, ts_ns)
+                self.client_request(id, method, params, ts_ns, bytes)
             }
             (Direction::ServerToClient, Message::Request { id, method, .. }) => {
-                *self.stats.requests.entry(method.clone()).or_default() += 1;
+                self.count_request(&method);
+                if self.pending_from_server.len() >= MAX_PENDING
+                    && !self.pending_from_server.contains_key(&id)
+                    && let Some(any) = self.pending_from_server.keys().next().cloned()
+                {
+                    self.pending_from_server.remove(&any);
+                    self.stats.evicted += 1;
+                }
                 self.pending_from_server.insert(id, method);
                 Vec::new()
             }
@@ -208,8 +231,25 @@ impl Session {
         }
     }
 
-    fn client_request(&mut self, id: Id, method: String, params: Value, ts_ns: u64) -> Vec<Output> {
-        *self.stats.requests.entry(method.clone()).or_default() += 1;
+    /// Counts a request by method; names a peer sends are bounded (`MAX_METHODS`).
+    fn count_request(&mut self, method: &str) {
+        let key = if self.stats.requests.contains_key(method) || self.stats.requests.len() < MAX_METHODS {
+            method
+        } else {
+            OTHER_METHODS
+        };
+        *self.stats.requests.entry(key.to_string()).or_default() += 1;
+    }
+
+    fn client_request(
+        &mut self,
+        id: Id,
+        method: String,
+        params: Value,
+        ts_ns: u64,
+        bytes: usize,
+    ) -> Vec<Output> {
+        self.count_request(&method);
         let meta = params.get("_meta");
         if let Some(info) = meta
             .and_then(|m| m.get(META_CLIENT_INFO))
@@ -236,9 +276,13 @@ impl Session {
             }
         }
         let mut out = Vec::new();
+        if !self.pending.contains_key(&id) {
+            self.make_room(bytes);
+        }
         let pending = Pending {
             method,
             params,
+            bytes,
             ts_ns,
             client: self.client.clone(),
             bearer: self.bearer.clone(),
@@ -246,7 +290,9 @@ impl Session {
             noise: 0,
             epoch: self.epoch,
         };
+        self.pending_bytes += bytes;
         if let Some(old) = self.pending.insert(id.clone(), pending) {
+            self.pending_bytes -= old.bytes;
             self.stats.reused_ids += 1;
             out.extend(self.complete(
                 id,
@@ -259,11 +305,30 @@ impl Session {
         out
     }
 
+    /// Forgets the oldest requests in flight until one of `bytes` fits the bounds.
+    fn make_room(&mut self, bytes: usize) {
+        while !self.pending.is_empty()
+            && (self.pending.len() >= MAX_PENDING || self.pending_bytes + bytes > MAX_PENDING_BYTES)
+        {
+            let oldest = self
+                .pending
+                .iter()
+                .min_by_key(|(_, p)| p.ts_ns)
+                .map(|(id, _)| id.clone());
+            let Some(req) = oldest.and_then(|id| self.pending.remove(&id)) else {
+                break;
+            };
+            self.pending_bytes -= req.bytes;
+            self.stats.evicted += 1;
+        }
+    }
+
     fn server_answer(&mut self, id: &Id, answer: Result<Value, String>, ts_ns: u64) -> Vec<Output> {
         let Some(req) = self.pending.remove(id) else {
             self.stats.unmatched_responses += 1;
             return Vec::new();
         };
+        self.pending_bytes -= req.bytes;
         if let Ok(result) = &answer {
             let server = result
                 .get("serverInfo")
@@ -327,6 +392,7 @@ impl Session {
     /// The session ended (the server exited): every open call is incomplete.
     pub fn close(&mut self, ts_ns: u64) -> Vec<Output> {
         let mut open: Vec<(Id, Pending)> = self.pending.drain().collect();
+        self.pending_bytes = 0;
         open.sort_by_key(|(_, p)| p.ts_ns);
         open.into_iter()
             .filter_map(|(id, p)| {
@@ -407,11 +473,11 @@ mod tests {
     }
 
     fn c2s(s: &mut Session, v: Value, ts: u64) -> Vec<Output> {
-        s.on_message(Direction::ClientToServer, msg(v), ts)
+        s.on_message(Direction::ClientToServer, msg(v), ts, 100)
     }
 
     fn s2c(s: &mut Session, v: Value, ts: u64) -> Vec<Output> {
-        s.on_message(Direction::ServerToClient, msg(v), ts)
+        s.on_message(Direction::ServerToClient, msg(v), ts, 100)
     }
 
     fn completed(out: Vec<Output>) -> Completed {
@@ -649,5 +715,65 @@ mod tests {
         c2s(&mut s, json!({"jsonrpc":"2.0","id":3,"method":"tools/list"}), 5);
         assert!(s2c(&mut s, json!({"jsonrpc":"2.0","id":3,"result":{"tools":[]}}), 6).is_empty());
         assert_eq!(s.stats.requests.get("tools/list"), Some(&1));
+    }
+
+    #[test]
+    fn unanswered_requests_are_bounded_oldest_forgotten_and_counted() {
+        let mut s = Session::default();
+        let call = |id: usize| json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"t"}});
+        for id in 0..MAX_PENDING + 5 {
+            c2s(&mut s, call(id), id as u64);
+        }
+        assert_eq!((s.in_flight(), s.stats.evicted), (MAX_PENDING, 5));
+        // The forgotten ones' answers match nothing; a kept one is still a call.
+        assert!(s2c(&mut s, json!({"jsonrpc":"2.0","id":0,"result":{}}), 9_000).is_empty());
+        assert_eq!(s.stats.unmatched_responses, 1);
+        let last = MAX_PENDING + 4;
+        assert_eq!(
+            completed(s2c(&mut s, json!({"jsonrpc":"2.0","id":last,"result":{}}), 9_001))
+                .target
+                .as_deref(),
+            Some("t")
+        );
+        // The server's own requests to the client are bounded the same way.
+        for id in 0..MAX_PENDING + 3 {
+            s2c(
+                &mut s,
+                json!({"jsonrpc":"2.0","id":format!("s{id}"),"method":"roots/list"}),
+                10_000,
+            );
+        }
+        assert_eq!(s.pending_from_server.len(), MAX_PENDING);
+        assert_eq!(s.stats.evicted, 5 + 3);
+    }
+
+    #[test]
+    fn requests_in_flight_are_bounded_in_bytes_too() {
+        let mut s = Session::default();
+        let big = MAX_PENDING_BYTES / 2 + 1;
+        let call =
+            |id: u64| msg(json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"t"}}));
+        s.on_message(Direction::ClientToServer, call(1), 1, big);
+        s.on_message(Direction::ClientToServer, call(2), 2, big);
+        assert_eq!((s.in_flight(), s.stats.evicted), (1, 1));
+        assert_eq!(s.pending_bytes, big);
+        completed(s2c(&mut s, json!({"jsonrpc":"2.0","id":2,"result":{}}), 3));
+        assert_eq!((s.in_flight(), s.pending_bytes), (0, 0));
+    }
+
+    #[test]
+    fn method_names_a_peer_sends_are_counted_within_a_bound() {
+        let mut s = Session::default();
+        for i in 0..MAX_METHODS + 44 {
+            c2s(&mut s, json!({"jsonrpc":"2.0","method":format!("m/{i}")}), 1);
+            c2s(
+                &mut s,
+                json!({"jsonrpc":"2.0","id":i,"method":format!("m/{i}")}),
+                1,
+            );
+        }
+        assert_eq!(s.stats.requests.len(), MAX_METHODS + 1);
+        assert_eq!(s.stats.requests.get(OTHER_METHODS), Some(&44));
+        assert_eq!(s.stats.requests.get("m/0"), Some(&1));
     }
 }

@@ -36,6 +36,7 @@ pub const LOSS_WHERE: &[&str] = &[
     "sessions_full",
     "kernel_tls_unpaired",
     "tls_unmapped",
+    "requests_evicted",
 ];
 pub const PARSE_ERROR_WHAT: &[&str] = &["record", "message", "http", "http_encoded_body", "http_oversized"];
 pub const MESSAGE_DIRECTIONS: &[&str] = &["to_server", "to_client"];
