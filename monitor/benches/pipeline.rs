@@ -166,6 +166,10 @@ impl Kernel for NoKernel {
     fn connector(&self, _local: std::net::SocketAddr) -> Option<u32> {
         None
     }
+
+    fn watched_set(&self) -> Vec<(u32, u32)> {
+        Vec::new()
+    }
 }
 
 fn run() -> anyhow::Result<()> {

@@ -19,6 +19,7 @@ use crate::{
         fds::{FdKind, FdTable},
         identity::{self, ClientProcess},
         procs::{Process, ProcessTable, read_cmdline},
+        reconcile::Reconciler,
         tls_probes::{Probed, TlsProbes},
         watch::{DetectedBy, WatchPatterns},
     },
@@ -81,6 +82,9 @@ struct Loss {
     tls_unmapped: u64,
     /// Requests in flight forgotten to keep sessions within their bounds.
     requests_evicted: u64,
+    /// Kernel watched-set entries dropped because no record backed them (see
+    /// `host::reconcile`).
+    reconciled: u64,
 }
 
 /// A stream of bytes of a process: a file descriptor's, or the plaintext of a TLS
@@ -108,6 +112,9 @@ pub struct Pipeline {
     tls: TlsMap,
     /// Watched processes with the OpenSSL uprobes.
     tls_probes: TlsProbes,
+    reconciler: Reconciler,
+    /// `report_loss` calls so far (the daemon's 1 s ticks).
+    ticks: u64,
     loss: Loss,
     reported: Loss,
     self_pid: u32,
@@ -125,6 +132,9 @@ pub struct Pipeline {
     /// Requests that were not MCP per unwatched HTTP server, until `HTTP_MISSES`.
     http_misses: HashMap<u32, u32>,
 }
+
+/// The kernel's watched set is checked against userspace every this many ticks (1 s).
+const RECONCILE_EVERY: u64 = 5;
 
 /// Non-MCP requests an HTTP server answers before its connections stop being looked at.
 const HTTP_MISSES: u32 = 16;
@@ -158,6 +168,8 @@ impl Pipeline {
             streams: HashMap::new(),
             tls: TlsMap::default(),
             tls_probes: TlsProbes::new(settings.tls),
+            reconciler: Reconciler::default(),
+            ticks: 0,
             loss: Loss::default(),
             reported: Loss::default(),
             self_pid,
@@ -1207,7 +1219,28 @@ impl Pipeline {
     }
 
     /// A `monitor_status` event whenever something was lost since the last one.
+    /// Drops the kernel's watched-set entries userspace does not stand by (a lost exec
+    /// left a process pending; a lost exit left a dead pid), two checks in a row.
+    fn reconcile(&mut self) {
+        let entries = self.kernel.watched_set();
+        let procs = &self.procs;
+        let stands_by = |pid: u32, state: u32| {
+            Path::new("/proc").join(pid.to_string()).exists()
+                && (state == monitor_common::watch_state::PROBED || procs.get(pid).is_some_and(|p| p.watched))
+        };
+        for pid in self.reconciler.check(&entries, stands_by) {
+            warn!("pid {pid}: in the kernel's watched set with no record behind it; dropped");
+            self.kernel.unwatch(pid);
+            self.loss.reconciled += 1;
+            self.metrics.watch_reconciled.inc();
+        }
+    }
+
     pub fn report_loss(&mut self) {
+        self.ticks += 1;
+        if self.ticks % RECONCILE_EVERY == 0 {
+            self.reconcile();
+        }
         match self.kernel.stats() {
             Ok(k) => self.loss.kernel = k,
             Err(e) => warn!("reading kernel loss counters: {e:#}"),
@@ -1261,6 +1294,7 @@ impl Pipeline {
                 },
                 "tls_unmapped": now.tls_unmapped,
                 "requests_evicted": now.requests_evicted,
+                "reconciled": now.reconciled,
                 "parse_errors": now.parse_errors,
                 "message_errors": now.message_errors,
                 "http_errors": now.http_errors,

@@ -362,3 +362,58 @@ fn not_root_is_refused_with_one_clear_line() {
         "{stderr}"
     );
 }
+
+/// A process that exec'd while the ring buffer was full lost its exec record: the
+/// kernel made it pending and no one decided. The daemon finds such entries against
+/// its own process table and drops them (two checks 5 s apart), counted.
+#[test]
+fn a_process_pending_with_its_exec_record_lost_is_dropped_from_the_watched_set() {
+    let tag = unique_tag("lostexec");
+    let d = Daemon::start(&["--watch", &format!("*{tag}*"), "--ring-buffer-mb", "1"]).expect("daemon starts");
+    let daemon = d.pid().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &daemon])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    // A watched shell whose pipeline fills the 1 MiB ring while the daemon is stopped.
+    let script = format!("sleep 1; head -c 100000000 /dev/zero | cat >/dev/null; touch {tag}.done # {tag}");
+    let dir = std::env::temp_dir();
+    let mut flood = Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(&dir)
+        .spawn()
+        .unwrap();
+    wait_watched(&d, flood.id());
+    signal("-STOP");
+    assert!(flood.wait().unwrap().success());
+    let _ = std::fs::remove_file(dir.join(format!("{tag}.done")));
+    // Its exec is pending in the kernel; its record has no room.
+    let mut lost = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = lost.id();
+    thread::sleep(Duration::from_millis(200));
+    signal("-CONT");
+    assert!(
+        kernel_watched(&d).unwrap().contains(&pid),
+        "pending without its exec record"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while kernel_watched(&d).unwrap().contains(&pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still in the watched set: {}",
+            d.stderr()
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+    let _ = lost.kill();
+    let _ = lost.wait();
+    assert!(
+        d.stderr()
+            .contains(&format!("pid {pid}: in the kernel's watched set"))
+    );
+}

@@ -7,6 +7,7 @@ pub mod fds;
 pub mod identity;
 pub mod procs;
 pub mod program_files;
+pub mod reconcile;
 pub mod tls;
 pub mod tls_probes;
 pub mod watch;

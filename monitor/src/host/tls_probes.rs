@@ -249,6 +249,9 @@ mod tests {
         fn connector(&self, _: std::net::SocketAddr) -> Option<u32> {
             None
         }
+        fn watched_set(&self) -> Vec<(u32, u32)> {
+            Vec::new()
+        }
     }
 
     /// Feeds the kernel's answers back; what they gave.

@@ -98,6 +98,14 @@ impl Kernel for Capture {
         self.uprobes.done()
     }
 
+    fn watched_set(&self) -> Vec<(u32, u32)> {
+        self.watched
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(pid, s)| (pid, s.pending))
+            .collect()
+    }
+
     fn connector(&self, local: std::net::SocketAddr) -> Option<u32> {
         let key = match local {
             std::net::SocketAddr::V4(a) => {

@@ -34,6 +34,8 @@ pub trait Kernel {
     /// The process that opened the TCP connection whose local end is `local`, as the
     /// kernel saw it connect (recent connections of the whole host).
     fn connector(&self, local: std::net::SocketAddr) -> Option<u32>;
+    /// The kernel's watched set: (pid, `monitor_common::watch_state`).
+    fn watched_set(&self) -> Vec<(u32, u32)>;
 }
 
 /// Kernel-side loss counters, summed over CPUs.

@@ -71,6 +71,8 @@ pub struct Metrics {
     pub tls_unreadable: IntCounterVec,
     /// Processes whose OpenSSL got the uprobes.
     pub tls_probed: IntCounter,
+    /// Kernel watched-set entries dropped because no record backed them.
+    pub watch_reconciled: IntCounter,
     pub ready: Arc<AtomicBool>,
     max_label_values: usize,
     /// Distinct values seen per (server, label name).
@@ -211,6 +213,10 @@ impl Metrics {
             "mcp_monitor_tls_probed_total",
             "Watched processes whose OpenSSL got the plaintext uprobes.",
         )?;
+        let watch_reconciled = IntCounter::new(
+            "mcp_monitor_watch_reconciled_total",
+            "Entries of the kernel's watched set dropped because no record backed them (a lost exec, fork or exit record).",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("mcp_monitor_build_info", "Build information; always 1."),
             &["version"],
@@ -250,6 +256,7 @@ impl Metrics {
             Box::new(tls_ciphertext_dropped.clone()),
             Box::new(tls_unreadable.clone()),
             Box::new(tls_probed.clone()),
+            Box::new(watch_reconciled.clone()),
             Box::new(build_info),
         ] {
             registry.register(c)?;
@@ -275,6 +282,7 @@ impl Metrics {
             tls_ciphertext_dropped,
             tls_unreadable,
             tls_probed,
+            watch_reconciled,
             ready: Arc::new(AtomicBool::new(false)),
             max_label_values,
             seen: Mutex::default(),
