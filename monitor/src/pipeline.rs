@@ -1238,7 +1238,7 @@ impl Pipeline {
 
     pub fn report_loss(&mut self) {
         self.ticks += 1;
-        if self.ticks % RECONCILE_EVERY == 0 {
+        if self.ticks.is_multiple_of(RECONCILE_EVERY) {
             self.reconcile();
         }
         match self.kernel.stats() {
