@@ -380,18 +380,22 @@ fn a_process_pending_with_its_exec_record_lost_is_dropped_from_the_watched_set()
                 .success()
         );
     };
-    // A watched shell whose pipeline fills the 1 MiB ring while the daemon is stopped.
-    let script = format!("sleep 1; head -c 100000000 /dev/zero | cat >/dev/null; touch {tag}.done # {tag}");
+    // A watched shell whose pipelines fill the 1 MiB ring while the daemon is stopped:
+    // big writes, then 1-byte ones for the gaps big records leave.
     let dir = std::env::temp_dir();
-    let mut flood = Command::new("sh")
-        .args(["-c", &script])
-        .current_dir(&dir)
-        .spawn()
-        .unwrap();
+    let go = dir.join(format!("{tag}.go"));
+    let script = format!(
+        "while [ ! -e {go} ]; do sleep 0.05; done; head -c 100000000 /dev/zero | cat >/dev/null; \
+         dd if=/dev/zero bs=1 count=50000 2>/dev/null | cat >/dev/null # {tag}",
+        go = go.display()
+    );
+    let mut flood = Command::new("sh").args(["-c", &script]).spawn().unwrap();
     wait_watched(&d, flood.id());
     signal("-STOP");
+    // The flood starts once the daemon is stopped.
+    std::fs::write(&go, b"").unwrap();
     assert!(flood.wait().unwrap().success());
-    let _ = std::fs::remove_file(dir.join(format!("{tag}.done")));
+    let _ = std::fs::remove_file(&go);
     // Its exec is pending in the kernel; its record has no room.
     let mut lost = Command::new("sleep").arg("60").spawn().unwrap();
     let pid = lost.id();
