@@ -2,7 +2,10 @@
 //! `initialize` or from each request's `_meta`), which requests are in flight, and the
 //! tool calls (and resource reads, prompt gets) that completed. Pure state: the caller
 //! feeds messages with kernel timestamps and turns the outputs into events.
-use std::collections::HashMap;
+use std::{
+    collections::{HashMap, HashSet},
+    hash::BuildHasher as _,
+};
 
 use serde_json::Value;
 
@@ -24,6 +27,9 @@ const REPORTED_METHODS: &[&str] = &["tools/call", "resources/read", "prompts/get
 pub const MAX_PENDING: usize = 1024;
 /// Bytes of the requests in flight a session keeps (their params), at most.
 pub const MAX_PENDING_BYTES: usize = 128 * 1024 * 1024;
+/// Distinct side effects kept per call (a repeated one is kept once); past this they
+/// are counted (`Completed::effects_dropped`), not listed.
+pub const MAX_EFFECTS_PER_CALL: usize = 4096;
 /// Distinct method names counted per session; the rest are counted under `OTHER_METHODS`.
 pub const MAX_METHODS: usize = 256;
 pub const OTHER_METHODS: &str = "__other__";
@@ -99,8 +105,10 @@ pub struct Completed {
     pub client: Option<PeerInfo>,
     /// The bearer credential its request carried.
     pub bearer: Option<Bearer>,
-    /// Side effects while it ran; `true` when other calls were in flight too.
+    /// Side effects while it ran, each once; `true` when other calls were in flight too.
     pub effects: Vec<(Effect, bool)>,
+    /// Distinct effects past `MAX_EFFECTS_PER_CALL`: counted, not listed.
+    pub effects_dropped: u64,
     /// Runtime-noise opens while it ran (counted, not listed).
     pub noise: u64,
     /// The policy epoch when the call started (a reload applies to later calls).
@@ -122,6 +130,10 @@ struct Pending {
     client: Option<PeerInfo>,
     bearer: Option<Bearer>,
     effects: Vec<(Effect, bool)>,
+    /// Hashes of `effects`, so that a repeated one is kept once.
+    effects_seen: HashSet<u64>,
+    /// Distinct effects past `MAX_EFFECTS_PER_CALL`.
+    effects_dropped: u64,
     noise: u64,
     epoch: u64,
 }
@@ -162,6 +174,8 @@ pub struct Session {
     pending: HashMap<Id, Pending>,
     /// Bytes of the messages of `pending`.
     pending_bytes: usize,
+    /// Keyed per session, so a peer cannot aim at its hashes.
+    effect_hasher: std::hash::RandomState,
     /// Server-to-client requests in flight (sampling, roots, elicitation).
     pending_from_server: HashMap<Id, String>,
     pub stats: SessionStats,
@@ -287,6 +301,8 @@ impl Session {
             client: self.client.clone(),
             bearer: self.bearer.clone(),
             effects: Vec::new(),
+            effects_seen: HashSet::new(),
+            effects_dropped: 0,
             noise: 0,
             epoch: self.epoch,
         };
@@ -384,6 +400,7 @@ impl Session {
             client: req.client,
             bearer: req.bearer,
             effects: req.effects,
+            effects_dropped: req.effects_dropped,
             noise: req.noise,
             epoch: req.epoch,
         }))
@@ -426,10 +443,18 @@ impl Session {
     /// has several in flight (the kernel cannot say which one caused it). Returns how
     /// many got it.
     pub fn attach(&mut self, effect: &Effect, ambiguous: bool) -> usize {
+        let hash = self.effect_hasher.hash_one((effect, ambiguous));
         let mut n = 0;
         for p in self.pending.values_mut().filter(|p| p.method == "tools/call") {
-            p.effects.push((effect.clone(), ambiguous));
             n += 1;
+            if !p.effects_seen.insert(hash) {
+                continue;
+            }
+            if p.effects.len() >= MAX_EFFECTS_PER_CALL {
+                p.effects_dropped += 1;
+                continue;
+            }
+            p.effects.push((effect.clone(), ambiguous));
         }
         n
     }
@@ -775,5 +800,30 @@ mod tests {
         assert_eq!(s.stats.requests.len(), MAX_METHODS + 1);
         assert_eq!(s.stats.requests.get(OTHER_METHODS), Some(&44));
         assert_eq!(s.stats.requests.get("m/0"), Some(&1));
+    }
+
+    #[test]
+    fn a_call_keeps_each_effect_once_and_counts_past_its_bound() {
+        let file = |p: &str| Effect::File {
+            path: p.to_string(),
+            write: false,
+            ok: true,
+        };
+        let mut s = Session::default();
+        c2s(
+            &mut s,
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}),
+            1,
+        );
+        for _ in 0..3 {
+            s.attach(&file("/same"), false);
+        }
+        for i in 0..MAX_EFFECTS_PER_CALL + 10 {
+            s.attach(&file(&format!("/f{i}")), false);
+        }
+        let c = completed(s2c(&mut s, json!({"jsonrpc":"2.0","id":1,"result":{}}), 2));
+        assert_eq!(c.effects.len(), MAX_EFFECTS_PER_CALL);
+        assert_eq!(c.effects[0], (file("/same"), false));
+        assert_eq!(c.effects_dropped, 11);
     }
 }

@@ -71,6 +71,10 @@ pub struct PathGlobs {
 /// A compiled set, and for each of its globs the item it came from.
 type CompiledGlobs = (GlobSet, Vec<usize>);
 
+/// Homes compiled for at once: a server's `HOME` comes from whoever started it, so the
+/// cache is emptied past this rather than grown (recompiling is the cost).
+const MAX_COMPILED_HOMES: usize = 64;
+
 impl PathGlobs {
     pub(super) fn new(items: Vec<String>) -> Result<Self, globset::Error> {
         let me = Self {
@@ -104,7 +108,11 @@ impl PathGlobs {
             origin.push(i);
         }
         let set = (b.build()?, origin);
-        self.compiled.borrow_mut().insert(key, set.clone());
+        let mut compiled = self.compiled.borrow_mut();
+        if compiled.len() >= MAX_COMPILED_HOMES {
+            compiled.clear();
+        }
+        compiled.insert(key, set.clone());
         Ok(set)
     }
 
@@ -153,5 +161,19 @@ mod tests {
         assert_eq!(expand_home("~/.ssh/**", "/home/u/"), "/home/u/.ssh/**");
         assert_eq!(expand_home("~", "/root"), "/root");
         assert_eq!(expand_home("~bob/x", "/root"), "~bob/x");
+    }
+
+    #[test]
+    fn homes_compiled_for_are_bounded_and_still_match() {
+        let globs = PathGlobs::new(vec!["~/.ssh/**".into(), "/etc/shadow".into()]).unwrap();
+        for i in 0..MAX_COMPILED_HOMES * 3 {
+            let home = format!("/home/u{i}");
+            assert_eq!(
+                globs.matching_home(&format!("{home}/.ssh/id_rsa"), Some(&home)),
+                Some("~/.ssh/**")
+            );
+            assert!(globs.compiled.borrow().len() <= MAX_COMPILED_HOMES);
+        }
+        assert_eq!(globs.matching_home("/etc/shadow", None), Some("/etc/shadow"));
     }
 }

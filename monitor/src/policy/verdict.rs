@@ -88,10 +88,15 @@ pub fn judge(policy: &Policy, index: Option<usize>, homes: &Homes, caller: Calle
     // Scope violations first, in the order the policy checks them; secrets after.
     let mut all = scope;
     all.append(&mut violations);
+    let mut effects =
+        json!({"files": files, "secrets": secrets, "exec": exec, "connect": connect, "noise": c.noise});
+    if c.effects_dropped > 0 {
+        effects["dropped"] = json!(c.effects_dropped);
+    }
     Verdict {
         agent,
         violations: all,
-        effects: json!({"files": files, "secrets": secrets, "exec": exec, "connect": connect, "noise": c.noise}),
+        effects,
     }
 }
 
