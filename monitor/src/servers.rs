@@ -176,6 +176,10 @@ impl Server {
         tls: bool,
         peer_of: impl FnOnce(u64) -> (Option<ClientProcess>, Option<String>),
     ) -> Received {
+        // Pipes only: a socket's reads may be an HTTP body, JSON-RPC without a head.
+        if let Stream::Pipe(inode) = stream {
+            self.learn_stdin(inode, read, bytes);
+        }
         if let Stream::Pipe(inode) | Stream::Socket(inode) = stream {
             self.learn_stdout(inode, read, bytes);
         }
@@ -235,6 +239,19 @@ impl Server {
         received.errors = errors;
         received.sessions_full = self.sessions_full - overflow;
         received
+    }
+
+    /// A server whose stdin was not a pipe or socket when it was found (one running
+    /// before the daemon, that moved its stdin and put /dev/null in its place, as
+    /// Python's SDK does): its stdin is the pipe it first reads a JSON-RPC request on.
+    fn learn_stdin(&mut self, inode: u64, read: bool, bytes: &[u8]) {
+        let stdio = &mut self.stdio.stdio;
+        if read && stdio.stdin.is_none() && crate::mcp::detect::stdio(bytes).is_some() {
+            stdio.stdin = Some(inode);
+            // Its fd 1 then was no more its stdout than fd 0 its stdin (a stderr pipe
+            // passed down, say): learnt from its first response too.
+            stdio.stdout = None;
+        }
     }
 
     /// A server found reading its stdin on a moved fd: its stdout is the pipe or socket
@@ -559,5 +576,27 @@ mod tests {
         assert!(s.sessions.len() < MAX_SESSIONS);
         assert!(s.sessions.keys().any(|k| k.to_string() == "new"));
         assert!(s.sessions.contains_key(s.stdio.key()), "the stdio session stays");
+    }
+
+    #[test]
+    fn a_server_found_with_its_stdin_moved_learns_it_from_its_first_request() {
+        // Found running: fd 0 was /dev/null, fd 1 a stderr pipe passed down.
+        let mut s = server();
+        s.stdio.stdio = Stdio {
+            stdin: None,
+            stdout: Some(99),
+        };
+        let none = |_| (None, None);
+        // JSON-RPC read on a socket (an HTTP body, say) does not make it stdin.
+        let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"t"}}"#;
+        s.receive(Stream::Socket(7), true, body, 1, 0, false, none);
+        assert_eq!(s.stdio.stdio.stdin, None);
+        let req = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"t\"}}\n";
+        s.receive(Stream::Pipe(5), true, req, 2, 0, false, none);
+        assert_eq!((s.stdio.stdio.stdin, s.stdio.stdio.stdout), (Some(5), None));
+        let answer = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n";
+        let r = s.receive(Stream::Pipe(6), false, answer, 3, 0, false, none);
+        assert_eq!(s.stdio.stdio.stdout, Some(6));
+        assert_eq!(r.outputs.len(), 1, "the call, answered");
     }
 }

@@ -257,6 +257,14 @@ async def run(ns: argparse.Namespace, record: dict[str, Any]) -> None:
             tools = await client.list_tools()
             record["tools"] = [t.name for t in tools.tools]
         for call in ns.call_list:
+            if call.get("wait_for"):
+                # Hold the session open between calls until the test says go (it
+                # restarts the daemon meanwhile): PATH.waiting says we are here.
+                go = call["wait_for"]
+                with open(go + ".waiting", "w"):
+                    pass
+                while not os.path.exists(go):
+                    await anyio.sleep(0.05)
             first = len(wire)
             entry: dict[str, Any] = {"tool": call["tool"], "arguments": call["arguments"]}
             started = time.time()
