@@ -97,6 +97,15 @@ pub fn discovery() -> bool {
     unsafe { core::ptr::read_volatile(&DISCOVERY) != 0 }
 }
 
+/// The generation a new `WATCHED` entry starts at: not 0, but the clock's low bits, so
+/// that a recycled pid does not inherit the `OPENED_FILES` entries (the fds opened by
+/// path) its last holder left behind: they name another generation.
+#[inline(always)]
+pub fn first_generation() -> u32 {
+    // Safety: helper without arguments.
+    (unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns() } as u32) | 1
+}
+
 #[inline(always)]
 pub fn offsets() -> TracepointOffsets {
     // Safety: a global that userspace patches before load; volatile so the

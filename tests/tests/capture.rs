@@ -421,3 +421,75 @@ fn a_process_pending_with_its_exec_record_lost_is_dropped_from_the_watched_set()
             .contains(&format!("pid {pid}: in the kernel's watched set"))
     );
 }
+
+/// A pid a watched process held, recycled for another watched process, names the new
+/// one: the fds the first opened by path (not captured, as files) do not make the
+/// second's pipes on the same fd numbers files too.
+#[test]
+fn a_recycled_pid_does_not_inherit_the_files_its_last_holder_opened() {
+    let tag = unique_tag("pidreuse");
+    let d = start(&tag);
+    // The first holder opens a file and moves it to fd 9, then waits for its stdin.
+    let first_script = "import os, sys\nf = os.open('/etc/hostname', os.O_RDONLY)\nos.dup2(f, 9)\nprint('ready', flush=True)\nsys.stdin.read()\n";
+    let mut first = Command::new("python3")
+        .args(["-c", first_script, &tag])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = first.id();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(first.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    wait_watched(&d, pid);
+    drop(first.stdin.take());
+    assert!(first.wait().unwrap().success());
+    d.wait_for(WAIT, |e| {
+        e["type"] == "server_exited" && e["server"]["pid"] == pid
+    })
+    .unwrap();
+    // The same pid for the second (the host may take it first: try again), with a pipe
+    // on fd 9 from before its exec: nothing the kernel saw it open or dup.
+    let second_script = "import os, time\nos.write(9, b'recycled' * 8)\ntime.sleep(30)\n";
+    let mut fds = [0; 2];
+    // Safety: a two-int array for pipe2(2). Close-on-exec: only fd 9 of the second
+    // (dup2 clears the flag) gets it, not other tests' children.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let write_end = fds[1];
+    let mut second = None;
+    for _ in 0..50 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", second_script, &tag]);
+        // Safety: only dup2 between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                if libc::dup2(write_end, 9) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        if child.id() == pid {
+            second = Some(child);
+            break;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut second = second.expect("pid recycled within 50 tries");
+    wait_watched(&d, pid);
+    let written = wait_stream(&d, pid, 9, "write", 64);
+    assert_eq!(written, b"recycled".repeat(8));
+    let _ = second.kill();
+    let _ = second.wait();
+    // Safety: the pipe's two fds, unused from here.
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+}

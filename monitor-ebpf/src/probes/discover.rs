@@ -17,7 +17,7 @@ use aya_ebpf::{
 };
 use monitor_common::{ProbeState, WatchState, watch_state};
 
-use crate::maps::{PROBES, WATCHED};
+use crate::maps::{PROBES, WATCHED, first_generation};
 
 /// The shortest JSON-RPC request an MCP peer sends is about 40 bytes
 /// (`{"jsonrpc":"2.0","id":1,"method":"ping"}`); an HTTP request head is longer.
@@ -147,7 +147,7 @@ fn candidate(
         Some(s) => s.pending = watch_state::PENDING,
         None => {
             let s = WatchState {
-                generation: 0,
+                generation: first_generation(),
                 pending: watch_state::PENDING,
                 ..WatchState::default()
             };
@@ -164,7 +164,7 @@ fn start(pid: u32, stdin_fds: u64, new_conns: u64) {
         return;
     }
     let s = WatchState {
-        generation: 0,
+        generation: first_generation(),
         pending: watch_state::PROBED,
         stdin_fds,
         new_conns,

@@ -18,7 +18,7 @@ use aya_ebpf::bindings::BPF_NOEXIST;
 use crate::{
     bounds::clamp,
     emit::{header, output},
-    maps::{EXEC_ARGS, EXEC_SCRATCH, PROBES, WATCHED, count, offsets},
+    maps::{EXEC_ARGS, EXEC_SCRATCH, PROBES, WATCHED, count, first_generation, offsets},
 };
 
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -136,7 +136,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         },
         None => {
             let state = WatchState {
-                generation: 0,
+                generation: first_generation(),
                 pending: watch_state::PENDING,
                 ..WatchState::default()
             };
@@ -182,7 +182,7 @@ pub fn task_newtask(ctx: TracePointContext) -> u32 {
         .is_some_and(|s| unsafe { (*s).pending } == watch_state::WATCHED);
     if parent_watched {
         let state = WatchState {
-            generation: 0,
+            generation: first_generation(),
             pending: watch_state::WATCHED,
             ..WatchState::default()
         };

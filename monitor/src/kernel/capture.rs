@@ -302,7 +302,16 @@ impl Capture {
 
     /// Watches `pid` for good (it may be pending since its exec: keep its generation).
     pub fn watch(&mut self, pid: u32) -> anyhow::Result<()> {
-        let generation = self.watched.get(&pid, 0).map_or(0, |s| s.generation);
+        // A new entry starts at a generation of its own, as the kernel's do (a recycled
+        // pid must not match the fds its last holder opened by path).
+        let fresh = || {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            (now.map_or(0, |d| d.subsec_nanos())) | 1
+        };
+        let generation = self
+            .watched
+            .get(&pid, 0)
+            .map_or_else(|_| fresh(), |s| s.generation);
         self.watched
             .insert(
                 pid,
