@@ -55,20 +55,24 @@ fn holders(proc_root: &Path, target: &str, exclude: &[u32], writers: bool) -> Ve
         if exclude.contains(&pid) {
             continue;
         }
-        let dir = proc_root.join(pid.to_string());
-        let Ok(fds) = fs::read_dir(dir.join("fd")) else {
-            continue;
-        };
-        let holds = fds.flatten().any(|fd| {
-            fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == target)
-                && (!writers || opened_for_writing(&dir.join("fdinfo").join(fd.file_name())))
-        });
-        if holds {
+        if holds(proc_root, pid, target, writers) {
             found.push(pid);
         }
     }
     found.sort_unstable();
     found
+}
+
+/// Whether `pid` has an fd whose link is `target` (with `writers`, opened for writing).
+fn holds(proc_root: &Path, pid: u32, target: &str, writers: bool) -> bool {
+    let dir = proc_root.join(pid.to_string());
+    let Ok(fds) = fs::read_dir(dir.join("fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == target)
+            && (!writers || opened_for_writing(&dir.join("fdinfo").join(fd.file_name())))
+    })
 }
 
 /// `flags:` in fdinfo is octal; O_WRONLY is 1, O_RDWR 2.
@@ -250,11 +254,6 @@ pub fn stream_read_ends(proc_root: &Path, pid: u32) -> u64 {
     mask
 }
 
-/// The processes holding socket `inode` (the other end of a local TCP connection).
-pub fn socket_holders(proc_root: &Path, inode: u64, exclude: &[u32]) -> Vec<u32> {
-    holders(proc_root, &format!("socket:[{inode}]"), exclude, false)
-}
-
 /// Whether two processes share a network namespace: the connect tracker keys by
 /// address, and two namespaces each have their own 127.0.0.1.
 pub fn same_netns(proc_root: &Path, a: u32, b: u32) -> bool {
@@ -271,12 +270,9 @@ pub fn socket_holder(proc_root: &Path, inode: u64, exclude: &[u32]) -> Option<u3
     let target = format!("socket:[{inode}]");
     let mut pids: Vec<u32> = crate::host::procs::pids(proc_root).collect();
     pids.sort_unstable_by(|a, b| b.cmp(a));
-    pids.into_iter().filter(|p| !exclude.contains(p)).find(|pid| {
-        fs::read_dir(proc_root.join(pid.to_string()).join("fd")).is_ok_and(|fds| {
-            fds.flatten()
-                .any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == target.as_str()))
-        })
-    })
+    pids.into_iter()
+        .filter(|p| !exclude.contains(p))
+        .find(|&pid| holds(proc_root, pid, &target, false))
 }
 
 /// The client among the candidates: the server's parent when it is one (it spawned the
@@ -332,7 +328,12 @@ mod tests {
             assert_eq!(ends.peer_inode, Some(socket_inode(&client)));
             let me = std::process::id();
             assert_eq!(
-                socket_holders(Path::new("/proc"), socket_inode(&client), &[]),
+                holders(
+                    Path::new("/proc"),
+                    &format!("socket:[{}]", socket_inode(&client)),
+                    &[],
+                    false
+                ),
                 [me]
             );
         }
