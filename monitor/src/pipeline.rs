@@ -637,7 +637,6 @@ impl Pipeline {
             if let Some((d, fd)) = self.tls.plaintext(d) {
                 self.bytes(d, fd);
             }
-            self.loss.tls_unmapped = self.tls.stats.unmapped_records;
             return;
         }
         let pid = d.header.pid;
@@ -1105,7 +1104,6 @@ impl Pipeline {
         }
     }
 
-    /// A `monitor_status` event whenever something was lost since the last one.
     /// Drops the kernel's watched-set entries userspace does not stand by (a lost exec
     /// left a process pending; a lost exit left a dead pid), two checks in a row.
     fn reconcile(&mut self) {
@@ -1123,6 +1121,7 @@ impl Pipeline {
         }
     }
 
+    /// A `monitor_status` event whenever something was lost since the last one.
     pub fn report_loss(&mut self) {
         self.ticks += 1;
         if self.ticks.is_multiple_of(RECONCILE_EVERY) {
@@ -1132,6 +1131,8 @@ impl Pipeline {
             Ok(k) => self.loss.kernel = k,
             Err(e) => warn!("reading kernel loss counters: {e:#}"),
         }
+        // Read here: held writes are lost at an exit or exec too, not only as plaintext comes.
+        self.loss.tls_unmapped = self.tls.stats.unmapped_records;
         if self.loss == self.reported {
             return;
         }
