@@ -198,6 +198,32 @@ fn curl(cert: &Path, port: u16) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The server's one `tls_unreadable` report, with `reason`, once `curl` reached it: a
+/// further connection makes no second one, and the metric for `reason` is 1.
+fn reported_once(d: &Daemon, cert: &Path, port: u16, pid: u32, reason: &str) -> Value {
+    let unreadable =
+        |e: &Value| e["type"] == "monitor_status" && e["status"] == "tls_unreadable" && e["pid"] == pid;
+    let e = d.wait_for(WAIT, unreadable).unwrap_or_else(|e| {
+        panic!(
+            "no tls_unreadable for server {pid}: {e:#}\nevents: {:#?}\nstderr: {}",
+            d.events(),
+            d.stderr()
+        )
+    });
+    assert_eq!(e["reason"], reason, "{e:#}");
+    // Another connection is the same process: no second report.
+    assert!(curl(cert, port).contains("without OpenSSL"));
+    std::thread::sleep(Duration::from_secs(1));
+    let reports: Vec<Value> = d.events().into_iter().filter(|e| unreadable(e)).collect();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let of_reason = |s: &common::Sample| s.labels.get("reason").is_some_and(|r| r == reason);
+    wait_metric(d, WAIT, "mcp_monitor_tls_unreadable_total", of_reason, |v| {
+        v >= 1.0
+    });
+    assert_eq!(metric(d, "mcp_monitor_tls_unreadable_total", of_reason), 1.0);
+    e
+}
+
 #[test]
 fn tls_the_monitor_cannot_read_is_reported() {
     let tag = unique_tag("tlsunreadable");
@@ -207,34 +233,15 @@ fn tls_the_monitor_cannot_read_is_reported() {
     let d = Daemon::start(&["--watch", &tls_unreadable_server_glob(&tag)]).unwrap();
     let server = start_server(&tls_unreadable_server(&tag, port, &cert, &key), port);
     let pid = server.pid();
-    let unreadable =
-        |e: &Value| e["type"] == "monitor_status" && e["status"] == "tls_unreadable" && e["pid"] == pid;
     assert!(curl(&cert, port).contains("without OpenSSL"));
-    let e = d.wait_for(WAIT, unreadable).unwrap_or_else(|e| {
-        panic!(
-            "no tls_unreadable for server {pid}: {e:#}\nevents: {:#?}\nstderr: {}",
-            d.events(),
-            d.stderr()
-        )
-    });
-    assert_eq!(e["reason"], "no_openssl", "{e:#}");
+    let e = reported_once(&d, &cert, port, pid, "no_openssl");
     assert!(e["exe"].as_str().is_some_and(|x| !x.is_empty()), "{e:#}");
-    // Another connection is the same process: no second report.
-    assert!(curl(&cert, port).contains("without OpenSSL"));
-    std::thread::sleep(Duration::from_secs(1));
-    let reports: Vec<Value> = d.events().into_iter().filter(|e| unreadable(e)).collect();
-    assert_eq!(reports.len(), 1, "{reports:#?}");
     assert!(
         !d.events()
             .iter()
             .any(|e| e["status"] == "tls_probed" && e["pid"] == pid),
         "nothing to probe in a process without OpenSSL"
     );
-    let no_openssl = |s: &common::Sample| s.labels.get("reason").is_some_and(|r| r == "no_openssl");
-    wait_metric(&d, WAIT, "mcp_monitor_tls_unreadable_total", no_openssl, |v| {
-        v >= 1.0
-    });
-    assert_eq!(metric(&d, "mcp_monitor_tls_unreadable_total", no_openssl), 1.0);
 }
 
 #[test]
@@ -250,27 +257,9 @@ fn tls_beside_a_probed_openssl_is_reported_once_its_connections_give_no_plaintex
     let server = start_server(&cmd, port);
     let pid = server.pid();
     wait_tls_probed(&d, pid);
-    let unreadable =
-        |e: &Value| e["type"] == "monitor_status" && e["status"] == "tls_unreadable" && e["pid"] == pid;
     // Connections that only shook hands give no plaintext either: a few are needed.
     for _ in 0..3 {
         assert!(curl(&cert, port).contains("without OpenSSL"));
     }
-    let e = d.wait_for(WAIT, unreadable).unwrap_or_else(|e| {
-        panic!(
-            "no tls_unreadable for server {pid}: {e:#}\nevents: {:#?}\nstderr: {}",
-            d.events(),
-            d.stderr()
-        )
-    });
-    assert_eq!(e["reason"], "no_plaintext", "{e:#}");
-    assert!(curl(&cert, port).contains("without OpenSSL"));
-    std::thread::sleep(Duration::from_secs(1));
-    let reports: Vec<Value> = d.events().into_iter().filter(|e| unreadable(e)).collect();
-    assert_eq!(reports.len(), 1, "{reports:#?}");
-    let no_plaintext = |s: &common::Sample| s.labels.get("reason").is_some_and(|r| r == "no_plaintext");
-    wait_metric(&d, WAIT, "mcp_monitor_tls_unreadable_total", no_plaintext, |v| {
-        v >= 1.0
-    });
-    assert_eq!(metric(&d, "mcp_monitor_tls_unreadable_total", no_plaintext), 1.0);
+    reported_once(&d, &cert, port, pid, "no_plaintext");
 }
