@@ -3,10 +3,17 @@
 //! or a launcher sits in between).
 use std::{fs, path::Path};
 
+use netlink_packet_core::{NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+use netlink_packet_sock_diag::{
+    SockDiagMessage,
+    unix::{ShowFlags, StateFlags, UnixRequest},
+};
+use netlink_sys::{Socket, SocketAddr as NetlinkAddr, protocols::NETLINK_SOCK_DIAG};
+
 use crate::host::{fds::FdKind, procs::Process};
 
 /// The inodes of a server's stdin and stdout, when they are pipes or sockets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stdio {
     pub stdin: Option<u64>,
     pub stdout: Option<u64>,
@@ -89,74 +96,55 @@ fn opened_for_writing(fdinfo: &Path) -> bool {
 /// The inode of the other end of a connected Unix socket, from the kernel's sock_diag
 /// (what `ss -xp` shows as the peer); None when it has no peer or the query fails.
 pub fn unix_peer(inode: u64) -> Option<u64> {
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    const UDIAG_SHOW_PEER: u32 = 0x4;
-    const UNIX_DIAG_PEER: u16 = 2;
-    const NLMSG_ERROR: u16 = 2;
-    // struct nlmsghdr (16 bytes) + struct unix_diag_req (24 bytes).
-    let mut req = [0u8; 40];
-    req[0..4].copy_from_slice(&40u32.to_ne_bytes());
-    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    req[16] = libc::AF_UNIX as u8;
-    req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // every state
-    req[24..28].copy_from_slice(&u32::try_from(inode).ok()?.to_ne_bytes());
-    req[28..32].copy_from_slice(&UDIAG_SHOW_PEER.to_ne_bytes());
-    req[32..40].copy_from_slice(&[0xff; 8]); // no cookie
-    // Safety: plain socket calls on an fd owned (and closed) here, buffers in bounds.
-    let reply = unsafe {
-        let fd = libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            libc::NETLINK_SOCK_DIAG,
-        );
-        if fd < 0 {
-            return None;
-        }
-        let mut buf = vec![0u8; 8192];
-        let sent = libc::send(fd, req.as_ptr().cast(), req.len(), 0);
-        let n = if sent == req.len() as isize {
-            libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0)
-        } else {
-            -1
-        };
-        libc::close(fd);
-        buf.truncate(usize::try_from(n).ok()?);
-        buf
-    };
-    parse_peer(&reply, NLMSG_ERROR, UNIX_DIAG_PEER)
-}
-
-/// The UNIX_DIAG_PEER attribute of the first message of a sock_diag reply.
-fn parse_peer(reply: &[u8], nlmsg_error: u16, peer_attr: u16) -> Option<u64> {
-    let u16_at = |b: &[u8], i: usize| b.get(i..i + 2).map(|s| u16::from_ne_bytes([s[0], s[1]]));
-    let u32_at = |b: &[u8], i: usize| {
-        b.get(i..i + 4)
-            .map(|s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
-    };
-    let len = u32_at(reply, 0)? as usize;
-    if u16_at(reply, 4)? == nlmsg_error {
+    let request = peer_request(u32::try_from(inode).ok()?);
+    let socket = Socket::new(NETLINK_SOCK_DIAG).ok()?;
+    // Connected to the kernel, so that only its answer is read.
+    socket.connect(&NetlinkAddr::new(0, 0)).ok()?;
+    if socket.send(&request, 0).ok()? != request.len() {
         return None;
     }
-    let msg = reply.get(..len.min(reply.len()))?;
-    // nlmsghdr (16) + unix_diag_msg (16), then 4-byte aligned attributes.
-    let mut at = 32;
-    while at + 4 <= msg.len() {
-        let rta_len = u16_at(msg, at)? as usize;
-        if rta_len < 4 {
-            return None;
-        }
-        if u16_at(msg, at + 2)? == peer_attr {
-            return u32_at(msg, at + 4).map(u64::from);
-        }
-        at += (rta_len + 3) & !3;
+    // One socket's answer: a header, the socket and a few attributes.
+    let mut reply = Vec::with_capacity(8192);
+    socket.recv(&mut reply, 0).ok()?;
+    parse_peer(&reply)
+}
+
+/// A SOCK_DIAG_BY_FAMILY request for the Unix socket `inode`, in any state, asking
+/// for its peer.
+fn peer_request(inode: u32) -> Vec<u8> {
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST;
+    let mut message = NetlinkMessage::new(
+        header,
+        SockDiagMessage::UnixRequest(UnixRequest {
+            // Every state: the crate names only two of the kernel's.
+            state_flags: StateFlags::from_bits_retain(u32::MAX),
+            inode,
+            show_flags: ShowFlags::PEER,
+            cookie: [0xff; 8], // no cookie
+        })
+        .into(),
+    );
+    message.finalize();
+    let mut buf = vec![0; message.buffer_len()];
+    message.serialize(&mut buf);
+    buf
+}
+
+/// The peer attribute of a sock_diag reply; None for an error reply (no such socket)
+/// or one that does not parse.
+fn parse_peer(reply: &[u8]) -> Option<u64> {
+    match NetlinkMessage::<SockDiagMessage>::deserialize(reply)
+        .ok()?
+        .payload
+    {
+        NetlinkPayload::InnerMessage(SockDiagMessage::UnixResponse(r)) => r.peer().map(u64::from),
+        _ => None,
     }
-    None
 }
 
 /// The two ends of a TCP connection, from /proc/net/tcp and tcp6.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TcpEnds {
     /// `ip:port` (`[v6]:port`).
     pub local: String,
@@ -399,6 +387,24 @@ mod tests {
         assert_eq!(unix_peer(inode(a.as_raw_fd())), Some(inode(b.as_raw_fd())));
         assert_eq!(unix_peer(inode(b.as_raw_fd())), Some(inode(a.as_raw_fd())));
         assert_eq!(unix_peer(u32::MAX as u64 - 7), None);
+    }
+
+    #[test]
+    fn the_peer_request_is_the_kernels_layout_and_junk_replies_have_no_peer() {
+        let req = peer_request(0x1234_5678);
+        // nlmsghdr (16 bytes) + unix_diag_req (24 bytes).
+        assert_eq!(req.len(), 40);
+        assert_eq!(req[0..4], 40u32.to_ne_bytes());
+        assert_eq!(req[4..6], 20u16.to_ne_bytes(), "SOCK_DIAG_BY_FAMILY");
+        assert_eq!(req[6..8], (libc::NLM_F_REQUEST as u16).to_ne_bytes());
+        assert_eq!(req[16], libc::AF_UNIX as u8);
+        assert_eq!(req[20..24], u32::MAX.to_ne_bytes(), "every state");
+        assert_eq!(req[24..28], 0x1234_5678u32.to_ne_bytes());
+        assert_eq!(req[28..32], 4u32.to_ne_bytes(), "UDIAG_SHOW_PEER");
+        assert_eq!(req[32..40], [0xff; 8], "no cookie");
+        assert_eq!(parse_peer(&[]), None);
+        assert_eq!(parse_peer(&[0xff; 7]), None);
+        assert_eq!(parse_peer(&req[..30]), None, "cut short");
     }
 
     #[test]

@@ -1,23 +1,31 @@
 //! Prometheus metrics and the small HTTP endpoint that serves them.
 use std::{
     collections::{HashMap, HashSet},
+    convert::Infallible,
     net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
+    time::Duration,
 };
 
 use anyhow::Context as _;
+use http_body_util::Full;
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::Bytes,
+    header::{ALLOW, CONTENT_TYPE, HeaderValue},
+    server::conn::http1,
+    service::service_fn,
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use log::{debug, warn};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
-};
+use tokio::net::TcpListener;
 
 /// Label values taken from watched processes (tool names, client names) are capped per
 /// server: past `max_label_values` distinct values, the rest count as `__other__`, and
@@ -28,15 +36,23 @@ pub const OTHER: &str = "__other__";
 /// that rules and dashboards see 0 rather than no data, and `increase()` sees the first
 /// loss (Prometheus instrumentation guidelines).
 pub const LOSS_WHERE: &[&str] = &[
-    "kernel_ringbuf_full",
+    "kernel_ringbuf_full_data",
+    "kernel_ringbuf_full_lifecycle",
+    "kernel_ringbuf_full_other",
+    "kernel_data_headroom",
+    "kernel_transfer_cut_ring",
+    "kernel_transfer_cut_read",
+    "kernel_transfer_cut_limit",
     "kernel_read_failed",
     "kernel_watch_full",
+    "kernel_tls_unpaired",
     "userspace_stream_gap",
+    "userspace_stream_overlap",
     "http_connections_full",
     "sessions_full",
-    "kernel_tls_unpaired",
     "tls_unmapped",
     "requests_evicted",
+    "exits_unseen",
 ];
 pub const PARSE_ERROR_WHAT: &[&str] = &["record", "message", "http", "http_encoded_body", "http_oversized"];
 pub const MESSAGE_DIRECTIONS: &[&str] = &["to_server", "to_client"];
@@ -305,99 +321,125 @@ impl Metrics {
         OTHER.to_string()
     }
 
-    /// Binds now (so a busy port is a start-up error) and serves in the background.
+    /// Binds now (so a busy port is a start-up error) and serves in the background,
+    /// on the caller's runtime.
     pub async fn serve(&self, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
         let listener = TcpListener::bind(addr).await.with_context(|| {
             format!("binding the metrics endpoint on {addr} (use --metrics-addr to pick another)")
         })?;
         let local = listener.local_addr()?;
-        let registry = self.registry.clone();
-        let ready = self.ready.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut sock, peer) = match listener.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        warn!("metrics endpoint: accept failed: {e}");
-                        continue;
-                    }
-                };
-                let registry = registry.clone();
-                let ready = ready.clone();
-                tokio::spawn(async move {
-                    let Ok(Some(head)) =
-                        tokio::time::timeout(std::time::Duration::from_secs(5), read_head(&mut sock)).await
-                    else {
-                        return;
-                    };
-                    let buf = head;
-                    let n = buf.len();
-                    let (status, ctype, body) = respond(&buf[..n], &registry, ready.load(Ordering::Relaxed));
-                    let head = format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    if let Err(e) = async {
-                        sock.write_all(head.as_bytes()).await?;
-                        sock.write_all(&body).await?;
-                        sock.shutdown().await
-                    }
-                    .await
-                    {
-                        debug!("metrics endpoint: writing to {peer}: {e}");
-                    }
-                });
-            }
-        });
+        let endpoint = Endpoint {
+            registry: self.registry.clone(),
+            ready: self.ready.clone(),
+        };
+        tokio::spawn(endpoint.accept_loop(listener, http_config(HEAD_TIMEOUT)));
         Ok(local)
     }
 }
 
-/// The request head, read until its blank line (a client may send it in pieces);
-/// None when the peer closes first or sends more than 8 KiB of it.
-async fn read_head(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 || head.len() > 8192 {
-            return None;
-        }
-        head.extend_from_slice(&chunk[..n]);
-    }
-    Some(head)
+/// How long a client has to send a request head: the first one, and each next one on
+/// a kept-alive connection, so an idle or slow client does not hold a connection.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest request head (request line and headers); past it the client gets 431.
+const MAX_HEAD: usize = 8192;
+/// A pause after a failed accept (out of fds, say), so that it is not retried in a
+/// busy loop.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+fn http_config(head_timeout: Duration) -> http1::Builder {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(head_timeout)
+        .max_header_size(MAX_HEAD)
+        .keep_alive(true);
+    http
 }
 
-fn respond(request: &[u8], registry: &Registry, ready: bool) -> (&'static str, &'static str, Vec<u8>) {
-    let line = request
-        .split(|&b| b == b'\r' || b == b'\n')
-        .next()
-        .unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    if method != "GET" && method != "HEAD" {
-        return ("405 Method Not Allowed", "text/plain", b"only GET\n".to_vec());
+/// What the endpoint's connections share.
+#[derive(Clone)]
+struct Endpoint {
+    registry: Registry,
+    ready: Arc<AtomicBool>,
+}
+
+impl Endpoint {
+    async fn accept_loop(self, listener: TcpListener, http: http1::Builder) {
+        loop {
+            match listener.accept().await {
+                Ok((sock, peer)) => {
+                    let endpoint = self.clone();
+                    let service = service_fn(move |req| {
+                        let reply = endpoint.answer(&req);
+                        async move { Ok::<_, Infallible>(reply) }
+                    });
+                    let conn = http.serve_connection(TokioIo::new(sock), service);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            debug!("metrics endpoint: connection from {peer}: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!("metrics endpoint: accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
     }
-    match path.split('?').next().unwrap_or("") {
+
+    /// The response to one request (its body, if any, is never read). HEAD gets the
+    /// headers of GET's response: hyper leaves the body out.
+    fn answer<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
+        let ready = self.ready.load(Ordering::Relaxed);
+        let (status, ctype, body) = respond(req.method(), req.uri().path(), &self.registry, ready);
+        let mut reply = Response::new(Full::new(Bytes::from(body)));
+        *reply.status_mut() = status;
+        let headers = reply.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        reply
+    }
+}
+
+/// The status, content type and body for a request, by method and path (without query).
+fn respond(
+    method: &Method,
+    path: &str,
+    registry: &Registry,
+    ready: bool,
+) -> (StatusCode, &'static str, Vec<u8>) {
+    if method != Method::GET && method != Method::HEAD {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            b"only GET\n".to_vec(),
+        );
+    }
+    match path {
         "/metrics" => {
             let mut body = Vec::new();
             let encoder = TextEncoder::new();
             match encoder.encode(&registry.gather(), &mut body) {
-                Ok(()) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body),
-                Err(e) => ("500 Internal Server Error", "text/plain", format!("{e}\n").into_bytes()),
+                Ok(()) => (StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body),
+                Err(e) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    format!("{e}\n").into_bytes(),
+                ),
             }
         }
-        "/healthz" if ready => ("200 OK", "text/plain", b"ok\n".to_vec()),
-        "/healthz" => ("503 Service Unavailable", "text/plain", b"starting\n".to_vec()),
+        "/healthz" if ready => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+        "/healthz" => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", b"starting\n".to_vec()),
         "/" => (
-            "200 OK",
+            StatusCode::OK,
             "text/html; charset=utf-8",
             b"<html><head><title>mcp-monitor</title></head><body><h1>mcp-monitor</h1>\
 <ul><li><a href=\"/metrics\">/metrics</a></li><li><a href=\"/healthz\">/healthz</a></li></ul></body></html>\n"
                 .to_vec(),
         ),
-        _ => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
+        _ => (StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
     }
 }
 
@@ -405,20 +447,120 @@ fn respond(request: &[u8], registry: &Registry, ready: bool) -> (&'static str, &
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_request_sent_in_pieces_is_answered() {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::{
+        io::{AsyncReadExt as _, AsyncWriteExt as _},
+        net::TcpStream,
+    };
+
+    /// One response read off a kept-alive connection: its head, and its body as long as
+    /// Content-Length says (none with `head_only`, as for HEAD).
+    async fn read_response(c: &mut TcpStream, head_only: bool) -> (String, Vec<u8>) {
+        let mut buf = Vec::new();
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            assert_ne!(c.read_buf(&mut buf).await.unwrap(), 0, "closed mid-head");
+        };
+        let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_string())
+            })
+            .expect("a Content-Length")
+            .parse()
+            .unwrap();
+        let mut body = buf.split_off(head_end);
+        let want = if head_only { 0 } else { len };
+        while body.len() < want {
+            assert_ne!(c.read_buf(&mut body).await.unwrap(), 0, "closed mid-body");
+        }
+        assert_eq!(body.len(), want, "nothing past the response");
+        (head, body)
+    }
+
+    async fn serving() -> (Metrics, TcpStream) {
         let m = Metrics::new(10).unwrap();
         let addr = m.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        (m, TcpStream::connect(addr).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_request_sent_in_pieces_is_answered() {
+        let (_m, mut c) = serving().await;
         for piece in ["GET /metr", "ics HTTP/1.1\r\nHost: x\r\n", "\r\n"] {
             c.write_all(piece.as_bytes()).await.unwrap();
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let (head, body) = read_response(&mut c, false).await;
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert!(
+            head.contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+            "{head}"
+        );
+        let body = String::from_utf8(body).unwrap();
+        assert!(body.contains("mcp_monitor_build_info"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn head_gets_the_headers_and_no_body() {
+        let (_m, mut c) = serving().await;
+        c.write_all(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, _) = read_response(&mut c, true).await;
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert!(!head.contains("content-length: 0\r\n"), "GET's length: {head}");
+        // Had a body been sent, it would come before this answer.
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, body) = read_response(&mut c, false).await;
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable"), "{head}");
+        assert_eq!(body, b"starting\n");
+    }
+
+    #[tokio::test]
+    async fn two_requests_are_answered_on_one_kept_alive_connection() {
+        let (m, mut c) = serving().await;
+        c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let (head, body) = read_response(&mut c, false).await;
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert!(String::from_utf8(body).unwrap().contains("/metrics"));
+        m.ready.store(true, Ordering::Relaxed);
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, body) = read_response(&mut c, false).await;
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert_eq!(body, b"ok\n");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_head_is_refused_and_a_silent_client_dropped() {
+        let (_m, mut c) = serving().await;
+        let long = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        c.write_all(long.as_bytes()).await.unwrap();
         let mut reply = String::new();
         c.read_to_string(&mut reply).await.unwrap();
-        assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
-        assert!(reply.contains("mcp_monitor_build_info"), "{reply}");
+        assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+
+        // The header timeout, shortened: a client that never finishes its head is closed.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let endpoint = Endpoint {
+            registry: Registry::new(),
+            ready: Arc::default(),
+        };
+        tokio::spawn(endpoint.accept_loop(listener, http_config(Duration::from_millis(200))));
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0))), "{read:?} {rest:?}");
     }
 
     #[test]
@@ -442,34 +584,38 @@ mod tests {
     fn serves_metrics_health_and_index() {
         let m = Metrics::new(10).unwrap();
         m.parse_errors.with_label_values(&["record"]).inc();
-        let (status, _, body) = respond(b"GET /metrics HTTP/1.1\r\n\r\n", &m.registry, false);
-        assert_eq!(status, "200 OK");
+        let (status, ctype, body) = respond(&Method::GET, "/metrics", &m.registry, false);
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(ctype, "text/plain; version=0.0.4; charset=utf-8");
         let text = String::from_utf8(body).unwrap();
         assert!(
             text.contains("mcp_monitor_parse_errors_total{what=\"record\"} 1"),
             "{text}"
         );
         assert!(text.contains("mcp_monitor_build_info{version=\""), "{text}");
+        let status = |method: Method, path: &str, ready: bool| respond(&method, path, &m.registry, ready).0;
         assert_eq!(
-            respond(b"GET /healthz HTTP/1.1\r\n", &m.registry, false).0,
-            "503 Service Unavailable"
+            status(Method::GET, "/healthz", false),
+            StatusCode::SERVICE_UNAVAILABLE
         );
+        assert_eq!(status(Method::GET, "/healthz", true), StatusCode::OK);
+        assert_eq!(status(Method::HEAD, "/healthz", true), StatusCode::OK);
+        assert_eq!(status(Method::GET, "/nope", true), StatusCode::NOT_FOUND);
         assert_eq!(
-            respond(b"GET /healthz HTTP/1.1\r\n", &m.registry, true).0,
-            "200 OK"
-        );
-        assert_eq!(
-            respond(b"GET /nope HTTP/1.1\r\n", &m.registry, true).0,
-            "404 Not Found"
-        );
-        assert_eq!(
-            respond(b"POST /metrics HTTP/1.1\r\n", &m.registry, true).0,
-            "405 Method Not Allowed"
+            status(Method::POST, "/metrics", true),
+            StatusCode::METHOD_NOT_ALLOWED
         );
         assert!(
-            String::from_utf8(respond(b"GET / HTTP/1.1\r\n", &m.registry, true).2)
+            String::from_utf8(respond(&Method::GET, "/", &m.registry, true).2)
                 .unwrap()
                 .contains("/metrics")
         );
+        let endpoint = Endpoint {
+            registry: m.registry.clone(),
+            ready: m.ready.clone(),
+        };
+        let post = Request::post("/metrics").body(()).unwrap();
+        let reply = endpoint.answer(&post);
+        assert_eq!(reply.headers()[ALLOW], "GET, HEAD", "a 405 says what is allowed");
     }
 }

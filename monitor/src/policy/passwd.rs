@@ -1,16 +1,23 @@
 //! Home folders from the password database: what `~` means for a process owner.
-/// The home folder of `uid`, from the password database; None when it has no entry
-/// (or an empty or relative home).
+use std::path::PathBuf;
+
+use nix::unistd::{Uid, User};
+
+/// The home folder of `uid`, from the password database through NSS (so LDAP or sssd
+/// users count, not only /etc/passwd); None when it has no entry, the lookup fails,
+/// or the home is not usable (see `usable_home`).
 pub fn home_of(uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    passwd_home(&passwd, uid)
+    let user = User::from_uid(Uid::from_raw(uid)).ok()??;
+    usable_home(user.dir)
 }
 
-fn passwd_home(passwd: &str, uid: u32) -> Option<String> {
-    passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.len() >= 6 && f[2].parse() == Ok(uid) && f[5].starts_with('/')).then(|| f[5].to_string())
-    })
+/// An empty or relative home is no home (`~` would then match relative to wherever
+/// the process runs); a non-UTF-8 one cannot go into a glob.
+fn usable_home(dir: PathBuf) -> Option<String> {
+    if !dir.is_absolute() {
+        return None;
+    }
+    dir.into_os_string().into_string().ok()
 }
 
 #[cfg(test)]
@@ -20,9 +27,12 @@ mod tests {
     #[test]
     fn homes_come_from_passwd_and_an_unknown_uid_has_none() {
         assert_eq!(home_of(0).as_deref(), Some("/root"));
-        let passwd = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\nodd:x:7:7:::/bin/sh\n";
-        assert_eq!(passwd_home(passwd, 65534).as_deref(), Some("/nonexistent"));
-        assert_eq!(passwd_home(passwd, 7), None, "an empty home is no home");
-        assert_eq!(passwd_home(passwd, 4242), None, "no entry, no home");
+        assert_eq!(home_of(4242424), None, "no entry, no home");
+        assert_eq!(
+            usable_home("/nonexistent".into()).as_deref(),
+            Some("/nonexistent")
+        );
+        assert_eq!(usable_home("".into()), None, "an empty home is no home");
+        assert_eq!(usable_home("home/x".into()), None, "nor is a relative one");
     }
 }
