@@ -10,7 +10,7 @@
 /// split over several records that share `total` and advance `chunk_offset`.
 pub const MAX_CHUNK: usize = 16384;
 /// Upper bound of payload bytes captured from one syscall; beyond it the
-/// records are flagged [`data_flags::TRUNCATED`].
+/// copy ends with a [`data_flags::TRUNCATED`] marker.
 pub const MAX_CAPTURE_PER_SYSCALL: u64 = 16 * 1024 * 1024;
 /// Bytes of a path captured by open records (PATH_MAX).
 pub const MAX_PATH: usize = 4096;
@@ -47,9 +47,10 @@ pub mod direction {
 
 /// Bits of [`DataRecord::flags`].
 pub mod data_flags {
-    /// Part of the transfer was not captured: over the per-syscall bound, or
-    /// a chunk could not be read or queued. Bytes from `chunk_offset + len`
-    /// on are missing; the stream must resynchronise.
+    /// Part of the transfer was not captured: over the per-syscall bound, or a chunk
+    /// could not be read or queued. The copy ends with a marker record of this flag
+    /// and no bytes (`len` 0): the transfer's bytes from its `chunk_offset` to `total`
+    /// are missing, and the stream must resynchronise after them.
     pub const TRUNCATED: u8 = 1;
     /// TLS plaintext read at `SSL_read`/`SSL_write` (uprobes), not bytes of a
     /// syscall: `conn` names the `SSL*`, `fd` is the socket when a syscall nested in
@@ -76,8 +77,9 @@ pub const TLS_SYSCALL_BASE: u32 = 1000;
 
 /// Indices of the per-CPU `STATS` counters.
 pub mod stat {
-    /// Records the ring buffer could not take.
-    pub const RINGBUF_FULL: u32 = 0;
+    /// Data records (chunks of a transfer, and the marker of a transfer cut short) the
+    /// ring buffer could not take.
+    pub const RINGBUF_FULL_DATA: u32 = 0;
     /// User memory that could not be read (a chunk, a path, an address).
     pub const READ_FAILED: u32 = 1;
     /// Watched-set insertions that failed (map full).
@@ -85,8 +87,28 @@ pub mod stat {
     /// TLS calls whose entry the return probe did not find (the in-flight map was full,
     /// or the call began before the probes were attached).
     pub const TLS_UNPAIRED: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// Exec, fork and exit records the ring buffer could not take (it was full even
+    /// though data stops short of the lifecycle headroom).
+    pub const RINGBUF_FULL_LIFECYCLE: u32 = 4;
+    /// Open, connect, accept and fd-change records the ring buffer could not take.
+    pub const RINGBUF_FULL_OTHER: u32 = 5;
+    /// Data chunks not queued because the ring buffer was down to the headroom kept
+    /// for lifecycle records ([`RINGBUF_HEADROOM_SHIFT`](super::RINGBUF_HEADROOM_SHIFT)).
+    pub const DATA_HEADROOM: u32 = 6;
+    /// Transfers whose copy stopped short (ring buffer full or at its headroom, user
+    /// memory unreadable, more iovecs than are followed, over the per-syscall bound):
+    /// each is followed by a [`data_flags::TRUNCATED`](super::data_flags::TRUNCATED)
+    /// marker record saying where.
+    pub const COPY_CUT_RING: u32 = 7;
+    pub const COPY_CUT_READ: u32 = 8;
+    pub const COPY_CUT_LIMIT: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
+
+/// Data stops short of the last `ring size >> RINGBUF_HEADROOM_SHIFT` bytes of the ring
+/// buffer (2 MiB of the default 16 MiB): a burst of payload can never crowd out the
+/// exec, fork and exit records the process table depends on.
+pub const RINGBUF_HEADROOM_SHIFT: u32 = 3;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

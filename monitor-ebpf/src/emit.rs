@@ -1,6 +1,9 @@
 //! Sending records to userspace.
-use aya_ebpf::helpers::generated::{bpf_ktime_get_boot_ns, bpf_ringbuf_output};
-use monitor_common::{Header, stat};
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_RING_SIZE},
+    helpers::generated::{bpf_ktime_get_boot_ns, bpf_ringbuf_output},
+};
+use monitor_common::{Header, RINGBUF_HEADROOM_SHIFT};
 
 use crate::{
     bounds::clamp,
@@ -19,10 +22,11 @@ pub fn header(kind: u32, pid_tgid: u64) -> Header {
     }
 }
 
-/// Queues the first `len` bytes of `record` (at most `size_of::<T>()`); counts a loss
-/// when the ring buffer is full. Returns whether it was queued.
+/// Queues the first `len` bytes of `record` (at most `size_of::<T>()`); when the ring
+/// buffer is full, counts the loss in `lost` (a `stat` index: which kind of record).
+/// Returns whether it was queued.
 #[inline(always)]
-pub fn output<T>(record: *const T, len: usize) -> bool {
+pub fn output<T>(record: *const T, len: usize, lost: u32) -> bool {
     let len = clamp(len as u64, core::mem::size_of::<T>() as u64);
     // Safety: `record` points to at least size_of::<T>() readable bytes and len is bounded by it.
     let ret = unsafe {
@@ -34,9 +38,19 @@ pub fn output<T>(record: *const T, len: usize) -> bool {
         )
     };
     if ret < 0 {
-        count(stat::RINGBUF_FULL);
+        count(lost);
         false
     } else {
         true
     }
+}
+
+/// Whether `len` more bytes of payload fit before the headroom kept for lifecycle
+/// records. Racy across CPUs by at most one chunk each, which the headroom absorbs.
+#[inline(always)]
+pub fn payload_fits(len: u64) -> bool {
+    let size = EVENTS.query(BPF_RB_RING_SIZE as u64);
+    let queued = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    // Each record also takes an 8-byte header in the ring.
+    queued + len + 8 <= size - (size >> RINGBUF_HEADROOM_SHIFT)
 }

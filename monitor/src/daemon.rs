@@ -1,7 +1,11 @@
 //! `mcp-monitor run`: attach the kernel programs, feed what they send through the
 //! pipeline, report loss every second, reload the policy on SIGHUP, stop cleanly on
 //! SIGTERM/SIGINT.
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use log::info;
 use tokio::{
@@ -11,10 +15,14 @@ use tokio::{
 
 use crate::{
     host::procs::ProcessTable,
-    kernel::capture::Capture,
+    kernel::{capture::Capture, recorded::FactKernel},
     output::{events::EventWriter, metrics::Metrics},
     pipeline::{Pipeline, Settings},
+    record::{Frame, Header, facts::Facts},
 };
+
+/// Records handled before the event loop looks at its other work (a few ms' worth).
+const DRAIN_BATCH: usize = 4096;
 
 pub struct Options {
     pub events: String,
@@ -22,7 +30,31 @@ pub struct Options {
     pub ring_buffer_bytes: u32,
     /// Distinct tool and client names per server in metric labels.
     pub max_label_values: usize,
+    /// `--record FILE`: what the kernel delivered and the host facts looked up.
+    pub record: Option<PathBuf>,
     pub settings: Settings,
+}
+
+/// What a recording needs to replay this run the same way.
+fn header(opts: &Options, events: &EventWriter, metrics_addr: SocketAddr) -> Header {
+    let s = &opts.settings;
+    Header {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        boot_epoch_ns: events.boot_epoch_ns(),
+        watch: s.watch.clone(),
+        discovery: s.discovery,
+        tls: s.tls,
+        debug_captures: s.debug_captures,
+        max_message_bytes: s.max_message_bytes,
+        max_field_bytes: s.max_field_bytes,
+        max_label_values: opts.max_label_values,
+        metrics_addr: metrics_addr.to_string(),
+        policy: s
+            .policy_path
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok()),
+        policy_path: s.policy_path.as_ref().map(|p| p.display().to_string()),
+    }
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -37,14 +69,30 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let metrics_addr = metrics.serve(opts.metrics_addr).await?;
     info!("metrics on http://{metrics_addr}/metrics");
 
+    let facts = match &opts.record {
+        Some(path) => {
+            info!("recording to {}", path.display());
+            Facts::recording(path, &header(&opts, &events, metrics_addr))?
+        }
+        None => Facts::live(),
+    };
     let (capture, ring) = Capture::load(opts.ring_buffer_bytes, opts.settings.discovery)?;
     if !opts.settings.discovery {
         info!("--no-discovery: only processes matched by the policy or --watch are servers");
     }
+    let kernel = FactKernel::live(Box::new(capture), facts.clone());
     // Attached first, scanned second: a process started in between shows up as an exec record.
-    let procs = ProcessTable::scan(Path::new("/proc"));
-    let mut state = Pipeline::new(opts.settings, Box::new(capture), procs, events, metrics)?;
+    let procs = facts.look(|| "procs".into(), || ProcessTable::scan(Path::new("/proc")));
+    let mut state = Pipeline::new(
+        opts.settings,
+        Box::new(kernel),
+        facts.clone(),
+        procs,
+        events,
+        metrics,
+    )?;
     state.ready(metrics_addr);
+    facts.flush();
 
     // Safety: the ring buffer owns its fd, and the fd lives as long as the AsyncFd.
     let mut ring =
@@ -63,25 +111,40 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
                 let rb = guard.get_inner_mut();
-                while let Some(item) = rb.next() {
+                let mut drained = 0;
+                while drained < DRAIN_BATCH && let Some(item) = rb.next() {
+                    facts.begin_record(&item);
                     state.handle(&item);
+                    drained += 1;
                 }
-                guard.clear_ready();
+                if drained < DRAIN_BATCH {
+                    guard.clear_ready();
+                }
                 state.events.flush();
+                facts.flush();
+                if drained == DRAIN_BATCH {
+                    // More is queued: let /metrics, /healthz and the signals in first.
+                    tokio::task::yield_now().await;
+                }
             }
             _ = tick.tick() => {
+                facts.begin_frame(&Frame::Tick, Vec::new());
                 state.report_loss();
                 state.events.flush();
+                facts.flush();
             }
             _ = tls_tick.tick() => {
+                facts.begin_frame(&Frame::TlsTick, Vec::new());
                 state.tls_outcomes();
                 state.events.flush();
             }
             _ = sighup.recv() => {
+                facts.begin_frame(&Frame::Hangup, Vec::new());
                 // The logrotate convention: a moved event file is replaced by a new one.
                 state.events.reopen();
                 state.reload_policy();
                 state.events.flush();
+                facts.flush();
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
@@ -90,10 +153,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Drain what is already queued so nothing captured before the signal is lost.
     let rb = ring.get_mut();
     while let Some(item) = rb.next() {
+        facts.begin_record(&item);
         state.handle(&item);
     }
+    facts.begin_frame(&Frame::Tick, Vec::new());
     state.report_loss();
+    facts.begin_frame(&Frame::End, Vec::new());
     state.stopped();
+    facts.flush();
+    if let Some(bytes) = facts.recorded_bytes() {
+        info!("recording: {bytes} bytes");
+    }
     info!("stopping: detaching programs");
     Ok(())
 }

@@ -294,7 +294,9 @@ fn every_counter_with_known_labels_exists_at_zero_from_the_start() {
             "mcp_monitor_events_lost_total",
             "where",
             &[
-                "kernel_ringbuf_full",
+                "kernel_ringbuf_full_data",
+                "kernel_ringbuf_full_lifecycle",
+                "kernel_transfer_cut_ring",
                 "kernel_read_failed",
                 "kernel_watch_full",
                 "userspace_stream_gap",

@@ -506,7 +506,9 @@ unregistered_servers: ignore
     let zero_for_each_where = |r: &[Value]| {
         let got = series(r);
         [
-            "kernel_ringbuf_full",
+            "kernel_ringbuf_full_data",
+            "kernel_ringbuf_full_lifecycle",
+            "kernel_transfer_cut_ring",
             "kernel_read_failed",
             "kernel_watch_full",
             "userspace_stream_gap",

@@ -147,7 +147,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     }
     let len =
         core::mem::offset_of!(ExecRecord, argv) + clamp(rec.meta.argv_len as u64, MAX_ARGV as u64) as usize;
-    output(rec as *const ExecRecord, len);
+    output(rec as *const ExecRecord, len, stat::RINGBUF_FULL_LIFECYCLE);
     let _ = EXEC_ARGS.remove(old_tid);
     // A new program: it may be found by what it speaks, whatever the old one did.
     let _ = PROBES.remove(pid);
@@ -197,7 +197,11 @@ pub fn task_newtask(ctx: TracePointContext) -> u32 {
         child_pid: child as u32,
         watched,
     };
-    output(&rec as *const ForkRecord, core::mem::size_of::<ForkRecord>());
+    output(
+        &rec as *const ForkRecord,
+        core::mem::size_of::<ForkRecord>(),
+        stat::RINGBUF_FULL_LIFECYCLE,
+    );
     0
 }
 
@@ -213,6 +217,10 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let rec = ExitRecord {
         header: header(kind::EXIT, pid_tgid),
     };
-    output(&rec as *const ExitRecord, core::mem::size_of::<ExitRecord>());
+    output(
+        &rec as *const ExitRecord,
+        core::mem::size_of::<ExitRecord>(),
+        stat::RINGBUF_FULL_LIFECYCLE,
+    );
     0
 }

@@ -4,7 +4,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::pt_regs,
+    bindings::{BPF_NOEXIST, pt_regs},
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
         generated::{bpf_loop, bpf_probe_read_user as read_user_raw},
@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     bounds::clamp,
-    emit::{header, output},
+    emit::{header, output, payload_fits},
     maps::{
         ACCEPT_SCRATCH, CONNECT_SCRATCH, COPY_STATE, DATA_SCRATCH, FdKey, OPEN_SCRATCH, OPENED_FILES,
         STREAM_OFFSETS, StreamKey, WATCHED, count, discovery,
@@ -211,6 +211,9 @@ pub struct Copy {
     syscall: u32,
     direction: u8,
     flags: u8,
+    /// Why the copy stops short if it does (a `stat::COPY_CUT_*` index); the limit
+    /// unless a step says otherwise.
+    cut: u32,
     conn: u64,
     /// User address of the next `struct iovec`, 0 for a single buffer.
     iov: u64,
@@ -266,24 +269,21 @@ pub fn data(t: &Transfer, ret: i64, max: u64) {
         _pad: 0,
         conn: t.conn,
     };
-    // Safety: map value pointer read once.
-    let stream_offset = STREAM_OFFSETS.get_ptr(key).map(|p| unsafe { *p }).unwrap_or(0);
-    let _ = STREAM_OFFSETS.insert(key, stream_offset.wrapping_add(total), 0);
+    let Some(stream_offset) = claim_offsets(&key, total) else {
+        return;
+    };
     let Some(copy) = COPY_STATE.get_ptr_mut(0) else {
         return;
     };
     // Safety: per-CPU state owned by this program for its run.
     let copy = unsafe { &mut *copy };
-    let mut flags = if total > max { data_flags::TRUNCATED } else { 0 };
-    if t.conn != 0 {
-        flags |= data_flags::TLS;
-    }
     *copy = Copy {
         pid_tgid,
         fd,
         syscall: t.syscall as u32,
         direction: dir,
-        flags,
+        flags: if t.conn != 0 { data_flags::TLS } else { 0 },
+        cut: stat::COPY_CUT_LIMIT,
         conn: t.conn,
         iov: if iovcnt > 0 { buf } else { 0 },
         iov_left: if iovcnt > MAX_IOVECS { MAX_IOVECS } else { iovcnt },
@@ -298,9 +298,92 @@ pub fn data(t: &Transfer, ret: i64, max: u64) {
     unsafe {
         bpf_loop(MAX_STEPS, copy_step as *mut c_void, core::ptr::null_mut(), 0);
     }
+    // A candidate's first bytes are all discovery wants: stopping there is no loss.
+    let deliberate = copy.cut == stat::COPY_CUT_LIMIT && max < MAX_CAPTURE_PER_SYSCALL;
+    if copy.chunk_offset < copy.total && !deliberate {
+        count(copy.cut);
+        cut_marker(copy);
+    }
 }
 
-/// One step of the copy: load the next iovec, or send one chunk. Returns 1 to stop.
+/// Takes `total` bytes of the stream's offsets: returns where this transfer starts.
+/// An atomic add, so that threads of one process writing the same fd at once get
+/// disjoint ranges.
+#[inline(always)]
+fn claim_offsets(key: &StreamKey, total: u64) -> Option<u64> {
+    if STREAM_OFFSETS.get_ptr_mut(key).is_none() {
+        // Another CPU may have created it meanwhile: then this insert fails, harmlessly.
+        let _ = STREAM_OFFSETS.insert(key, 0, BPF_NOEXIST as u64);
+    }
+    let p = STREAM_OFFSETS.get_ptr_mut(key)?;
+    Some(fetch_add(p, total))
+}
+
+/// `*p += n`, atomically; returns the old value. The bpf target has no atomics in
+/// `core`, so this is the instruction itself (BPF_ATOMIC | BPF_FETCH, kernel 5.12+).
+#[inline(always)]
+fn fetch_add(p: *mut u64, n: u64) -> u64 {
+    #[cfg(target_arch = "bpf")]
+    {
+        let mut v = n;
+        // Safety: `p` is a map value pointer, aligned for u64; the kernel keeps it alive
+        // for the program's run (an LRU eviction meanwhile only loses this position).
+        unsafe {
+            core::arch::asm!(
+                "{v} = atomic_fetch_add((u64 *)({p} + 0), {v})",
+                v = inout(reg) v,
+                p = in(reg) p,
+            );
+        }
+        v
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    {
+        // Safety: as above; only the bpf build runs.
+        unsafe {
+            let old = *p;
+            *p = old.wrapping_add(n);
+            old
+        }
+    }
+}
+
+/// The transfer's copy stopped before its end: a record without bytes says from where
+/// on it is missing, so userspace resynchronises now rather than at the stream's next
+/// transfer. It may use the headroom (it is small, and it is what makes loss visible).
+#[inline(always)]
+fn cut_marker(c: &Copy) {
+    let Some(rec) = DATA_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // Safety: per-CPU scratch owned by this program for its run.
+    let rec = unsafe { &mut *rec };
+    fill_meta(rec, c, 0);
+    rec.meta.flags = c.flags | data_flags::TRUNCATED;
+    output(
+        rec as *const DataRecord,
+        core::mem::size_of::<DataMeta>(),
+        stat::RINGBUF_FULL_DATA,
+    );
+}
+
+#[inline(always)]
+fn fill_meta(rec: &mut DataRecord, c: &Copy, len: u64) {
+    rec.meta.header = header(kind::DATA, c.pid_tgid);
+    rec.meta.fd = c.fd;
+    rec.meta.syscall = c.syscall;
+    rec.meta.direction = c.direction;
+    rec.meta.flags = c.flags;
+    rec.meta._pad = 0;
+    rec.meta.len = len as u32;
+    rec.meta.total = c.total;
+    rec.meta.chunk_offset = c.chunk_offset;
+    rec.meta.stream_offset = c.stream_offset.wrapping_add(c.chunk_offset);
+    rec.meta.conn = c.conn;
+}
+
+/// One step of the copy: load the next iovec, or send one chunk. Returns 1 to stop
+/// (`cut` then says why, when it stopped short).
 extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
     let Some(c) = COPY_STATE.get_ptr_mut(0) else {
         return 1;
@@ -320,6 +403,7 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
         let len = unsafe { bpf_probe_read_user((c.iov + 8) as *const u64) };
         let (Ok(base), Ok(len)) = (base, len) else {
             count(stat::READ_FAILED);
+            c.cut = stat::COPY_CUT_READ;
             return 1;
         };
         c.base = base;
@@ -336,29 +420,24 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
         n = c.remaining;
     }
     let n = clamp(n, MAX_CHUNK as u64);
+    let size = core::mem::size_of::<DataMeta>() as u64 + n;
+    if !payload_fits(size) {
+        count(stat::DATA_HEADROOM);
+        c.cut = stat::COPY_CUT_RING;
+        return 1;
+    }
     // Safety: per-CPU scratch owned by this program for its run.
     let rec = unsafe { &mut *rec };
-    rec.meta.header = header(kind::DATA, c.pid_tgid);
-    rec.meta.fd = c.fd;
-    rec.meta.syscall = c.syscall;
-    rec.meta.direction = c.direction;
-    rec.meta.flags = c.flags;
-    rec.meta._pad = 0;
-    rec.meta.len = n as u32;
-    rec.meta.total = c.total;
-    rec.meta.chunk_offset = c.chunk_offset;
-    rec.meta.stream_offset = c.stream_offset.wrapping_add(c.chunk_offset);
-    rec.meta.conn = c.conn;
+    fill_meta(rec, c, n);
     // Safety: n <= MAX_CHUNK, the size of `data`.
     let read = unsafe { read_user_raw(rec.data.as_mut_ptr().cast(), n as u32, c.base as *const c_void) };
     if read < 0 {
         count(stat::READ_FAILED);
+        c.cut = stat::COPY_CUT_READ;
         return 1;
     }
-    if !output(
-        rec as *const DataRecord,
-        core::mem::size_of::<DataMeta>() + n as usize,
-    ) {
+    if !output(rec as *const DataRecord, size as usize, stat::RINGBUF_FULL_DATA) {
+        c.cut = stat::COPY_CUT_RING;
         return 1;
     }
     c.base += n;
@@ -390,7 +469,7 @@ fn open(pid_tgid: u64, generation: u32, regs: &Regs, dirfd: i64, path: u64, flag
         }
     };
     let len = core::mem::offset_of!(OpenRecord, path) + rec.meta.path_len as usize;
-    output(rec as *const OpenRecord, len);
+    output(rec as *const OpenRecord, len, stat::RINGBUF_FULL_OTHER);
     if ret >= 0 {
         let key = FdKey {
             pid: (pid_tgid >> 32) as u32,
@@ -419,7 +498,11 @@ fn connect(pid_tgid: u64, fd: u64, addr: u64, addr_len: u64, ret: i64) {
     } else {
         n as u32
     };
-    output(rec as *const ConnectRecord, core::mem::size_of::<ConnectRecord>());
+    output(
+        rec as *const ConnectRecord,
+        core::mem::size_of::<ConnectRecord>(),
+        stat::RINGBUF_FULL_OTHER,
+    );
 }
 
 /// A connection accepted on `listen_fd`: its fd and, when the caller asked for it, the
@@ -450,7 +533,11 @@ fn accept(pid_tgid: u64, listen_fd: u64, addr: u64, addr_len_ptr: u64, ret: i64)
             rec.addr_len = n as u32;
         }
     }
-    output(rec as *const AcceptRecord, core::mem::size_of::<AcceptRecord>());
+    output(
+        rec as *const AcceptRecord,
+        core::mem::size_of::<AcceptRecord>(),
+        stat::RINGBUF_FULL_OTHER,
+    );
 }
 
 /// `newfd` now refers to what `oldfd` does: it is a file exactly when `oldfd` is.
@@ -488,5 +575,6 @@ fn fd_change(pid_tgid: u64, syscall: u64, fd: i32) {
     output(
         &rec as *const FdChangeRecord,
         core::mem::size_of::<FdChangeRecord>(),
+        stat::RINGBUF_FULL_OTHER,
     );
 }

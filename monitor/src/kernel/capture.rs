@@ -334,10 +334,16 @@ impl Capture {
     pub fn stats(&self) -> anyhow::Result<KernelStats> {
         let sum = |i: u32| -> anyhow::Result<u64> { Ok(self.stats.get(&i, 0)?.iter().copied().sum()) };
         Ok(KernelStats {
-            ringbuf_full: sum(stat::RINGBUF_FULL)?,
+            ringbuf_full_data: sum(stat::RINGBUF_FULL_DATA)?,
+            ringbuf_full_lifecycle: sum(stat::RINGBUF_FULL_LIFECYCLE)?,
+            ringbuf_full_other: sum(stat::RINGBUF_FULL_OTHER)?,
+            data_headroom: sum(stat::DATA_HEADROOM)?,
             read_failed: sum(stat::READ_FAILED)?,
             watch_full: sum(stat::WATCH_FULL)?,
             tls_unpaired: sum(stat::TLS_UNPAIRED)?,
+            cut_ring: sum(stat::COPY_CUT_RING)?,
+            cut_read: sum(stat::COPY_CUT_READ)?,
+            cut_limit: sum(stat::COPY_CUT_LIMIT)?,
         })
     }
 }

@@ -56,6 +56,17 @@ impl Record {
             Record::FdChange { .. } => "fd_change",
         }
     }
+
+    pub fn header(&self) -> &Header {
+        match self {
+            Record::Exec(e) => &e.header,
+            Record::Fork { header, .. } | Record::Exit { header } | Record::FdChange { header, .. } => header,
+            Record::Data(d) => &d.header,
+            Record::Open(o) => &o.header,
+            Record::Connect(c) => &c.header,
+            Record::Accept(a) => &a.header,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +95,20 @@ pub struct Data {
     /// in the call named the socket.
     pub tls_conn: Option<u64>,
     pub bytes: Vec<u8>,
+}
+
+impl Data {
+    /// A marker that the transfer's copy stopped short: no bytes, and the rest of the
+    /// transfer (`missing_after`) never comes.
+    pub fn is_cut(&self) -> bool {
+        self.truncated && self.bytes.is_empty()
+    }
+
+    /// Bytes of the transfer after this record's that were not captured.
+    pub fn missing_after(&self) -> u64 {
+        self.total
+            .saturating_sub(self.chunk_offset + self.bytes.len() as u64)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]

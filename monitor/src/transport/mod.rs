@@ -11,6 +11,22 @@ pub mod sse;
 pub mod stdio;
 pub mod tls;
 
+/// Bytes of a stream lost just before the bytes at hand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gap {
+    pub bytes: u64,
+    /// The loss ends where a transfer (one syscall's or TLS call's bytes) starts. A
+    /// message written whole by one call begins there, so a stream may resynchronise
+    /// at once instead of dropping everything up to the next delimiter.
+    pub ends_at_transfer: bool,
+}
+
+impl Gap {
+    pub fn none() -> Self {
+        Self::default()
+    }
+}
+
 /// Which way a message went, seen from the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {

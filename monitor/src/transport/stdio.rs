@@ -6,7 +6,7 @@
 //! offsets, reports lost bytes with [`LineReassembler::lost`], and the stream then
 //! resynchronises at the next newline. Nothing here can stop the monitor: bad input is
 //! dropped and counted.
-use super::{Direction, Framed, SessionKey};
+use super::{Direction, Framed, Gap, SessionKey};
 use crate::host::identity::Stdio;
 
 /// A stdio server's two streams and the one session they carry.
@@ -54,8 +54,10 @@ impl StdioTransport {
     }
 
     /// Bytes of one direction were lost: resynchronise at the next message.
-    pub fn lost(&mut self, dir: Direction, n: u64) {
-        self.stream(dir).lost(n);
+    pub fn lost(&mut self, dir: Direction, gap: Gap) {
+        let s = self.stream(dir);
+        s.lost(gap.bytes);
+        s.at_transfer = gap.ends_at_transfer;
     }
 
     /// Feeds captured bytes of one direction; returns the messages they complete.
@@ -106,6 +108,9 @@ pub struct LineReassembler {
     first_ts_ns: u64,
     /// Dropping bytes until the next newline (after a gap or an oversized line).
     resync: bool,
+    /// The next bytes begin a transfer: after a gap, a line that starts there with
+    /// `{` is taken as a message (a JSON-RPC message is one JSON object).
+    at_transfer: bool,
     max_line: usize,
     pub stats: ReassemblyStats,
 }
@@ -117,6 +122,7 @@ impl LineReassembler {
             buf: Vec::new(),
             first_ts_ns: 0,
             resync: false,
+            at_transfer: false,
             max_line,
             stats: ReassemblyStats::default(),
         }
@@ -148,6 +154,15 @@ impl LineReassembler {
     }
 
     fn feed(&mut self, mut bytes: &[u8], ts_ns: u64) -> Vec<Line> {
+        if bytes.is_empty() {
+            return Vec::new();
+        }
+        if std::mem::take(&mut self.at_transfer)
+            && self.resync
+            && bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        {
+            self.resync = false;
+        }
         let mut out = Vec::new();
         while !bytes.is_empty() {
             match memchr(b'\n', bytes) {
@@ -272,6 +287,46 @@ mod tests {
         assert_eq!(r.stats.bytes_lost, 5);
         assert_eq!(r.stats.bytes_discarded, 9 + 7);
         assert_eq!(r.stats.lines, 1);
+    }
+
+    #[test]
+    fn a_loss_that_ends_where_a_transfer_starts_resynchronises_there() {
+        let stdio = Stdio {
+            stdin: Some(2),
+            stdout: Some(3),
+        };
+        let mut s = StdioTransport::new(1, stdio, 1 << 20);
+        let dir = Direction::ServerToClient;
+        s.push(dir, b"{\"jsonrpc\":\"2.0\",\"id\":1,", 1);
+        // The rest of that write was cut: the next write is a whole message.
+        s.lost(
+            dir,
+            Gap {
+                bytes: 40,
+                ends_at_transfer: true,
+            },
+        );
+        let out = s.push(dir, b"{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n", 2);
+        assert_eq!(out.len(), 1, "the next transfer's message is kept");
+        assert_eq!(out[0].body, b"{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}");
+        // Not at a transfer start, or not a `{` there: dropped up to the newline as before.
+        s.lost(
+            dir,
+            Gap {
+                bytes: 5,
+                ends_at_transfer: false,
+            },
+        );
+        assert!(s.push(dir, b"{\"id\":3}\n", 3).is_empty());
+        s.lost(
+            dir,
+            Gap {
+                bytes: 5,
+                ends_at_transfer: true,
+            },
+        );
+        assert!(s.push(dir, b"ult\":{}}\n", 4).is_empty());
+        assert_eq!(s.push(dir, b"{\"id\":5}\n", 5).len(), 1);
     }
 
     #[test]

@@ -68,6 +68,10 @@ impl TlsMap {
         if self.sockets.len() >= MAX_TRACKED {
             self.sockets.clear();
         }
+        if d.bytes.is_empty() && !self.sockets.contains_key(&(pid, fd)) {
+            // A cut marker says nothing of what the socket carries.
+            return Socket::Clear;
+        }
         let mut first = false;
         let tls = *self.sockets.entry((pid, fd)).or_insert_with(|| {
             first = is_tls_record(&d.bytes);
