@@ -29,6 +29,7 @@ use monitor::{
     output::{events::EventWriter, metrics::Metrics},
     pipeline::{Pipeline, Settings},
     policy::Policy,
+    record::facts::Facts,
 };
 use monitor_common::{DataMeta, ExecMeta, ExecRecord, Header, MAX_CHUNK, direction, kind};
 
@@ -314,6 +315,7 @@ impl Bench {
         let mut pipeline = Pipeline::new(
             settings,
             Box::new(NoKernel),
+            Facts::live(),
             ProcessTable::default(),
             sink,
             Metrics::new(MAX_LABEL_VALUES)?,

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use monitor::{daemon, pipeline, policy::Policy};
+use monitor::{daemon, pipeline, policy::Policy, replay};
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +27,18 @@ enum Command {
     },
     /// Print the built-in policy (a starting point for your own).
     DefaultPolicy,
+    /// Run a recording (`run --record FILE`) through the pipeline again, without root:
+    /// the same events, or those another policy gives.
+    Replay {
+        /// The recording.
+        file: PathBuf,
+        /// Judge calls by this policy instead of the recorded one.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Where JSON events go: a file (appended to) or `-` for stdout.
+        #[arg(long, value_name = "PATH|-", default_value = "-")]
+        events: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -70,6 +82,10 @@ struct RunArgs {
     /// are counted as `__other__`.
     #[arg(long, value_name = "N", default_value_t = 200)]
     max_label_values: usize,
+    /// Also write what the kernel delivers, with every host fact looked up, to FILE,
+    /// for `mcp-monitor replay` (it grows with the traffic watched: a diagnostic).
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
 }
 
 fn ring_size(s: &str) -> Result<u32, String> {
@@ -100,6 +116,7 @@ fn main() -> ExitCode {
             print!("{}", monitor::policy::DEFAULT_POLICY);
             return ExitCode::SUCCESS;
         }
+        Command::Replay { file, policy, events } => replay::main(&file, policy, &events),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -121,6 +138,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics_addr: args.metrics_addr,
         ring_buffer_bytes: args.ring_buffer_mb * 1024 * 1024,
         max_label_values: args.max_label_values,
+        record: args.record,
         settings: pipeline::Settings {
             watch: args.watch,
             discovery: !args.no_discovery,

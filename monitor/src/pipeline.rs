@@ -18,7 +18,7 @@ use crate::{
         effects::{self, Effect},
         fds::{FdKind, FdTable},
         identity::{self, ClientProcess},
-        procs::{Process, ProcessTable, read_cmdline},
+        procs::{self, Process, ProcessTable, read_cmdline},
         reconcile::Reconciler,
         tls_probes::TlsProbes,
         watch::{DetectedBy, WatchPatterns},
@@ -37,9 +37,10 @@ use crate::{
         render::{self, event_type},
     },
     policy::{EffectKind, Policy, SecretHit, UNREGISTERED, verdict},
-    servers::{Server, Stream},
+    record::facts::Facts,
+    servers::{Server, ServerHost, Stream},
     transport::{
-        SessionKey,
+        Gap, SessionKey,
         tls::{Socket, TlsMap},
     },
 };
@@ -72,6 +73,8 @@ struct Loss {
     parse_errors: u64,
     stream_gaps: u64,
     bytes_missing: u64,
+    /// Records whose stream offset went back over bytes already delivered.
+    stream_overlaps: u64,
     /// Lines on a server's stdio that were not JSON-RPC.
     message_errors: u64,
     /// HTTP framing that did not parse, bodies that could not be read.
@@ -87,6 +90,35 @@ struct Loss {
     /// Kernel watched-set entries dropped because no record backed them (see
     /// `host::reconcile`).
     reconciled: u64,
+    /// Processes found gone without their exit record (by `reconcile`, or because a
+    /// new process took their pid).
+    exits_unseen: u64,
+}
+
+impl Loss {
+    /// The counts exported as `events_lost{where}`, in `metrics::LOSS_WHERE` order.
+    fn counts(&self) -> [(&'static str, u64); 17] {
+        let k = &self.kernel;
+        [
+            ("kernel_ringbuf_full_data", k.ringbuf_full_data),
+            ("kernel_ringbuf_full_lifecycle", k.ringbuf_full_lifecycle),
+            ("kernel_ringbuf_full_other", k.ringbuf_full_other),
+            ("kernel_data_headroom", k.data_headroom),
+            ("kernel_transfer_cut_ring", k.cut_ring),
+            ("kernel_transfer_cut_read", k.cut_read),
+            ("kernel_transfer_cut_limit", k.cut_limit),
+            ("kernel_read_failed", k.read_failed),
+            ("kernel_watch_full", k.watch_full),
+            ("kernel_tls_unpaired", k.tls_unpaired),
+            ("userspace_stream_gap", self.stream_gaps),
+            ("userspace_stream_overlap", self.stream_overlaps),
+            ("http_connections_full", self.http_untracked),
+            ("sessions_full", self.sessions_full),
+            ("tls_unmapped", self.tls_unmapped),
+            ("requests_evicted", self.requests_evicted),
+            ("exits_unseen", self.exits_unseen),
+        ]
+    }
 }
 
 /// A stream of bytes of a process: a file descriptor's, or the plaintext of a TLS
@@ -102,6 +134,8 @@ enum StreamId {
 /// with the real kernel, and by benches and tests with recorded records.
 pub struct Pipeline {
     kernel: Box<dyn Kernel>,
+    /// Every answer read from the host (recorded, or replayed).
+    facts: Rc<Facts>,
     procs: ProcessTable,
     fds: FdTable,
     patterns: WatchPatterns,
@@ -115,6 +149,10 @@ pub struct Pipeline {
     /// Watched processes with the OpenSSL uprobes.
     tls_probes: TlsProbes,
     reconciler: Reconciler,
+    /// The same check for the watched processes of the process table.
+    exits_unseen: Reconciler,
+    /// The newest kernel timestamp seen: when a process found gone is said to end.
+    last_ts_ns: u64,
     /// `report_loss` calls so far (the daemon's 1 s ticks).
     ticks: u64,
     loss: Loss,
@@ -142,19 +180,33 @@ const RECONCILE_EVERY: u64 = 5;
 const HTTP_MISSES: u32 = 16;
 
 impl Pipeline {
+    /// `procs`: the processes running at start (`ProcessTable::scan`, as a fact).
     pub fn new(
         settings: Settings,
         kernel: Box<dyn Kernel>,
+        facts: Rc<Facts>,
         procs: ProcessTable,
-        events: EventWriter,
+        mut events: EventWriter,
         metrics: Metrics,
     ) -> anyhow::Result<Self> {
-        let self_pid = std::process::id();
+        let self_pid = facts.look(|| "self_pid".into(), std::process::id);
+        let clock = facts.clone();
+        events.set_clock(Box::new(move || {
+            clock.look(
+                || "now".into(),
+                || {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as u64)
+                },
+            )
+        }));
         let mut p = Self {
             kernel,
+            facts: facts.clone(),
             never_watch: procs.ancestry(self_pid),
             procs,
-            fds: FdTable::default(),
+            fds: FdTable::new(facts.clone()),
             // The built-in policy's entries only name servers found otherwise: they are
             // no reason to watch a process.
             patterns: WatchPatterns::new(
@@ -169,8 +221,10 @@ impl Pipeline {
             debug_captures: settings.debug_captures,
             streams: HashMap::new(),
             tls: TlsMap::default(),
-            tls_probes: TlsProbes::new(settings.tls),
+            tls_probes: TlsProbes::new(settings.tls, facts),
             reconciler: Reconciler::default(),
+            exits_unseen: Reconciler::default(),
+            last_ts_ns: 0,
             ticks: 0,
             loss: Loss::default(),
             reported: Loss::default(),
@@ -205,7 +259,10 @@ impl Pipeline {
                 && !self.never_watch.contains(&pid)
                 && !self.procs.get(pid).is_some_and(|p| p.watched)
             {
-                let fds = identity::stream_read_ends(Path::new("/proc"), pid);
+                let fds = self.facts.look(
+                    || format!("read_ends/{pid}"),
+                    || identity::stream_read_ends(Path::new("/proc"), pid),
+                );
                 if fds != 0 {
                     self.kernel.probe(pid, fds);
                 }
@@ -233,7 +290,10 @@ impl Pipeline {
         if p.server_pattern.is_some() {
             return true;
         }
-        let mut stdio = identity::stdio_of(Path::new("/proc"), pid);
+        let mut stdio = self.facts.look(
+            || format!("stdio/{pid}"),
+            || identity::stdio_of(Path::new("/proc"), pid),
+        );
         let mut stdin_fd = 0;
         if let Found::Protocol {
             transport: "stdio",
@@ -311,14 +371,19 @@ impl Pipeline {
             json!({"pid": c.pid, "uid": c.uid, "exe": c.exe, "cmdline": c.cmdline, "parents": parents})
         });
         let policy = self.policy().clone();
-        let mut server = Server::new(p, stdio, client, self.max_message_bytes, self.epoch());
+        let host = self
+            .facts
+            .look(|| format!("server_host/{}", p.pid), || ServerHost::read(p));
+        let mut server = Server::new(p, stdio, client, host, self.max_message_bytes, self.epoch());
         server.rule = policy.entry_name(&server.cmdline, &p.exe);
         server.named = matches!(found, Found::Pattern { .. });
         let mut server_json = render::server_json(&server);
         server_json["uid"] = json!(p.uid);
         server_json["ppid"] = json!(p.ppid);
+        // Running before the daemon: found now.
         let ts = match p.start_ns {
             0 => self.events.now(),
+            _ if p.predates => self.events.now(),
             ns => self.events.kernel_time(ns),
         };
         let mut fields =
@@ -408,7 +473,15 @@ impl Pipeline {
             info!("SIGHUP: running with the built-in policy, nothing to reload");
             return;
         };
-        match Policy::load_file(&path) {
+        let text: Option<String> = self
+            .facts
+            .look(|| "policy_file".into(), || std::fs::read_to_string(&path).ok());
+        let loaded = match text {
+            Some(text) => Policy::parse(&path.display().to_string(), &text),
+            // Unreadable: the loader says so, with the file's name.
+            None => Policy::load_file(&path),
+        };
+        match loaded {
             Err(e) => {
                 warn!("SIGHUP: keeping the current policy; the new one is invalid:\n{e}");
                 let errors: Vec<String> = e.to_string().lines().map(str::to_string).collect();
@@ -440,11 +513,16 @@ impl Pipeline {
     /// The process on the other end of the server's stdin (else its parent).
     fn find_client(&self, server: &Process, stdio: identity::Stdio, stdin_fd: i32) -> Option<ClientProcess> {
         let candidates = match stdio.stdin {
-            Some(_) => identity::client_candidates(
-                Path::new("/proc"),
-                server.pid,
-                stdin_fd,
-                &[server.pid, self.self_pid],
+            Some(_) => self.facts.look(
+                || format!("client_candidates/{}/{stdin_fd}", server.pid),
+                || {
+                    identity::client_candidates(
+                        Path::new("/proc"),
+                        server.pid,
+                        stdin_fd,
+                        &[server.pid, self.self_pid],
+                    )
+                },
             ),
             None => Vec::new(),
         };
@@ -509,6 +587,7 @@ impl Pipeline {
     }
 
     fn dispatch(&mut self, record: Record) {
+        self.last_ts_ns = self.last_ts_ns.max(record.header().ts_ns);
         self.metrics.records.with_label_values(&[record.kind()]).inc();
         match record {
             Record::Exec(e) => {
@@ -520,15 +599,22 @@ impl Pipeline {
                     .collect();
                 if e.argv_truncated || argv.is_empty() {
                     // The kernel could not give all of argv: /proc has it while the process lives.
-                    let from_proc = read_cmdline(pid);
+                    let from_proc = self.facts.look(|| format!("cmdline/{pid}"), || read_cmdline(pid));
                     if !from_proc.is_empty() {
                         argv = from_proc;
                     }
                 }
                 let exe = String::from_utf8_lossy(&e.filename).into_owned();
+                let facts = &self.facts;
+                let ppid = || {
+                    facts.look(
+                        || format!("ppid/{pid}"),
+                        || procs::read_ppid(Path::new("/proc"), pid).unwrap_or(0),
+                    )
+                };
                 let cmdline = self
                     .procs
-                    .exec(pid, e.uid, exe, argv, e.header.ts_ns)
+                    .exec(pid, e.uid, exe, argv, e.header.ts_ns, ppid)
                     .cmdline_string();
                 self.fds.forget_process(pid);
                 self.tls_probes.forget(&mut *self.kernel, pid);
@@ -556,6 +642,16 @@ impl Pipeline {
                 child_pid,
                 watched,
             } => {
+                if self
+                    .procs
+                    .get(child_pid)
+                    .is_some_and(|p| !procs::same_start(p.start_ns, header.ts_ns))
+                {
+                    // A new process on a pid the table holds: its last holder's exit
+                    // record was lost. That process is gone; this one is not it.
+                    self.loss.exits_unseen += 1;
+                    self.process_gone(child_pid, header.ts_ns);
+                }
                 self.procs.fork(header.pid, child_pid, header.ts_ns, watched);
                 if watched {
                     self.metrics.processes_watched.inc();
@@ -565,35 +661,7 @@ impl Pipeline {
                     }
                 }
             }
-            Record::Exit { header } => {
-                self.http_misses.remove(&header.pid);
-                self.tls_probes.exited(&mut *self.kernel, header.pid);
-                self.tls.forget_process(header.pid);
-                if let Some(p) = self.procs.exit(header.pid) {
-                    if p.watched {
-                        self.metrics.processes_watched.dec();
-                    }
-                    if let Some(mut server) = self.servers.remove(&p.pid) {
-                        self.metrics.servers_watched.set(self.servers.len() as i64);
-                        let outputs = server.close(header.ts_ns);
-                        self.emit_outputs(&server, outputs);
-                        let ts = self.events.kernel_time(header.ts_ns);
-                        let (lost, discarded) = server.stdio.stream_loss();
-                        let fields = json!({
-                            "server": render::server_json(&server),
-                            "session": server.stdio.key().to_string(),
-                            "requests": server.request_stats(),
-                            "parse_errors": server.parse_errors,
-                            "bytes_lost": lost,
-                            "bytes_discarded": discarded,
-                        });
-                        self.events.emit("server_exited", ts, fields);
-                        self.forget_unused_policies();
-                    }
-                }
-                self.fds.forget_process(header.pid);
-                self.streams.retain(|&(pid, _, _), _| pid != header.pid);
-            }
+            Record::Exit { header } => self.process_gone(header.pid, header.ts_ns),
             Record::Data(d) => self.data(d),
             Record::FdChange { header, fd, .. } => {
                 if let Some(stream) = self.fds.cached(header.pid, fd).and_then(stream_of) {
@@ -631,6 +699,38 @@ impl Pipeline {
         }
     }
 
+    /// `pid` exited (its exit record, or found gone by `reconcile` or by a new process
+    /// on its pid): forgotten everywhere; a server's open calls end incomplete.
+    fn process_gone(&mut self, pid: u32, ts_ns: u64) {
+        self.http_misses.remove(&pid);
+        self.tls_probes.exited(&mut *self.kernel, pid);
+        self.tls.forget_process(pid);
+        if let Some(p) = self.procs.exit(pid) {
+            if p.watched {
+                self.metrics.processes_watched.dec();
+            }
+            if let Some(mut server) = self.servers.remove(&p.pid) {
+                self.metrics.servers_watched.set(self.servers.len() as i64);
+                let outputs = server.close(ts_ns);
+                self.emit_outputs(&server, outputs);
+                let ts = self.events.kernel_time(ts_ns);
+                let (lost, discarded) = server.stdio.stream_loss();
+                let fields = json!({
+                    "server": render::server_json(&server),
+                    "session": server.stdio.key().to_string(),
+                    "requests": server.request_stats(),
+                    "parse_errors": server.parse_errors,
+                    "bytes_lost": lost,
+                    "bytes_discarded": discarded,
+                });
+                self.events.emit("server_exited", ts, fields);
+                self.forget_unused_policies();
+            }
+        }
+        self.fds.forget_process(pid);
+        self.streams.retain(|&(p, _, _), _| p != pid);
+    }
+
     fn data(&mut self, d: Data) {
         if d.tls_conn.is_some() {
             // Plaintext from the OpenSSL uprobes: on its socket once that is known.
@@ -641,6 +741,10 @@ impl Pipeline {
         }
         let pid = d.header.pid;
         let candidate = candidate(&d);
+        if d.is_cut() && !self.procs.get(pid).is_some_and(|p| p.watched) {
+            // Bytes missing from a stream nobody follows.
+            return;
+        }
         if !self.procs.get(pid).is_some_and(|p| p.watched) {
             // A read the kernel found worth a look (or one of a process pending at its
             // exec that is no server): a server from here when it is MCP, else dropped.
@@ -673,16 +777,7 @@ impl Pipeline {
             Some(ssl) => StreamId::Tls(ssl),
             None => StreamId::Fd(fd),
         };
-        let end = d.stream_offset + d.bytes.len() as u64;
-        let gap = match self.streams.insert((d.header.pid, id, d.direction), end) {
-            // A new stream (or one reset by close/dup) starts wherever the kernel is.
-            Some(expected) if d.stream_offset > expected => d.stream_offset - expected,
-            _ => 0,
-        };
-        if gap > 0 {
-            self.loss.stream_gaps += 1;
-            self.loss.bytes_missing += gap;
-        }
+        let gap = self.stream_position(&d, id);
         let kind = self.fds.classify(d.header.pid, fd).clone();
         let mut ciphertext = false;
         if let Some(stream) = stream_of(&kind) {
@@ -740,6 +835,37 @@ impl Pipeline {
         }
         let ts = self.events.kernel_time(d.header.ts_ns);
         self.events.emit("capture", ts, fields)
+    }
+
+    /// Moves the stream's expected offset past `d`; returns what was lost before `d`'s
+    /// bytes. A cut marker (a transfer whose copy stopped short) loses the rest of its
+    /// transfer; a record behind the expected offset (an LRU-evicted kernel position,
+    /// or threads whose records crossed) restarts the stream there, counted.
+    fn stream_position(&mut self, d: &Data, id: StreamId) -> Gap {
+        let start = d.stream_offset;
+        let cut = if d.is_cut() { d.missing_after() } else { 0 };
+        let end = start + d.bytes.len() as u64 + cut;
+        let mut lost = cut;
+        let mut resync = false;
+        match self.streams.insert((d.header.pid, id, d.direction), end) {
+            Some(expected) if start > expected => lost += start - expected,
+            Some(expected) if start < expected => {
+                self.loss.stream_overlaps += 1;
+                resync = true;
+            }
+            // A new stream (or one reset by close/dup) starts wherever the kernel is.
+            _ => {}
+        }
+        if lost > 0 {
+            self.loss.stream_gaps += 1;
+            self.loss.bytes_missing += lost;
+        }
+        Gap {
+            // After an overlap, where the stream stands is unknown: resynchronise.
+            bytes: if resync { lost.max(1) } else { lost },
+            // The bytes at hand begin a transfer; a cut's loss runs to the next one.
+            ends_at_transfer: d.chunk_offset == 0 || cut > 0,
+        }
     }
 
     /// The first request-like read of a process nobody watches (the kernel made it
@@ -850,9 +976,14 @@ impl Pipeline {
     /// as if the kernel had said it was accepted (it was, before anyone watched).
     fn adopt_connection(&mut self, pid: u32, fd: i32) {
         let (peer, addr) = match self.fds.cached(pid, fd) {
-            Some(&FdKind::Socket { inode }) => {
-                tcp_client(&*self.kernel, &self.procs, inode, &[pid, self.self_pid], None)
-            }
+            Some(&FdKind::Socket { inode }) => tcp_client(
+                &*self.kernel,
+                &self.facts,
+                &self.procs,
+                inode,
+                &[pid, self.self_pid],
+                None,
+            ),
             _ => (None, None),
         };
         if let Some(server) = self.servers.get_mut(&pid)
@@ -864,7 +995,7 @@ impl Pipeline {
 
     /// Bytes on a pipe or socket of a server's tree: MCP messages when they are its
     /// stdio or a connection it accepted that speaks HTTP.
-    fn transport_bytes(&mut self, d: &Data, stream: Stream, gap: u64, tls: bool) {
+    fn transport_bytes(&mut self, d: &Data, stream: Stream, gap: Gap, tls: bool) {
         let Some(root) = self.server_root(d.header.pid) else {
             return;
         };
@@ -874,8 +1005,8 @@ impl Pipeline {
         let before = server.messages;
         let evicted_before = server.requests_evicted;
         let read = d.direction == Direction::Read;
-        let (kernel, procs, self_pid) = (&*self.kernel, &self.procs, self.self_pid);
-        let peer_of = |inode| tcp_client(kernel, procs, inode, &[root, self_pid], None);
+        let (kernel, facts, procs, self_pid) = (&*self.kernel, &*self.facts, &self.procs, self.self_pid);
+        let peer_of = |inode| tcp_client(kernel, facts, procs, inode, &[root, self_pid], None);
         let received = server.receive(stream, read, &d.bytes, d.header.ts_ns, gap, tls, peer_of);
         self.loss.requests_evicted += server.requests_evicted - evicted_before;
         let label = server.label().to_string();
@@ -949,6 +1080,7 @@ impl Pipeline {
         let (peer, addr) = match self.fds.classify(pid, a.fd).clone() {
             FdKind::Socket { inode } => tcp_client(
                 &*self.kernel,
+                &self.facts,
                 &self.procs,
                 inode,
                 &[root, self.self_pid],
@@ -989,7 +1121,13 @@ impl Pipeline {
             return;
         };
         let raw = String::from_utf8_lossy(&o.path);
-        let path = effects::resolve(o.header.pid, o.dirfd, &raw);
+        let (pid, dirfd) = (o.header.pid, o.dirfd);
+        let path = effects::resolve(&raw, || {
+            self.facts.look(
+                || format!("start_dir/{pid}/{dirfd}"),
+                || effects::start_dir(pid, dirfd),
+            )
+        });
         if o.ret >= 0 && self.tls_eager(o.header.pid) {
             // Python imports `ssl` after it starts: its libssl is probed as it loads.
             self.tls_probes
@@ -1108,16 +1246,43 @@ impl Pipeline {
     /// left a process pending; a lost exit left a dead pid), two checks in a row.
     fn reconcile(&mut self) {
         let entries = self.kernel.watched_set();
-        let procs = &self.procs;
+        let (procs, facts) = (&self.procs, &self.facts);
         let stands_by = |pid: u32, state: u32| {
-            Path::new("/proc").join(pid.to_string()).exists()
-                && (state == monitor_common::watch_state::PROBED || procs.get(pid).is_some_and(|p| p.watched))
+            facts.look(
+                || format!("alive/{pid}"),
+                || Path::new("/proc").join(pid.to_string()).exists(),
+            ) && (state == monitor_common::watch_state::PROBED || procs.get(pid).is_some_and(|p| p.watched))
         };
         for pid in self.reconciler.check(&entries, stands_by) {
             warn!("pid {pid}: in the kernel's watched set with no record behind it; dropped");
             self.kernel.unwatch(pid);
             self.loss.reconciled += 1;
             self.metrics.watch_reconciled.inc();
+        }
+        // Userspace's own watched processes: one that is gone, or whose pid another
+        // process holds now (its exit record was lost), is gone here too.
+        let watched: Vec<(u32, u32)> = self
+            .procs
+            .iter()
+            .filter(|p| p.watched)
+            .map(|p| (p.pid, 0))
+            .collect();
+        let (procs, facts) = (&self.procs, &self.facts);
+        let same = |pid: u32, _| {
+            let started = facts.look(
+                || format!("start/{pid}"),
+                || procs::read_start_ns(Path::new("/proc"), pid),
+            );
+            started.is_some_and(|s| {
+                procs
+                    .get(pid)
+                    .is_some_and(|p| p.start_ns == 0 || procs::same_start(p.start_ns, s))
+            })
+        };
+        for pid in self.exits_unseen.check(&watched, same) {
+            warn!("pid {pid}: watched, but gone without its exit record; forgotten");
+            self.loss.exits_unseen += 1;
+            self.process_gone(pid, self.last_ts_ns);
         }
     }
 
@@ -1137,58 +1302,29 @@ impl Pipeline {
             return;
         }
         let (now, before) = (self.loss, self.reported);
-        let lost = |w: &str, n: u64, b: u64| {
+        for ((label, n), (_, b)) in now.counts().into_iter().zip(before.counts()) {
             if n > b {
-                self.metrics.events_lost.with_label_values(&[w]).inc_by(n - b);
+                self.metrics.events_lost.with_label_values(&[label]).inc_by(n - b);
             }
-        };
-        lost(
-            "kernel_ringbuf_full",
-            now.kernel.ringbuf_full,
-            before.kernel.ringbuf_full,
-        );
-        lost(
-            "kernel_read_failed",
-            now.kernel.read_failed,
-            before.kernel.read_failed,
-        );
-        lost(
-            "kernel_watch_full",
-            now.kernel.watch_full,
-            before.kernel.watch_full,
-        );
-        // Userspace: gaps in a stream's kernel offsets (bytes that never arrived).
-        lost("userspace_stream_gap", now.stream_gaps, before.stream_gaps);
-        lost("http_connections_full", now.http_untracked, before.http_untracked);
-        lost("sessions_full", now.sessions_full, before.sessions_full);
-        lost(
-            "kernel_tls_unpaired",
-            now.kernel.tls_unpaired,
-            before.kernel.tls_unpaired,
-        );
-        lost("tls_unmapped", now.tls_unmapped, before.tls_unmapped);
-        lost("requests_evicted", now.requests_evicted, before.requests_evicted);
+        }
         let ts = self.events.now();
         self.events.emit(
             "monitor_status",
             ts,
             json!({
                 "status": "loss",
-                "kernel": {
-                    "ringbuf_full": now.kernel.ringbuf_full,
-                    "read_failed": now.kernel.read_failed,
-                    "watch_full": now.kernel.watch_full,
-                    "tls_unpaired": now.kernel.tls_unpaired,
-                },
+                "kernel": now.kernel,
                 "tls_unmapped": now.tls_unmapped,
                 "requests_evicted": now.requests_evicted,
                 "reconciled": now.reconciled,
+                "exits_unseen": now.exits_unseen,
                 "parse_errors": now.parse_errors,
                 "message_errors": now.message_errors,
                 "http_errors": now.http_errors,
                 "http_untracked": now.http_untracked,
                 "sessions_full": now.sessions_full,
                 "stream_gaps": now.stream_gaps,
+                "stream_overlaps": now.stream_overlaps,
                 "bytes_missing": now.bytes_missing,
             }),
         );
@@ -1267,13 +1403,17 @@ fn stream_of(kind: &FdKind) -> Option<Stream> {
 /// as the server's network namespace shows them.
 fn tcp_client(
     kernel: &dyn Kernel,
+    facts: &Facts,
     procs: &ProcessTable,
     inode: u64,
     exclude: &[u32],
     accepted_from: Option<&str>,
 ) -> (Option<ClientProcess>, Option<String>) {
     let net = Path::new("/proc").join(exclude[0].to_string()).join("net");
-    let ends = identity::tcp_ends(&net, inode);
+    let ends = facts.look(
+        || format!("tcp_ends/{}/{inode}", exclude[0]),
+        || identity::tcp_ends(&net, inode),
+    );
     let address = ends
         .as_ref()
         .map(|e| e.peer.clone())
@@ -1284,10 +1424,19 @@ fn tcp_client(
         .as_deref()
         .and_then(|a| a.parse::<SocketAddr>().ok())
         .and_then(|a| connector(kernel, a))
-        .filter(|pid| !exclude.contains(pid) && identity::same_netns(Path::new("/proc"), *pid, exclude[0]))
+        .filter(|pid| {
+            !exclude.contains(pid)
+                && facts.look(
+                    || format!("same_netns/{pid}/{}", exclude[0]),
+                    || identity::same_netns(Path::new("/proc"), *pid, exclude[0]),
+                )
+        })
         .or_else(|| {
             let peer = ends.as_ref()?.peer_inode?;
-            identity::socket_holder(Path::new("/proc"), peer, exclude)
+            facts.look(
+                || format!("socket_holder/{peer}"),
+                || identity::socket_holder(Path::new("/proc"), peer, exclude),
+            )
         });
     let process = pid
         .and_then(|pid| procs.get(pid))
@@ -1371,4 +1520,13 @@ fn tls_function_name(nr: u32) -> &'static str {
         .iter()
         .find(|&&(_, c)| c == cookie)
         .map_or("other", |&(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_loss_count_is_exported_under_a_label_created_at_zero() {
+        let labels: Vec<&str> = super::Loss::default().counts().iter().map(|(l, _)| *l).collect();
+        assert_eq!(labels, crate::output::metrics::LOSS_WHERE);
+    }
 }

@@ -14,7 +14,7 @@ use crate::{
     },
     policy::{Homes, UNREGISTERED},
     transport::{
-        Framed, SessionKey,
+        Framed, Gap, SessionKey,
         http::{self, HttpConnection, HttpStats},
         stdio::StdioTransport,
     },
@@ -102,12 +102,35 @@ pub struct Server {
     seen: Vec<(Direction, String)>,
 }
 
+/// What is read on the host about a new server: what `~` means for it, and the files
+/// its program opens to start itself.
+#[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ServerHost {
+    pub homes: Homes,
+    pub program_files: Vec<String>,
+}
+
+impl ServerHost {
+    pub fn read(p: &Process) -> Self {
+        Self {
+            homes: Homes::new(p.uid, env_home(p.pid)),
+            program_files: crate::host::program_files::program_files(
+                std::path::Path::new("/proc"),
+                p.pid,
+                &p.exe,
+                &p.cmdline,
+            ),
+        }
+    }
+}
+
 impl Server {
     /// A server found on stdio, with `client` on the other end of its stdin.
     pub fn new(
         p: &Process,
         stdio: Stdio,
         client: Option<ClientProcess>,
+        host: ServerHost,
         max_message: usize,
         epoch: u64,
     ) -> Self {
@@ -116,13 +139,8 @@ impl Server {
         Self {
             rule: None,
             named: false,
-            homes: Homes::new(p.uid, env_home(p.pid)),
-            program_files: crate::host::program_files::program_files(
-                std::path::Path::new("/proc"),
-                p.pid,
-                &p.exe,
-                &p.cmdline,
-            ),
+            homes: host.homes,
+            program_files: host.program_files,
             pid: p.pid,
             exe: p.exe.clone(),
             cmdline: p.cmdline_string(),
@@ -172,7 +190,7 @@ impl Server {
         read: bool,
         bytes: &[u8],
         ts_ns: u64,
-        gap: u64,
+        gap: Gap,
         tls: bool,
         peer_of: impl FnOnce(u64) -> (Option<ClientProcess>, Option<String>),
     ) -> Received {
@@ -186,7 +204,7 @@ impl Server {
         if let Stream::Pipe(inode) | Stream::Socket(inode) = stream
             && let Some(dir) = self.stdio.direction_of(inode, read)
         {
-            if gap > 0 {
+            if gap.bytes > 0 {
                 self.stdio.lost(dir, gap);
             }
             let framed = self.stdio.push(dir, bytes, ts_ns);
@@ -210,8 +228,8 @@ impl Server {
             return received;
         };
         let before = c.stats;
-        if gap > 0 {
-            c.lost(dir, gap);
+        if gap.bytes > 0 {
+            c.lost(dir, gap.bytes);
         }
         let pushed = c.push(dir, bytes, ts_ns);
         received.http = c.stats.since(before);
@@ -524,10 +542,11 @@ mod tests {
             exe: "/usr/bin/node".into(),
             cmdline: vec!["node".into(), "server.js".into()],
             start_ns: 0,
+            predates: false,
             watched: true,
             server_pattern: None,
         };
-        Server::new(&p, Stdio::default(), None, 1 << 20, 0)
+        Server::new(&p, Stdio::default(), None, ServerHost::default(), 1 << 20, 0)
     }
 
     fn request(session: &str, id: u64, method: &str) -> Framed {
@@ -589,13 +608,13 @@ mod tests {
         let none = |_| (None, None);
         // JSON-RPC read on a socket (an HTTP body, say) does not make it stdin.
         let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"t"}}"#;
-        s.receive(Stream::Socket(7), true, body, 1, 0, false, none);
+        s.receive(Stream::Socket(7), true, body, 1, Gap::none(), false, none);
         assert_eq!(s.stdio.stdio.stdin, None);
         let req = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"t\"}}\n";
-        s.receive(Stream::Pipe(5), true, req, 2, 0, false, none);
+        s.receive(Stream::Pipe(5), true, req, 2, Gap::none(), false, none);
         assert_eq!((s.stdio.stdio.stdin, s.stdio.stdio.stdout), (Some(5), None));
         let answer = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n";
-        let r = s.receive(Stream::Pipe(6), false, answer, 3, 0, false, none);
+        let r = s.receive(Stream::Pipe(6), false, answer, 3, Gap::none(), false, none);
         assert_eq!(s.stdio.stdio.stdout, Some(6));
         assert_eq!(r.outputs.len(), 1, "the call, answered");
     }

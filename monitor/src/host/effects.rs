@@ -57,21 +57,26 @@ pub fn is_write(flags: u64) -> bool {
 }
 
 /// The absolute path an open referred to: relative paths start at the process's
-/// working directory or at `dirfd`, read from /proc now (the process may have moved
-/// on; then the path is kept relative, prefixed with `?/`).
-pub fn resolve(pid: u32, dirfd: i32, raw: &str) -> String {
+/// working directory or at `dirfd`, which `dir` reads from /proc now (the process may
+/// have moved on; then the path is kept relative, prefixed with `?/`).
+pub fn resolve(raw: &str, dir: impl FnOnce() -> Option<PathBuf>) -> String {
     if raw.starts_with('/') {
         return normalize(Path::new(raw));
     }
-    let base = if dirfd == AT_FDCWD {
-        fs::read_link(format!("/proc/{pid}/cwd"))
-    } else {
-        fs::read_link(format!("/proc/{pid}/fd/{dirfd}"))
-    };
-    match base {
-        Ok(b) => normalize(&b.join(raw)),
-        Err(_) => format!("?/{raw}"),
+    match dir() {
+        Some(b) => normalize(&b.join(raw)),
+        None => format!("?/{raw}"),
     }
+}
+
+/// The folder a relative path given with `dirfd` starts at, as /proc shows it now.
+pub fn start_dir(pid: u32, dirfd: i32) -> Option<PathBuf> {
+    let link = if dirfd == AT_FDCWD {
+        format!("/proc/{pid}/cwd")
+    } else {
+        format!("/proc/{pid}/fd/{dirfd}")
+    };
+    fs::read_link(link).ok()
 }
 
 /// Removes `.` and `..` lexically (no symlinks are followed: the process may be gone).
@@ -149,14 +154,17 @@ mod tests {
         let me = std::process::id();
         let cwd = std::env::current_dir().unwrap();
         assert_eq!(
-            resolve(me, AT_FDCWD, "a/../b.txt"),
+            resolve("a/../b.txt", || start_dir(me, AT_FDCWD)),
             cwd.join("b.txt").display().to_string()
         );
-        assert_eq!(resolve(me, AT_FDCWD, "/etc/./x/../hosts"), "/etc/hosts");
+        assert_eq!(
+            resolve("/etc/./x/../hosts", || start_dir(me, AT_FDCWD)),
+            "/etc/hosts"
+        );
         let dir = fs::File::open("/usr").unwrap();
         use std::os::fd::AsRawFd;
-        assert_eq!(resolve(me, dir.as_raw_fd(), "lib/x"), "/usr/lib/x");
-        assert_eq!(resolve(u32::MAX, AT_FDCWD, "rel"), "?/rel");
+        assert_eq!(resolve("lib/x", || start_dir(me, dir.as_raw_fd())), "/usr/lib/x");
+        assert_eq!(resolve("rel", || start_dir(u32::MAX, AT_FDCWD)), "?/rel");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! What each fd of a watched process is (pipe with its inode, socket, file, tty), from
 //! /proc, cached per (pid, fd) until the kernel says the fd changed.
-use std::collections::HashMap;
+use std::{collections::HashMap, rc::Rc};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+use crate::record::facts::Facts;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FdKind {
     Pipe {
         inode: u64,
@@ -25,6 +27,7 @@ pub enum FdKind {
         target: String,
     },
     /// Gone before it could be looked at.
+    #[default]
     Unknown,
 }
 
@@ -71,17 +74,31 @@ impl FdKind {
     }
 }
 
-#[derive(Default)]
 pub struct FdTable {
     kinds: HashMap<(u32, i32), FdKind>,
+    facts: Rc<Facts>,
 }
 
 impl FdTable {
+    pub fn new(facts: Rc<Facts>) -> Self {
+        Self {
+            kinds: HashMap::new(),
+            facts,
+        }
+    }
+
+    /// What `fd` of `pid` is: as told before, else its /proc link now.
     pub fn classify(&mut self, pid: u32, fd: i32) -> &FdKind {
+        let facts = &self.facts;
         self.kinds.entry((pid, fd)).or_insert_with(|| {
-            std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
-                .map(|t| FdKind::from_link(&t.to_string_lossy()))
-                .unwrap_or(FdKind::Unknown)
+            facts.look(
+                || format!("fd/{pid}/{fd}"),
+                || {
+                    std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                        .map(|t| FdKind::from_link(&t.to_string_lossy()))
+                        .unwrap_or(FdKind::Unknown)
+                },
+            )
         })
     }
 
@@ -128,7 +145,7 @@ mod tests {
         let mut fds = [0; 2];
         // Safety: pipe(2) writes two fds into the array.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        let mut t = FdTable::default();
+        let mut t = FdTable::new(Facts::live());
         let pid = std::process::id();
         assert!(matches!(t.classify(pid, fds[0]), FdKind::Pipe { .. }));
         // Safety: closing the fds opened above.

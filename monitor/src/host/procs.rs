@@ -3,16 +3,19 @@
 //! scan of /proc at start-up.
 use std::{collections::HashMap, fs, path::Path};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Process {
     pub pid: u32,
     pub ppid: u32,
     pub uid: u32,
     pub exe: String,
     pub cmdline: Vec<String>,
-    /// CLOCK_BOOTTIME nanoseconds of the fork (or exec for processes seen first at exec);
-    /// 0 when the process predates the daemon and /proc did not say.
+    /// CLOCK_BOOTTIME nanoseconds of the fork (or exec for processes seen first at exec,
+    /// or /proc's start time for those running before the daemon; 0 if it did not say).
     pub start_ns: u64,
+    /// Found by the scan at start rather than by its fork or exec record.
+    #[serde(default)]
+    pub predates: bool,
     pub watched: bool,
     /// The watch pattern that made this process a server (children of servers are
     /// watched without being servers themselves).
@@ -26,7 +29,7 @@ impl Process {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessTable {
     procs: HashMap<u32, Process>,
 }
@@ -65,6 +68,7 @@ impl ProcessTable {
             exe: base.as_ref().map(|b| b.exe.clone()).unwrap_or_default(),
             cmdline: base.map(|b| b.cmdline).unwrap_or_default(),
             start_ns: ts_ns,
+            predates: false,
             watched,
             server_pattern: None,
         };
@@ -72,15 +76,24 @@ impl ProcessTable {
         &self.procs[&child]
     }
 
-    /// The process replaced its image.
-    pub fn exec(&mut self, pid: u32, uid: u32, exe: String, cmdline: Vec<String>, ts_ns: u64) -> &Process {
+    /// The process replaced its image. `ppid` is asked for a process not seen before.
+    pub fn exec(
+        &mut self,
+        pid: u32,
+        uid: u32,
+        exe: String,
+        cmdline: Vec<String>,
+        ts_ns: u64,
+        ppid: impl FnOnce() -> u32,
+    ) -> &Process {
         let p = self.procs.entry(pid).or_insert_with(|| Process {
             pid,
-            ppid: read_ppid(Path::new("/proc"), pid).unwrap_or(0),
+            ppid: ppid(),
             uid,
             exe: String::new(),
             cmdline: Vec::new(),
             start_ns: ts_ns,
+            predates: false,
             watched: false,
             server_pattern: None,
         });
@@ -138,7 +151,8 @@ fn read_proc(root: &Path, pid: u32) -> Option<Process> {
         uid,
         exe,
         cmdline,
-        start_ns: 0,
+        start_ns: read_start_ns(root, pid).unwrap_or(0),
+        predates: true,
         watched: false,
         server_pattern: None,
     })
@@ -154,7 +168,7 @@ pub fn pids(proc_root: &Path) -> impl Iterator<Item = u32> {
 }
 
 /// Field 4 of /proc/PID/stat; the command name in field 2 may hold spaces and parentheses.
-fn read_ppid(root: &Path, pid: u32) -> Option<u32> {
+pub fn read_ppid(root: &Path, pid: u32) -> Option<u32> {
     let stat = fs::read_to_string(root.join(pid.to_string()).join("stat")).ok()?;
     parse_stat_ppid(&stat)
 }
@@ -162,6 +176,31 @@ fn read_ppid(root: &Path, pid: u32) -> Option<u32> {
 fn parse_stat_ppid(stat: &str) -> Option<u32> {
     let after = &stat[stat.rfind(')')? + 1..];
     after.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// When `pid` started, in CLOCK_BOOTTIME nanoseconds (field 22 of /proc/PID/stat, in
+/// clock ticks): with the pid, what names one process across pid reuse.
+pub fn read_start_ns(root: &Path, pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(root.join(pid.to_string()).join("stat")).ok()?;
+    parse_stat_start(&stat)
+}
+
+fn parse_stat_start(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    // Fields from 3 (state) on; starttime is field 22.
+    let ticks: u64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    // Safety: sysconf has no preconditions.
+    let hz = match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        n if n > 0 => n as u64,
+        _ => 100,
+    };
+    Some(ticks.saturating_mul(1_000_000_000 / hz))
+}
+
+/// Whether two start times name the same process: /proc gives clock ticks (10 ms), the
+/// kernel's records nanoseconds a little after the task's start.
+pub fn same_start(a_ns: u64, b_ns: u64) -> bool {
+    a_ns.abs_diff(b_ns) < 50_000_000
 }
 
 /// NUL-separated bytes (argv) as lossy UTF-8 strings.
@@ -187,6 +226,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn start_time_is_read_from_stat_and_names_this_process() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 12345 1000 10";
+        assert_eq!(parse_stat_start(stat), Some(12345 * 10_000_000));
+        let me = std::process::id();
+        let start = read_start_ns(Path::new("/proc"), me).unwrap();
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // Safety: clock_gettime writes into the timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+        let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+        assert!(start > 0 && start <= now, "{start} {now}");
+        assert!(same_start(start, start + 20_000_000) && !same_start(start, start + 60_000_000));
+    }
+
+    #[test]
     fn ppid_survives_odd_command_names() {
         assert_eq!(parse_stat_ppid("123 (a) b (c)) S 77 123 123 0"), Some(77));
         assert_eq!(parse_stat_ppid("1 (systemd) S 0 1 1"), Some(0));
@@ -202,6 +258,7 @@ mod tests {
             "/usr/bin/node".into(),
             vec!["node".into(), "srv.js".into()],
             5,
+            || 0,
         );
         t.get_mut(10).unwrap().ppid = 1;
         let child = t.fork(10, 11, 9, true).clone();

@@ -27,7 +27,7 @@ pub const SSL_FUNCTIONS: &[(&str, u64)] = &[
 const MAX_CACHED_FILES: usize = 64;
 
 /// One OpenSSL function in a file: where a uprobe goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct SslFunction {
     pub name: &'static str,
     /// The attach cookie (`monitor_common::tls_fn`).
@@ -36,8 +36,32 @@ pub struct SslFunction {
     pub file_offset: u64,
 }
 
+/// An `SslFunction` as a recording holds it: its name, one of `SSL_FUNCTIONS`.
+#[derive(serde::Deserialize)]
+struct RecordedFunction {
+    name: String,
+    cookie: u64,
+    file_offset: u64,
+}
+
+impl<'de> serde::Deserialize<'de> for SslFunction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let f = RecordedFunction::deserialize(d)?;
+        let name = SSL_FUNCTIONS
+            .iter()
+            .map(|(n, _)| *n)
+            .find(|n| *n == f.name)
+            .ok_or_else(|| serde::de::Error::custom(format!("not an OpenSSL function probed: {}", f.name)))?;
+        Ok(Self {
+            name,
+            cookie: f.cookie,
+            file_offset: f.file_offset,
+        })
+    }
+}
+
 /// Where a process's OpenSSL is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OpenSsl {
     /// The file to attach to, as this daemon reaches it (through /proc/PID/root).
     pub path: PathBuf,

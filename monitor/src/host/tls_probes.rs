@@ -7,10 +7,14 @@
 use std::{
     collections::{HashMap, HashSet},
     path::Path,
+    rc::Rc,
 };
 
 use super::tls::{OpenSsl, SymbolCache, is_libssl};
-use crate::kernel::{Kernel, TlsAttached};
+use crate::{
+    kernel::{Kernel, TlsAttached},
+    record::facts::Facts,
+};
 
 /// Why a watched process's TLS cannot be read (the `reason` of events and metrics).
 pub const NO_OPENSSL: &str = "no_openssl";
@@ -41,6 +45,7 @@ pub struct TlsProbes {
     /// False with `--no-tls`: nothing is probed.
     enabled: bool,
     symbols: SymbolCache,
+    facts: Rc<Facts>,
     /// Attaches asked of the kernel, not done yet, by process.
     requested: HashMap<u32, Vec<OpenSsl>>,
     /// Processes with uprobes, and on which OpenSSL (the last attached).
@@ -51,10 +56,11 @@ pub struct TlsProbes {
 }
 
 impl TlsProbes {
-    pub fn new(enabled: bool) -> Self {
+    pub fn new(enabled: bool, facts: Rc<Facts>) -> Self {
         Self {
             enabled,
             symbols: SymbolCache::default(),
+            facts,
             requested: HashMap::new(),
             probed: HashMap::new(),
             failed: HashMap::new(),
@@ -67,7 +73,11 @@ impl TlsProbes {
         if !self.enabled {
             return;
         }
-        if let Some(ssl) = self.symbols.openssl_of(proc_root, pid) {
+        let symbols = &mut self.symbols;
+        let found = self
+            .facts
+            .look(|| format!("openssl/{pid}"), || symbols.openssl_of(proc_root, pid));
+        if let Some(ssl) = found {
             self.request(kernel, pid, ssl);
         }
     }
@@ -77,7 +87,12 @@ impl TlsProbes {
         if !self.enabled || !is_libssl(path) || self.has(pid, path) {
             return;
         }
-        if let Some(ssl) = self.symbols.openssl_at(proc_root, pid, path) {
+        let symbols = &mut self.symbols;
+        let found = self.facts.look(
+            || format!("openssl/{pid}/{path}"),
+            || symbols.openssl_at(proc_root, pid, path),
+        );
+        if let Some(ssl) = found {
             self.request(kernel, pid, ssl);
         }
     }
@@ -291,7 +306,7 @@ mod tests {
     fn a_process_is_probed_once_and_its_fork_on_the_same_library() {
         let python = Python::start();
         let pid = python.0.id();
-        let (mut k, mut probes) = (Uprobes::default(), TlsProbes::new(true));
+        let (mut k, mut probes) = (Uprobes::default(), TlsProbes::new(true, Facts::live()));
         probes.probe(&mut k, Path::new("/proc"), pid);
         assert!(probes.is_probed(pid), "probed from the request on");
         assert_eq!(probes.unreadable(pid), None, "about to be readable");
@@ -319,7 +334,7 @@ mod tests {
     fn an_answer_for_a_process_forgotten_meanwhile_changes_nothing() {
         let python = Python::start();
         let pid = python.0.id();
-        let (mut k, mut probes) = (Uprobes::default(), TlsProbes::new(true));
+        let (mut k, mut probes) = (Uprobes::default(), TlsProbes::new(true, Facts::live()));
         probes.probe(&mut k, Path::new("/proc"), pid);
         probes.forget(&mut k, pid);
         assert_eq!(
@@ -339,7 +354,7 @@ mod tests {
             refuse: true,
             ..Uprobes::default()
         };
-        let mut probes = TlsProbes::new(true);
+        let mut probes = TlsProbes::new(true, Facts::live());
         probes.probe(&mut k, Path::new("/proc"), pid);
         assert!(matches!(answers(&mut k, &mut probes)[..], [Probed::Failed(_)]));
         assert_eq!(probes.unreadable(pid), Some(ATTACH_FAILED));
@@ -350,7 +365,7 @@ mod tests {
         assert!(k.outcomes.is_empty(), "nothing to attach");
         assert_eq!(probes.unreadable(me), Some(NO_OPENSSL));
         // --no-tls: nothing attached, and said so.
-        let (mut k, mut off) = (Uprobes::default(), TlsProbes::new(false));
+        let (mut k, mut off) = (Uprobes::default(), TlsProbes::new(false, Facts::live()));
         off.probe(&mut k, Path::new("/proc"), pid);
         assert!(k.outcomes.is_empty());
         assert_eq!(off.unreadable(pid), Some(DISABLED));

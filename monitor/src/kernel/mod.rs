@@ -2,6 +2,7 @@
 //! decoding the records it carries. The pipeline sees the kernel through `Kernel`,
 //! which the real `capture::Capture` implements and benches replace.
 pub mod capture;
+pub mod recorded;
 pub mod records;
 pub mod uprobes;
 
@@ -38,18 +39,28 @@ pub trait Kernel {
     fn watched_set(&self) -> Vec<(u32, u32)>;
 }
 
-/// Kernel-side loss counters, summed over CPUs.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Kernel-side loss counters, summed over CPUs (see `monitor_common::stat`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KernelStats {
-    pub ringbuf_full: u64,
+    /// Records the ring buffer could not take, by kind: data, exec/fork/exit, the rest.
+    pub ringbuf_full_data: u64,
+    pub ringbuf_full_lifecycle: u64,
+    pub ringbuf_full_other: u64,
+    /// Data chunks held back to keep the headroom for lifecycle records.
+    pub data_headroom: u64,
     pub read_failed: u64,
     pub watch_full: u64,
     /// TLS calls whose return the kernel could not pair with their entry.
     pub tls_unpaired: u64,
+    /// Transfers whose copy stopped short, by why: the ring, unreadable memory, the
+    /// per-syscall bound (or more iovecs than are followed).
+    pub cut_ring: u64,
+    pub cut_read: u64,
+    pub cut_limit: u64,
 }
 
 /// What came of one `Kernel::attach_tls`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TlsAttached {
     pub pid: u32,
     pub path: std::path::PathBuf,

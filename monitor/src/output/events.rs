@@ -39,6 +39,8 @@ pub struct EventWriter {
     dropped_counter: Option<IntCounterVec>,
     /// Wall-clock time of CLOCK_BOOTTIME zero, to turn kernel timestamps into dates.
     boot_epoch: SystemTime,
+    /// Nanoseconds since the epoch now (a recording's, in replay); None: the system's.
+    clock: Option<Box<dyn Fn() -> u64>>,
 }
 
 impl EventWriter {
@@ -70,7 +72,24 @@ impl EventWriter {
             torn: false,
             dropped_counter: None,
             boot_epoch: boot_epoch(),
+            clock: None,
         }
+    }
+
+    /// Where `now` comes from (the pipeline's facts: recorded, or replayed).
+    pub fn set_clock(&mut self, clock: Box<dyn Fn() -> u64>) {
+        self.clock = Some(clock);
+    }
+
+    /// CLOCK_BOOTTIME zero in nanoseconds since the epoch (a recording keeps it).
+    pub fn boot_epoch_ns(&self) -> u64 {
+        self.boot_epoch
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    }
+
+    pub fn set_boot_epoch_ns(&mut self, ns: u64) {
+        self.boot_epoch = SystemTime::UNIX_EPOCH + Duration::from_nanos(ns);
     }
 
     /// Counts dropped events in `counter` (label: reason) as well.
@@ -84,7 +103,11 @@ impl EventWriter {
     }
 
     pub fn now(&self) -> String {
-        humantime::format_rfc3339_nanos(SystemTime::now()).to_string()
+        let now = match &self.clock {
+            Some(clock) => SystemTime::UNIX_EPOCH + Duration::from_nanos(clock()),
+            None => SystemTime::now(),
+        };
+        humantime::format_rfc3339_nanos(now).to_string()
     }
 
     /// Queues one event; `type` and `ts` come first so lines read well.

@@ -38,7 +38,7 @@ impl NameList {
 /// widen its scope by choosing its HOME. Detection lists (the global `secrets`) also
 /// use the HOME the server was started with, since more matches can only find more.
 /// A uid with no passwd entry has no home: `~` globs match nothing for it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Homes {
     pub owner: Option<String>,
     /// The server's `HOME` when it is an absolute path other than the owner's.
