@@ -90,7 +90,8 @@ pub mod stat {
     /// Exec, fork and exit records the ring buffer could not take (it was full even
     /// though data stops short of the lifecycle headroom).
     pub const RINGBUF_FULL_LIFECYCLE: u32 = 4;
-    /// Open, connect, accept and fd-change records the ring buffer could not take.
+    /// Open, connect, accept and fd-change records the ring buffer could not take (or
+    /// held back to keep half the lifecycle headroom).
     pub const RINGBUF_FULL_OTHER: u32 = 5;
     /// Data chunks not queued because the ring buffer was down to the headroom kept
     /// for lifecycle records ([`RINGBUF_HEADROOM_SHIFT`](super::RINGBUF_HEADROOM_SHIFT)).
@@ -106,8 +107,9 @@ pub mod stat {
 }
 
 /// Data stops short of the last `ring size >> RINGBUF_HEADROOM_SHIFT` bytes of the ring
-/// buffer (2 MiB of the default 16 MiB): a burst of payload can never crowd out the
-/// exec, fork and exit records the process table depends on.
+/// buffer (2 MiB of the default 16 MiB), other records and cut markers short of the
+/// last half of that: a burst of payload or of opens can never crowd out the exec,
+/// fork and exit records the process table depends on.
 pub const RINGBUF_HEADROOM_SHIFT: u32 = 3;
 
 #[repr(C)]

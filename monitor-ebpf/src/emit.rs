@@ -24,7 +24,8 @@ pub fn header(kind: u32, pid_tgid: u64) -> Header {
 
 /// Queues the first `len` bytes of `record` (at most `size_of::<T>()`); when the ring
 /// buffer is full, counts the loss in `lost` (a `stat` index: which kind of record).
-/// Returns whether it was queued.
+/// Returns whether it was queued. For exec, fork and exit records: they may use the
+/// whole ring.
 #[inline(always)]
 pub fn output<T>(record: *const T, len: usize, lost: u32) -> bool {
     let len = clamp(len as u64, core::mem::size_of::<T>() as u64);
@@ -45,12 +46,30 @@ pub fn output<T>(record: *const T, len: usize, lost: u32) -> bool {
     }
 }
 
+/// `output` for a record that is not an exec, fork or exit: only while the ring keeps
+/// half the lifecycle headroom free, so that a flood of them (or of cut markers) cannot
+/// use it up.
+#[inline(always)]
+pub fn output_within<T>(record: *const T, len: usize, lost: u32) -> bool {
+    if !fits(len as u64, RINGBUF_HEADROOM_SHIFT + 1) {
+        crate::maps::count(lost);
+        return false;
+    }
+    output(record, len, lost)
+}
+
 /// Whether `len` more bytes of payload fit before the headroom kept for lifecycle
 /// records. Racy across CPUs by at most one chunk each, which the headroom absorbs.
 #[inline(always)]
 pub fn payload_fits(len: u64) -> bool {
+    fits(len, RINGBUF_HEADROOM_SHIFT)
+}
+
+/// Whether `len` more bytes leave `ring size >> shift` free.
+#[inline(always)]
+fn fits(len: u64, shift: u32) -> bool {
     let size = EVENTS.query(BPF_RB_RING_SIZE as u64);
     let queued = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
     // Each record also takes an 8-byte header in the ring.
-    queued + len + 8 <= size - (size >> RINGBUF_HEADROOM_SHIFT)
+    queued + len + 8 <= size - (size >> shift)
 }

@@ -332,6 +332,11 @@ impl Pipeline {
                 warn!("{e:#}");
                 return false;
             }
+            // Gone already (its exit record is still queued): the kernel's exit
+            // handler ran before this entry existed and would leave it behind.
+            if !self.is_running(p) {
+                self.kernel.unwatch(pid);
+            }
             self.metrics.processes_watched.inc();
         }
         let Some(p) = self.procs.get_mut(pid) else {
@@ -521,6 +526,7 @@ impl Pipeline {
                         server.pid,
                         stdin_fd,
                         &[server.pid, self.self_pid],
+                        server.ppid,
                     )
                 },
             ),
@@ -697,6 +703,16 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// Whether `p` still runs: its pid is there, and not taken by another process.
+    fn is_running(&self, p: &Process) -> bool {
+        let pid = p.pid;
+        let started = self.facts.look(
+            || format!("start/{pid}"),
+            || procs::read_start_ns(Path::new("/proc"), pid),
+        );
+        started.is_some_and(|s| p.start_ns == 0 || procs::same_start(p.start_ns, s))
     }
 
     /// `pid` exited (its exit record, or found gone by `reconcile` or by a new process
@@ -1267,19 +1283,12 @@ impl Pipeline {
             .filter(|p| p.watched)
             .map(|p| (p.pid, 0))
             .collect();
-        let (procs, facts) = (&self.procs, &self.facts);
-        let same = |pid: u32, _| {
-            let started = facts.look(
-                || format!("start/{pid}"),
-                || procs::read_start_ns(Path::new("/proc"), pid),
-            );
-            started.is_some_and(|s| {
-                procs
-                    .get(pid)
-                    .is_some_and(|p| p.start_ns == 0 || procs::same_start(p.start_ns, s))
-            })
-        };
-        for pid in self.exits_unseen.check(&watched, same) {
+        let mut checker = std::mem::take(&mut self.exits_unseen);
+        let gone = checker.check(&watched, |pid, _| {
+            self.procs.get(pid).is_some_and(|p| self.is_running(p))
+        });
+        self.exits_unseen = checker;
+        for pid in gone {
             warn!("pid {pid}: watched, but gone without its exit record; forgotten");
             self.loss.exits_unseen += 1;
             self.process_gone(pid, self.last_ts_ns);

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     bounds::clamp,
-    emit::{header, output, payload_fits},
+    emit::{header, output, output_within, payload_fits},
     maps::{
         ACCEPT_SCRATCH, CONNECT_SCRATCH, COPY_STATE, DATA_SCRATCH, FdKey, OPEN_SCRATCH, OPENED_FILES,
         STREAM_OFFSETS, StreamKey, WATCHED, count, discovery,
@@ -350,7 +350,8 @@ fn fetch_add(p: *mut u64, n: u64) -> u64 {
 
 /// The transfer's copy stopped before its end: a record without bytes says from where
 /// on it is missing, so userspace resynchronises now rather than at the stream's next
-/// transfer. It may use the headroom (it is small, and it is what makes loss visible).
+/// transfer. It may use half the headroom (it is small, and it makes loss visible at
+/// once; refused, the loss still shows at the stream's next record).
 #[inline(always)]
 fn cut_marker(c: &Copy) {
     let Some(rec) = DATA_SCRATCH.get_ptr_mut(0) else {
@@ -360,7 +361,7 @@ fn cut_marker(c: &Copy) {
     let rec = unsafe { &mut *rec };
     fill_meta(rec, c, 0);
     rec.meta.flags = c.flags | data_flags::TRUNCATED;
-    output(
+    output_within(
         rec as *const DataRecord,
         core::mem::size_of::<DataMeta>(),
         stat::RINGBUF_FULL_DATA,
@@ -469,7 +470,7 @@ fn open(pid_tgid: u64, generation: u32, regs: &Regs, dirfd: i64, path: u64, flag
         }
     };
     let len = core::mem::offset_of!(OpenRecord, path) + rec.meta.path_len as usize;
-    output(rec as *const OpenRecord, len, stat::RINGBUF_FULL_OTHER);
+    output_within(rec as *const OpenRecord, len, stat::RINGBUF_FULL_OTHER);
     if ret >= 0 {
         let key = FdKey {
             pid: (pid_tgid >> 32) as u32,
@@ -498,7 +499,7 @@ fn connect(pid_tgid: u64, fd: u64, addr: u64, addr_len: u64, ret: i64) {
     } else {
         n as u32
     };
-    output(
+    output_within(
         rec as *const ConnectRecord,
         core::mem::size_of::<ConnectRecord>(),
         stat::RINGBUF_FULL_OTHER,
@@ -533,7 +534,7 @@ fn accept(pid_tgid: u64, listen_fd: u64, addr: u64, addr_len_ptr: u64, ret: i64)
             rec.addr_len = n as u32;
         }
     }
-    output(
+    output_within(
         rec as *const AcceptRecord,
         core::mem::size_of::<AcceptRecord>(),
         stat::RINGBUF_FULL_OTHER,
@@ -572,7 +573,7 @@ fn fd_change(pid_tgid: u64, syscall: u64, fd: i32) {
         syscall: syscall as u32,
         fd,
     };
-    output(
+    output_within(
         &rec as *const FdChangeRecord,
         core::mem::size_of::<FdChangeRecord>(),
         stat::RINGBUF_FULL_OTHER,

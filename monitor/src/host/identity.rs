@@ -37,21 +37,33 @@ pub fn stdio_of(proc_root: &Path, pid: u32) -> Stdio {
 /// for a pipe, those holding it open for writing (a shell between client and server
 /// holds the read end it passed on); for a Unix socketpair (Node's child_process uses
 /// them), those holding the peer socket, which the kernel names through sock_diag.
-/// Reads every /proc/PID/fd once; processes that vanish are skipped. `stdin_fd` is the
-/// fd it reads its stdin on: 0, unless it moved it (Python's SDK reads a dup of it).
-pub fn client_candidates(proc_root: &Path, server: u32, stdin_fd: i32, exclude: &[u32]) -> Vec<u32> {
+/// The server's parent is looked at first: when it holds the other end (it spawned the
+/// server, the common case) it is the client, and the host is not scanned. Otherwise
+/// every /proc/PID/fd is read once; processes that vanish are skipped. `stdin_fd` is
+/// the fd it reads its stdin on: 0, unless it moved it (Python's SDK reads a dup of it).
+pub fn client_candidates(
+    proc_root: &Path,
+    server: u32,
+    stdin_fd: i32,
+    exclude: &[u32],
+    parent: u32,
+) -> Vec<u32> {
     let fd = format!("fd/{stdin_fd}");
     let Ok(link) = fs::read_link(proc_root.join(server.to_string()).join(fd)) else {
         return Vec::new();
     };
-    match FdKind::from_link(&link.to_string_lossy()) {
-        FdKind::Pipe { inode } => holders(proc_root, &format!("pipe:[{inode}]"), exclude, true),
+    let (target, writers) = match FdKind::from_link(&link.to_string_lossy()) {
+        FdKind::Pipe { inode } => (format!("pipe:[{inode}]"), true),
         FdKind::Socket { inode } => match unix_peer(inode) {
-            Some(peer) => holders(proc_root, &format!("socket:[{peer}]"), exclude, false),
-            None => Vec::new(),
+            Some(peer) => (format!("socket:[{peer}]"), false),
+            None => return Vec::new(),
         },
-        _ => Vec::new(),
+        _ => return Vec::new(),
+    };
+    if parent > 1 && !exclude.contains(&parent) && holds(proc_root, parent, &target, writers) {
+        return vec![parent];
     }
+    holders(proc_root, &target, exclude, writers)
 }
 
 /// Processes (not in `exclude`) with an fd whose link is `target`; with `writers`, only
@@ -366,8 +378,15 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        let got = client_candidates(Path::new("/proc"), sleep_pid, 0, &[sleep_pid]);
-        assert_eq!(got, vec![std::process::id()]);
+        let me = std::process::id();
+        let got = client_candidates(Path::new("/proc"), sleep_pid, 0, &[sleep_pid], 0);
+        assert_eq!(got, vec![me]);
+        // Its parent (sh) holds only a read end: not the client, the host is scanned.
+        let got = client_candidates(Path::new("/proc"), sleep_pid, 0, &[sleep_pid], sh.id());
+        assert_eq!(got, vec![me]);
+        // A parent that holds the write end is the client, without a scan.
+        let got = client_candidates(Path::new("/proc"), sleep_pid, 0, &[sleep_pid], me);
+        assert_eq!(got, vec![me]);
         sh.kill().unwrap();
         sh.wait().unwrap();
     }
