@@ -75,7 +75,7 @@ struct Loss {
     bytes_missing: u64,
     /// Records whose stream offset went back over bytes already delivered.
     stream_overlaps: u64,
-    /// Lines on a server's stdio that were not JSON-RPC.
+    /// Lines on a server's stdio that were not JSON-RPC, or were over the size limit.
     message_errors: u64,
     /// HTTP framing that did not parse, bodies that could not be read.
     http_errors: u64,
@@ -123,11 +123,26 @@ impl Loss {
 
 /// A stream of bytes of a process: a file descriptor's, or the plaintext of a TLS
 /// connection (by its `SSL*`), which has offsets of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum StreamId {
     Fd(i32),
     Tls(u64),
 }
+
+/// One direction of one stream of one process.
+type StreamKey = (u32, StreamId, Direction);
+
+fn stream_id(d: &Data, fd: i32) -> StreamId {
+    match d.tls_conn {
+        Some(ssl) => StreamId::Tls(ssl),
+        None => StreamId::Fd(fd),
+    }
+}
+
+/// Records held for the ones before them (see `Pipeline::bytes`): per stream, and in
+/// all (16 KiB each at most).
+const MAX_HELD_PER_STREAM: usize = 8;
+const MAX_HELD: usize = 256;
 
 /// Everything between the kernel's records and the events: the process table and
 /// watched set, server sessions, policy decisions, loss accounting. Driven by the daemon
@@ -143,7 +158,10 @@ pub struct Pipeline {
     pub metrics: Metrics,
     debug_captures: bool,
     /// Next expected stream offset per (pid, stream, direction).
-    streams: HashMap<(u32, StreamId, Direction), u64>,
+    streams: HashMap<StreamKey, u64>,
+    /// Records ahead of their stream's position, waiting for the ones before them.
+    held: HashMap<StreamKey, Vec<(Data, i32)>>,
+    held_records: usize,
     /// Which socket TLS plaintext belongs to; which sockets carry ciphertext.
     tls: TlsMap,
     /// Watched processes with the OpenSSL uprobes.
@@ -220,6 +238,8 @@ impl Pipeline {
             metrics,
             debug_captures: settings.debug_captures,
             streams: HashMap::new(),
+            held: HashMap::new(),
+            held_records: 0,
             tls: TlsMap::default(),
             tls_probes: TlsProbes::new(settings.tls, facts),
             reconciler: Reconciler::default(),
@@ -252,7 +272,10 @@ impl Pipeline {
     /// others' pipe and socket read ends are looked at like a stdin (a server that
     /// moved its stdin before the daemon started is found by its next request).
     fn watch_existing(&mut self, discovery: bool) {
-        let candidates: Vec<(u32, String)> = self.procs.iter().map(|p| (p.pid, p.cmdline_string())).collect();
+        let mut candidates: Vec<(u32, String)> =
+            self.procs.iter().map(|p| (p.pid, p.cmdline_string())).collect();
+        // By pid, so that a replay finds them in the same order.
+        candidates.sort_unstable();
         for (pid, cmdline) in candidates {
             self.consider(pid, &cmdline);
             if discovery
@@ -559,7 +582,8 @@ impl Pipeline {
             .iter()
             .map(|(name, id)| json!({"name": name, "id": id}))
             .collect();
-        let watched: Vec<u32> = self.procs.iter().filter(|p| p.watched).map(|p| p.pid).collect();
+        let mut watched: Vec<u32> = self.procs.iter().filter(|p| p.watched).map(|p| p.pid).collect();
+        watched.sort_unstable();
         let now = self.events.now();
         self.events.emit(
             "monitor_status",
@@ -598,6 +622,12 @@ impl Pipeline {
         match record {
             Record::Exec(e) => {
                 let pid = e.header.pid;
+                if self.procs.get(pid).is_some_and(|p| p.watched && self.replaced(p)) {
+                    // Another process on a watched pid: the watched one's exit and this
+                    // one's fork records were lost. It is not the watched one.
+                    self.loss.exits_unseen += 1;
+                    self.process_gone(pid, e.header.ts_ns);
+                }
                 let mut argv: Vec<String> = e
                     .argv
                     .iter()
@@ -670,6 +700,8 @@ impl Pipeline {
             Record::Exit { header } => self.process_gone(header.pid, header.ts_ns),
             Record::Data(d) => self.data(d),
             Record::FdChange { header, fd, .. } => {
+                // What waited was written before the change.
+                self.release_held(|k| k.0 == header.pid);
                 if let Some(stream) = self.fds.cached(header.pid, fd).and_then(stream_of) {
                     self.socket_closed(header.pid, stream, header.ts_ns);
                 }
@@ -705,19 +737,30 @@ impl Pipeline {
         }
     }
 
-    /// Whether `p` still runs: its pid is there, and not taken by another process.
-    fn is_running(&self, p: &Process) -> bool {
-        let pid = p.pid;
-        let started = self.facts.look(
+    /// When the process now on `p`'s pid started, as /proc says (None: no process).
+    fn started_now(&self, pid: u32) -> Option<u64> {
+        self.facts.look(
             || format!("start/{pid}"),
             || procs::read_start_ns(Path::new("/proc"), pid),
-        );
-        started.is_some_and(|s| p.start_ns == 0 || procs::same_start(p.start_ns, s))
+        )
+    }
+
+    /// Whether `p` still runs: its pid is there, and not taken by another process.
+    fn is_running(&self, p: &Process) -> bool {
+        self.started_now(p.pid)
+            .is_some_and(|s| p.start_ns == 0 || procs::same_start(p.start_ns, s))
+    }
+
+    /// Whether another process holds `p`'s pid now (not merely: `p` exited).
+    fn replaced(&self, p: &Process) -> bool {
+        self.started_now(p.pid)
+            .is_some_and(|s| p.start_ns != 0 && !procs::same_start(p.start_ns, s))
     }
 
     /// `pid` exited (its exit record, or found gone by `reconcile` or by a new process
     /// on its pid): forgotten everywhere; a server's open calls end incomplete.
     fn process_gone(&mut self, pid: u32, ts_ns: u64) {
+        self.release_held(|k| k.0 == pid);
         self.http_misses.remove(&pid);
         self.tls_probes.exited(&mut *self.kernel, pid);
         self.tls.forget_process(pid);
@@ -779,8 +822,70 @@ impl Pipeline {
     }
 
     /// Bytes a watched process transferred on `fd`: a syscall's, or TLS plaintext that
-    /// belongs to that socket.
+    /// belongs to that socket. Taken in the order of their stream offsets: a record
+    /// ahead of its stream's position waits (a few records, or until the next loss
+    /// report) for the ones before it, since threads writing one fd reach the ring in
+    /// another order than their offsets.
     fn bytes(&mut self, d: Data, fd: i32) {
+        let key = (d.header.pid, stream_id(&d, fd), d.direction);
+        if self
+            .streams
+            .get(&key)
+            .is_some_and(|&expected| d.stream_offset > expected)
+        {
+            let held = self.held.entry(key).or_default();
+            held.push((d, fd));
+            self.held_records += 1;
+            if held.len() > MAX_HELD_PER_STREAM || self.held_records > MAX_HELD {
+                // No crossing this long: bytes were lost. Taken as they are.
+                self.release_held(|k| *k == key);
+            }
+            return;
+        }
+        self.bytes_in_order(d, fd);
+        self.drain_held(key);
+    }
+
+    /// Held records that are next in their stream now.
+    fn drain_held(&mut self, key: StreamKey) {
+        loop {
+            let Some(&expected) = self.streams.get(&key) else {
+                return;
+            };
+            let Some(list) = self.held.get_mut(&key) else {
+                return;
+            };
+            let Some(i) = list.iter().position(|(d, _)| d.stream_offset <= expected) else {
+                return;
+            };
+            let (d, fd) = list.swap_remove(i);
+            if list.is_empty() {
+                self.held.remove(&key);
+            }
+            self.held_records -= 1;
+            self.bytes_in_order(d, fd);
+        }
+    }
+
+    /// Stops waiting for the streams `which` selects: their held records are taken in
+    /// offset order, the gaps before them counted.
+    fn release_held(&mut self, which: impl Fn(&StreamKey) -> bool) {
+        let mut keys: Vec<StreamKey> = self.held.keys().filter(|k| which(k)).copied().collect();
+        // In a fixed order, so that a replay writes its events in the same order.
+        keys.sort_unstable();
+        for key in keys {
+            let Some(mut list) = self.held.remove(&key) else {
+                continue;
+            };
+            self.held_records -= list.len();
+            list.sort_by_key(|(d, _)| d.stream_offset);
+            for (d, fd) in list {
+                self.bytes_in_order(d, fd);
+            }
+        }
+    }
+
+    fn bytes_in_order(&mut self, d: Data, fd: i32) {
         let dir_label = match d.direction {
             Direction::Read => "read",
             Direction::Write => "write",
@@ -789,11 +894,7 @@ impl Pipeline {
             .captured_bytes
             .with_label_values(&[dir_label])
             .inc_by(d.bytes.len() as u64);
-        let id = match d.tls_conn {
-            Some(ssl) => StreamId::Tls(ssl),
-            None => StreamId::Fd(fd),
-        };
-        let gap = self.stream_position(&d, id);
+        let gap = self.stream_position(&d, stream_id(&d, fd));
         let kind = self.fds.classify(d.header.pid, fd).clone();
         let mut ciphertext = false;
         if let Some(stream) = stream_of(&kind) {
@@ -1066,6 +1167,14 @@ impl Pipeline {
     /// What the HTTP framing of a server's connections counted: malformed framing,
     /// bodies it could not read, connections it could not track.
     fn count_http(&mut self, r: &crate::servers::Received) {
+        if r.oversized > 0 {
+            // Not read, like a line that is not JSON-RPC: the call it held goes unseen.
+            self.loss.message_errors += r.oversized;
+            self.metrics
+                .parse_errors
+                .with_label_values(&["message_oversized"])
+                .inc_by(r.oversized);
+        }
         let counts = [
             ("http", r.http.malformed),
             ("http_encoded_body", r.http.encoded_bodies),
@@ -1298,6 +1407,9 @@ impl Pipeline {
     /// A `monitor_status` event whenever something was lost since the last one.
     pub fn report_loss(&mut self) {
         self.ticks += 1;
+        // A second is far longer than threads' records take to cross: what still waits
+        // is after a loss.
+        self.release_held(|_| true);
         if self.ticks.is_multiple_of(RECONCILE_EVERY) {
             self.reconcile();
         }

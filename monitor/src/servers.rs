@@ -58,6 +58,8 @@ pub struct Received {
     pub untracked: bool,
     /// Messages dropped because their session could not be opened (too many sessions).
     pub sessions_full: u64,
+    /// Stdio messages dropped for outgrowing `--max-message-mb`.
+    pub oversized: u64,
 }
 
 pub struct Server {
@@ -207,11 +209,13 @@ impl Server {
             if gap.bytes > 0 {
                 self.stdio.lost(dir, gap);
             }
+            let oversized = self.stdio.oversized();
             let framed = self.stdio.push(dir, bytes, ts_ns);
             let (outputs, errors) = self.feed(framed);
             return Received {
                 outputs,
                 errors,
+                oversized: self.stdio.oversized() - oversized,
                 ..Received::default()
             };
         }

@@ -312,7 +312,14 @@ fn every_counter_with_known_labels_exists_at_zero_from_the_start() {
         (
             "mcp_monitor_parse_errors_total",
             "what",
-            &["record", "message", "http", "http_encoded_body", "http_oversized"],
+            &[
+                "record",
+                "message",
+                "message_oversized",
+                "http",
+                "http_encoded_body",
+                "http_oversized",
+            ],
         ),
         (
             "mcp_monitor_discovery_total",

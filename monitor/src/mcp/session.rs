@@ -107,7 +107,7 @@ pub struct Completed {
     pub bearer: Option<Bearer>,
     /// Side effects while it ran, each once; `true` when other calls were in flight too.
     pub effects: Vec<(Effect, bool)>,
-    /// Distinct effects past `MAX_EFFECTS_PER_CALL`: counted, not listed.
+    /// Effects past `MAX_EFFECTS_PER_CALL` (a repeat of one of them counts again).
     pub effects_dropped: u64,
     /// Runtime-noise opens while it ran (counted, not listed).
     pub noise: u64,
@@ -132,7 +132,7 @@ struct Pending {
     effects: Vec<(Effect, bool)>,
     /// Hashes of `effects`, so that a repeated one is kept once.
     effects_seen: HashSet<u64>,
-    /// Distinct effects past `MAX_EFFECTS_PER_CALL`.
+    /// Effects past `MAX_EFFECTS_PER_CALL`.
     effects_dropped: u64,
     noise: u64,
     epoch: u64,
@@ -447,11 +447,15 @@ impl Session {
         let mut n = 0;
         for p in self.pending.values_mut().filter(|p| p.method == "tools/call") {
             n += 1;
-            if !p.effects_seen.insert(hash) {
+            if p.effects.len() >= MAX_EFFECTS_PER_CALL {
+                // Full: not remembered either (that would grow without bound), so a
+                // repeat past the bound counts again.
+                if !p.effects_seen.contains(&hash) {
+                    p.effects_dropped += 1;
+                }
                 continue;
             }
-            if p.effects.len() >= MAX_EFFECTS_PER_CALL {
-                p.effects_dropped += 1;
+            if !p.effects_seen.insert(hash) {
                 continue;
             }
             p.effects.push((effect.clone(), ambiguous));

@@ -54,7 +54,14 @@ pub const LOSS_WHERE: &[&str] = &[
     "requests_evicted",
     "exits_unseen",
 ];
-pub const PARSE_ERROR_WHAT: &[&str] = &["record", "message", "http", "http_encoded_body", "http_oversized"];
+pub const PARSE_ERROR_WHAT: &[&str] = &[
+    "record",
+    "message",
+    "message_oversized",
+    "http",
+    "http_encoded_body",
+    "http_oversized",
+];
 pub const MESSAGE_DIRECTIONS: &[&str] = &["to_server", "to_client"];
 pub const CAPTURE_DIRECTIONS: &[&str] = &["read", "write"];
 /// `stdio_server`, `http_server`: an MCP server found; `not_mcp`: released.

@@ -75,6 +75,11 @@ impl StdioTransport {
             .collect()
     }
 
+    /// Messages dropped whole for outgrowing the limit, both directions.
+    pub fn oversized(&self) -> u64 {
+        self.from_client.stats.oversized_lines + self.to_client.stats.oversized_lines
+    }
+
     /// Lost and discarded bytes over both directions.
     pub fn stream_loss(&self) -> (u64, u64) {
         let (a, b) = (self.from_client.stats, self.to_client.stats);
