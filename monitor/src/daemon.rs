@@ -21,8 +21,13 @@ use crate::{
     record::{Frame, Header, facts::Facts},
 };
 
-/// Records handled before the event loop looks at its other work (a few ms' worth).
-const DRAIN_BATCH: usize = 4096;
+/// Records handled before the event loop looks at its other work (about a ms' worth):
+/// /metrics and the signals wait at most that long under a flood.
+const DRAIN_BATCH: usize = 1024;
+
+/// After SIGTERM, what is queued is drained for at most this long: a watched process
+/// that keeps writing would otherwise keep the daemon from ever stopping.
+const FINAL_DRAIN: Duration = Duration::from_secs(1);
 
 pub struct Options {
     pub events: String,
@@ -152,9 +157,20 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     // Drain what is already queued so nothing captured before the signal is lost.
     let rb = ring.get_mut();
+    let deadline = std::time::Instant::now() + FINAL_DRAIN;
+    let mut cut_short = false;
     while let Some(item) = rb.next() {
         facts.begin_record(&item);
         state.handle(&item);
+        if std::time::Instant::now() > deadline {
+            cut_short = true;
+            break;
+        }
+    }
+    if cut_short {
+        log::warn!(
+            "stopping with records still queued: the kernel went on sending for {FINAL_DRAIN:?} after the signal"
+        );
     }
     facts.begin_frame(&Frame::Tick, Vec::new());
     state.report_loss();

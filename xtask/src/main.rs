@@ -370,7 +370,7 @@ fn bench() -> anyhow::Result<()> {
     )?;
     // These start the real daemon: build it first, as `test()` does.
     build(&env)?;
-    for bench in ["stdio_roundtrip", "exec_storm", "tls_cost"] {
+    for bench in ["stdio_roundtrip", "exec_storm", "tls_cost", "hostile_peer"] {
         step(&format!(
             "cargo bench --package integration-tests --bench {bench}"
         ));

@@ -136,7 +136,7 @@ impl Half {
     }
 
     fn lost(&mut self) {
-        self.buf.clear();
+        super::empty_buffer(&mut self.buf);
         self.body = None;
         self.resync = true;
     }
@@ -211,7 +211,7 @@ impl Half {
         }
         let Some(end) = find(&self.buf, b"\r\n\r\n").map(|i| i + 4) else {
             if self.buf.len() > MAX_HEAD {
-                self.buf.clear();
+                super::empty_buffer(&mut self.buf);
                 self.malformed(stats);
             }
             return false;
@@ -273,7 +273,7 @@ impl Half {
             BodyState::ChunkSize => {
                 let Some(eol) = find(&self.buf, b"\r\n") else {
                     if self.buf.len() > MAX_CHUNK_LINE {
-                        self.buf.clear();
+                        super::empty_buffer(&mut self.buf);
                         self.malformed(stats);
                     }
                     return false;
@@ -306,7 +306,7 @@ impl Half {
             BodyState::Trailers => {
                 let Some(eol) = find(&self.buf, b"\r\n") else {
                     if self.buf.len() > MAX_HEAD {
-                        self.buf.clear();
+                        super::empty_buffer(&mut self.buf);
                         self.malformed(stats);
                     }
                     return false;
@@ -324,7 +324,7 @@ impl Half {
     /// The connection closed: a body that runs until then is complete.
     fn close(&mut self) -> Vec<Piece> {
         let ends = self.body == Some(BodyState::UntilClose);
-        self.buf.clear();
+        super::empty_buffer(&mut self.buf);
         self.body = None;
         if ends { vec![Piece::End] } else { Vec::new() }
     }

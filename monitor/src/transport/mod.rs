@@ -27,6 +27,16 @@ impl Gap {
     }
 }
 
+/// Empties a reassembly buffer, giving its memory back when it grew past 1 MiB: a
+/// peer's message dropped for its size must not leave the daemon that much bigger.
+pub fn empty_buffer(buf: &mut Vec<u8>) {
+    if buf.capacity() > 1 << 20 {
+        *buf = Vec::new();
+    } else {
+        buf.clear();
+    }
+}
+
 /// Which way a message went, seen from the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {

@@ -147,14 +147,14 @@ impl LineReassembler {
     pub fn lost(&mut self, n: u64) {
         self.stats.bytes_lost += n;
         self.stats.bytes_discarded += self.buf.len() as u64;
-        self.buf.clear();
+        super::empty_buffer(&mut self.buf);
         self.resync = true;
     }
 
     /// Drops any partial line: the next chunk starts a fresh stream.
     pub fn reset(&mut self) {
         self.stats.bytes_discarded += self.buf.len() as u64;
-        self.buf.clear();
+        super::empty_buffer(&mut self.buf);
         self.resync = false;
     }
 
@@ -185,7 +185,7 @@ impl LineReassembler {
                     if self.buf.len() + head.len() > self.max_line {
                         self.stats.oversized_lines += 1;
                         self.stats.bytes_discarded += (self.buf.len() + head.len() + 1) as u64;
-                        self.buf.clear();
+                        super::empty_buffer(&mut self.buf);
                         continue;
                     }
                     self.buf.extend_from_slice(head);
@@ -208,7 +208,7 @@ impl LineReassembler {
                     } else if self.buf.len() + bytes.len() > self.max_line {
                         self.stats.oversized_lines += 1;
                         self.stats.bytes_discarded += (self.buf.len() + bytes.len()) as u64;
-                        self.buf.clear();
+                        super::empty_buffer(&mut self.buf);
                         self.resync = true;
                     } else {
                         if self.buf.is_empty() {
@@ -353,6 +353,21 @@ mod tests {
         let out = r.push(b"0123456789ABCDEF\nok\n", 3);
         assert_eq!(texts(&out), ["ok"]);
         assert_eq!(r.stats.oversized_lines, 2);
+    }
+
+    #[test]
+    fn a_dropped_oversized_line_gives_its_memory_back() {
+        let mut r = LineReassembler::new(64 << 20);
+        r.push(&vec![b'x'; 8 << 20], 1);
+        assert!(r.buf.capacity() >= 8 << 20);
+        r.lost(1);
+        assert_eq!(r.buf.capacity(), 0, "8 MiB not kept after the loss");
+        // Outgrowing the limit drops what was held, and its memory.
+        let mut r = LineReassembler::new(4 << 20);
+        r.push(&vec![b'x'; 3 << 20], 1);
+        r.push(&vec![b'x'; 2 << 20], 2);
+        assert_eq!(r.stats.oversized_lines, 1);
+        assert_eq!(r.buf.capacity(), 0);
     }
 
     #[test]
