@@ -98,8 +98,16 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// Readable by its owner only: it holds what watched processes sent (secrets too).
     pub fn create(path: &Path, header: &Header) -> anyhow::Result<Self> {
-        let f = File::create(path).with_context(|| format!("creating the recording {}", path.display()))?;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating the recording {}", path.display()))?;
         let mut w = Self {
             out: BufWriter::with_capacity(1 << 20, f),
             bytes: 0,
@@ -285,6 +293,9 @@ mod tests {
             value: v,
         };
         w.write(&fact("procs", serde_json::json!({"a": 1}))).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
         w.write(&Frame::Record(vec![1, 2, 3])).unwrap();
         w.write(&fact("fd/1/3", serde_json::json!("pipe"))).unwrap();
         w.write(&Frame::Tick).unwrap();
