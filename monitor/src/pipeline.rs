@@ -367,6 +367,10 @@ impl Pipeline {
         };
         p.watched = true;
         p.server_pattern = Some(found.label());
+        self.procs.adopt_tree(pid);
+        let Some(p) = self.procs.get(pid) else {
+            return false;
+        };
         let process = p.clone();
         info!(
             "watching pid {pid} ({}) as a server: {}",
@@ -567,11 +571,14 @@ impl Pipeline {
         }
     }
 
-    /// The nearest process in `pid`'s ancestry (itself included) that is a server.
+    /// The nearest process in `pid`'s ancestry (itself included) that is a server; else,
+    /// when the processes between them have exited, the server it was forked under.
     fn server_root(&self, pid: u32) -> Option<u32> {
-        self.procs
-            .ancestors(pid)
-            .find(|p| self.procs.get(*p).is_some_and(|p| p.server_pattern.is_some()))
+        let is_server = |p: u32| self.procs.get(p).is_some_and(|p| p.server_pattern.is_some());
+        self.procs.ancestors(pid).find(|&p| is_server(p)).or_else(|| {
+            let root = self.procs.get(pid)?.tree_root?;
+            is_server(root).then_some(root)
+        })
     }
 
     pub fn ready(&mut self, metrics_addr: SocketAddr) {
@@ -655,6 +662,8 @@ impl Pipeline {
                 self.fds.forget_process(pid);
                 self.tls_probes.forget(&mut *self.kernel, pid);
                 self.tls.forget_process(pid);
+                // A server's own exec (a shell it turns into) is an effect of its calls.
+                let was_server = self.servers.contains_key(&pid);
                 self.consider(pid, &cmdline);
                 // The kernel watches every new image until told otherwise (see
                 // `WatchState::pending`): release the ones that are not ours.
@@ -666,7 +675,7 @@ impl Pipeline {
                     self.tls_probes.probe(&mut *self.kernel, Path::new("/proc"), pid);
                 }
                 if let Some(root) = self.server_root(pid)
-                    && root != pid
+                    && (root != pid || was_server)
                 {
                     let argv = self.procs.get(pid).map(|p| p.cmdline.clone()).unwrap_or_default();
                     let path = String::from_utf8_lossy(&e.filename).into_owned();

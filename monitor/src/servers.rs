@@ -547,6 +547,7 @@ mod tests {
             cmdline: vec!["node".into(), "server.js".into()],
             start_ns: 0,
             predates: false,
+            tree_root: None,
             watched: true,
             server_pattern: None,
         };

@@ -81,6 +81,13 @@ def build(name: str) -> MCPServer:
         return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False).returncode
 
     @server.tool()
+    def become(cmd: str) -> str:
+        """Replace this server process with a program (argv split with shlex): the
+        server's own exec, with the call in flight (it never answers)."""
+        argv = shlex.split(cmd)
+        os.execv(argv[0], argv)
+
+    @server.tool()
     def connect(port: int) -> str:
         """TCP connect to 127.0.0.1:port, then close."""
         with socket.create_connection(("127.0.0.1", port), timeout=5):

@@ -20,6 +20,10 @@ pub struct Process {
     /// The watch pattern that made this process a server (children of servers are
     /// watched without being servers themselves).
     pub server_pattern: Option<String>,
+    /// The server whose tree it was forked into: kept when the processes between them
+    /// exit (a double fork reparents it to init), so it stays that server's.
+    #[serde(default)]
+    pub tree_root: Option<u32>,
 }
 
 impl Process {
@@ -61,7 +65,12 @@ impl ProcessTable {
     /// A new process: it starts as a copy of its parent (same exe, cmdline, uid).
     pub fn fork(&mut self, parent: u32, child: u32, ts_ns: u64, watched: bool) -> &Process {
         let base = self.procs.get(&parent).cloned();
+        let tree_root = base.as_ref().and_then(|b| match b.server_pattern {
+            Some(_) => Some(parent),
+            None => b.tree_root,
+        });
         let p = Process {
+            tree_root,
             pid: child,
             ppid: parent,
             uid: base.as_ref().map_or(0, |b| b.uid),
@@ -96,11 +105,27 @@ impl ProcessTable {
             predates: false,
             watched: false,
             server_pattern: None,
+            tree_root: None,
         });
         p.uid = uid;
         p.exe = exe;
         p.cmdline = cmdline;
         p
+    }
+
+    /// `root` became a server: its descendants now in the table are in its tree.
+    pub fn adopt_tree(&mut self, root: u32) {
+        let members: Vec<u32> = self
+            .procs
+            .keys()
+            .copied()
+            .filter(|&pid| pid != root && self.ancestors(pid).any(|a| a == root))
+            .collect();
+        for pid in members {
+            if let Some(p) = self.procs.get_mut(&pid) {
+                p.tree_root.get_or_insert(root);
+            }
+        }
     }
 
     pub fn exit(&mut self, pid: u32) -> Option<Process> {
@@ -155,6 +180,7 @@ fn read_proc(root: &Path, pid: u32) -> Option<Process> {
         predates: true,
         watched: false,
         server_pattern: None,
+        tree_root: None,
     })
 }
 
