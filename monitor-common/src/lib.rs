@@ -35,6 +35,9 @@ pub mod kind {
     pub const FD_CHANGE: u32 = 7;
     /// A watched process accepted a connection (accept, accept4).
     pub const ACCEPT: u32 = 8;
+    /// A watched process made a syscall through a 32-bit (compat) entry: not decoded
+    /// (its numbers and arguments are not the native ones), reported once per exec.
+    pub const COMPAT_SYSCALL: u32 = 9;
 }
 
 /// Direction of a [`DataRecord`] relative to the watched process.
@@ -56,6 +59,27 @@ pub mod data_flags {
     /// syscall: `conn` names the `SSL*`, `fd` is the socket when a syscall nested in
     /// the call named it (a blocking server), else -1 (a memory BIO: userspace maps it).
     pub const TLS: u8 = 2;
+    /// `file_mode`, `inode` and `dev` were read from the fd's `struct file` at the
+    /// syscall's exit (else the kernel could not resolve the fd: userspace looks in /proc).
+    pub const FILE: u8 = 4;
+}
+
+/// File types of [`DataMeta::file_mode`] (`S_IFMT` bits).
+pub mod file_type {
+    pub const MASK: u16 = 0o170000;
+    pub const FIFO: u16 = 0o010000;
+    pub const CHR: u16 = 0o020000;
+    pub const DIR: u16 = 0o040000;
+    pub const REG: u16 = 0o100000;
+    pub const SOCK: u16 = 0o140000;
+}
+
+/// Whether a character device (kernel `dev_t`: major in the top 12 bits) is a terminal:
+/// the virtual consoles and serial ports (4), /dev/tty, /dev/console, /dev/ptmx (5),
+/// pseudo-terminals (136-143). Their bytes are copied; other devices' (/dev/null) not.
+pub const fn is_tty(rdev: u32) -> bool {
+    let major = rdev >> 20;
+    major == 4 || major == 5 || (major >= 136 && major <= 143)
 }
 
 /// Which OpenSSL function a TLS uprobe is attached to: its attach cookie. A plaintext
@@ -103,7 +127,12 @@ pub mod stat {
     pub const COPY_CUT_RING: u32 = 7;
     pub const COPY_CUT_READ: u32 = 8;
     pub const COPY_CUT_LIMIT: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// Syscalls watched processes made through a 32-bit (compat) entry: not decoded.
+    pub const COMPAT_SYSCALL: u32 = 10;
+    /// Transfers whose fd the kernel could not resolve to its `struct file` (sent
+    /// without [`data_flags::FILE`](super::data_flags::FILE): userspace looks in /proc).
+    pub const FD_UNRESOLVED: u32 = 11;
+    pub const COUNT: u32 = 12;
 }
 
 /// Data stops short of the last `ring size >> RINGBUF_HEADROOM_SHIFT` bytes of the ring
@@ -144,7 +173,9 @@ pub struct DataMeta {
     pub syscall: u32,
     pub direction: u8,
     pub flags: u8,
-    pub _pad: u16,
+    /// With [`data_flags::FILE`]: the fd's `inode->i_mode` at the syscall's exit (its
+    /// [`file_type`] says pipe/FIFO, socket, file...).
+    pub file_mode: u16,
     /// Payload bytes in this record.
     pub len: u32,
     /// What the syscall returned: the bytes it transferred in all.
@@ -156,6 +187,27 @@ pub struct DataMeta {
     pub stream_offset: u64,
     /// TLS plaintext: the `SSL*` it went through (the stream is per `SSL*`); else 0.
     pub conn: u64,
+    /// With [`data_flags::FILE`]: the fd's inode number (a pipe's or socket's is the
+    /// one /proc shows as `pipe:[N]`, `socket:[N]`).
+    pub inode: u64,
+    /// With [`data_flags::FILE`]: its superblock's `s_dev` (kernel encoding).
+    pub dev: u32,
+    pub _pad: u32,
+}
+
+/// The fixed part of a data record before `inode` and `dev` were added: what
+/// recordings made by earlier versions hold (userspace still decodes them).
+pub const LEGACY_DATA_META_SIZE: usize = 72;
+
+/// A watched process's first syscall (since its exec) through a 32-bit entry
+/// (`int 0x80`, `sysenter`, a 32-bit program): it is not decoded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CompatRecord {
+    pub header: Header,
+    /// The 32-bit syscall number (`orig_ax`).
+    pub nr: u32,
+    pub _pad: u32,
 }
 
 /// A process (not a thread) created by fork/clone anywhere on the host.
@@ -290,6 +342,32 @@ pub struct TracepointOffsets {
     pub sock_saddr_v6: u32,
 }
 
+/// Member offsets of kernel structs, from the kernel's BTF (read by userspace at load
+/// time): the programs walk `current->files->fdt->fd[fd]->f_inode` and read
+/// `current->thread_info.status` with them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelOffsets {
+    /// `task_struct.thread_info.status` (x86_64: thread_info is inside task_struct).
+    pub task_status: u32,
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub file_inode: u32,
+    pub inode_mode: u32,
+    pub inode_ino: u32,
+    pub inode_rdev: u32,
+    pub inode_sb: u32,
+    pub sb_dev: u32,
+    /// 1 once userspace has filled the offsets in.
+    pub valid: u32,
+}
+
+/// `thread_info.status` bit set while a syscall entered through a 32-bit entry runs
+/// (x86_64 `TS_COMPAT`).
+pub const TS_COMPAT: u32 = 0x0002;
+
 /// Values of [`WatchState::pending`].
 pub mod watch_state {
     /// Watched: everything it transfers is captured; its children are followed.
@@ -308,7 +386,8 @@ pub mod watch_state {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WatchState {
-    /// Bumped on every exec, so fds opened before it stop counting as files.
+    /// Bumped on every exec (the kernel no longer uses it: an fd's kind comes from its
+    /// `struct file`; kept so that entries stay told apart across pid reuse).
     pub generation: u32,
     /// One of [`watch_state`].
     pub pending: u32,
@@ -316,6 +395,9 @@ pub struct WatchState {
     pub stdin_fds: u64,
     /// PROBED: accepted connections (fds below 64) whose first read is still to come.
     pub new_conns: u64,
+    /// 1 once a compat syscall was reported for this image (see [`kind::COMPAT_SYSCALL`]).
+    pub compat_reported: u32,
+    pub _pad: u32,
 }
 
 /// Candidate reads the kernel hands to userspace per unwatched process and exec (see
@@ -372,6 +454,8 @@ mod user {
     unsafe impl aya::Pod for super::TracepointOffsets {}
     // Safety: plain `#[repr(C)]` integers, no padding.
     unsafe impl aya::Pod for super::WatchState {}
+    // Safety: plain `#[repr(C)]` integers, no padding.
+    unsafe impl aya::Pod for super::KernelOffsets {}
     // Safety: plain `#[repr(C)]` integers, no padding.
     unsafe impl aya::Pod for super::ProbeState {}
 }

@@ -4,8 +4,8 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    AcceptRecord, ConnectKey, ConnectRecord, DataRecord, ExecRecord, OpenRecord, ProbeState, TlsCall,
-    TracepointOffsets, WatchState, stat,
+    AcceptRecord, ConnectKey, ConnectRecord, DataRecord, ExecRecord, KernelOffsets, OpenRecord, ProbeState,
+    TlsCall, TracepointOffsets, WatchState, stat,
 };
 
 /// Every record for userspace.
@@ -23,11 +23,6 @@ pub static PROBES: LruHashMap<u32, ProbeState> = LruHashMap::with_max_entries(65
 /// Bytes transferred so far per (pid, fd, direction), so userspace sees gaps.
 #[map]
 pub static STREAM_OFFSETS: LruHashMap<StreamKey, u64> = LruHashMap::with_max_entries(16384, 0);
-
-/// fds that a watched process opened by path: regular files, not the pipes and sockets
-/// MCP speaks over, so their contents are not copied. Value: the exec generation.
-#[map]
-pub static OPENED_FILES: LruHashMap<FdKey, u32> = LruHashMap::with_max_entries(65536, 0);
 
 /// argv saved at execve entry, keyed by thread id, emitted at sched_process_exec.
 #[map]
@@ -86,6 +81,31 @@ pub static TP_OFFSETS: TracepointOffsets = TracepointOffsets {
     sock_saddr_v6: 40,
 };
 
+/// Kernel struct member offsets from the kernel's BTF, patched in by userspace before
+/// load (`valid` stays 0 otherwise, and nothing is read through them).
+#[unsafe(no_mangle)]
+pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
+    task_status: 0,
+    task_files: 0,
+    files_fdt: 0,
+    fdt_max_fds: 0,
+    fdt_fd: 0,
+    file_inode: 0,
+    inode_mode: 0,
+    inode_ino: 0,
+    inode_rdev: 0,
+    inode_sb: 0,
+    sb_dev: 0,
+    valid: 0,
+};
+
+#[inline(always)]
+pub fn kernel_offsets() -> KernelOffsets {
+    // Safety: a global that userspace patches before load; volatile so the compiler
+    // does not fold the zeros above into the code.
+    unsafe { core::ptr::read_volatile(&KERNEL_OFFSETS) }
+}
+
 /// 1: look at unwatched processes' reads for MCP (`probes::discover`); userspace sets
 /// 0 for `--no-discovery`.
 #[unsafe(no_mangle)]
@@ -98,8 +118,7 @@ pub fn discovery() -> bool {
 }
 
 /// The generation a new `WATCHED` entry starts at: not 0, but the clock's low bits, so
-/// that a recycled pid does not inherit the `OPENED_FILES` entries (the fds opened by
-/// path) its last holder left behind: they name another generation.
+/// that a recycled pid's entry is told apart from its last holder's.
 #[inline(always)]
 pub fn first_generation() -> u32 {
     // Safety: helper without arguments.
@@ -122,13 +141,6 @@ pub struct StreamKey {
     pub _pad: u32,
     /// TLS plaintext: the `SSL*` (fd is then -1); 0 for syscalls.
     pub conn: u64,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct FdKey {
-    pub pid: u32,
-    pub fd: i32,
 }
 
 #[inline(always)]

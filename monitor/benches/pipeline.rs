@@ -1,15 +1,15 @@
 //! How many stdio tool calls per second the userspace pipeline turns into events.
 //!
-//! No root, no kernel: raw ring-buffer records are built here exactly as the kernel
-//! programs lay them out, and fed to the daemon's own `monitor::pipeline::Pipeline`
-//! (`handle`, the same code `mcp-monitor run` runs for each record): first an exec
-//! record that makes a stand-in server process a watched server, then, per call, the
-//! `tools/call` request it reads from its stdin pipe and the result line it writes to its
-//! stdout pipe (`DataMeta` header, then the payload, in chunks of at most `MAX_CHUNK`
-//! bytes). The stand-in is a real child process (`sleep`) whose stdin and stdout are
-//! real pipes, so fd classification, client lookup and the process table read real
-//! `/proc` entries. Each completed call goes through the built-in policy's verdict, the
-//! metrics and `EventWriter` into a sink.
+//! No root, no kernel: raw ring-buffer records are built exactly as the kernel programs
+//! lay them out (`monitor::kernel::encode`), and fed to the daemon's own
+//! `monitor::pipeline::Pipeline` (`handle`, the same code `mcp-monitor run` runs for
+//! each record): first an exec record that makes a stand-in server process a watched
+//! server, then, per call, the `tools/call` request it reads from its stdin pipe and the
+//! result line it writes to its stdout pipe (`DataMeta` header, then the payload, in
+//! chunks of at most `MAX_CHUNK` bytes). The stand-in is a real child process (`sleep`)
+//! whose stdin and stdout are real pipes, so fd classification, client lookup and the
+//! process table read real `/proc` entries. Each completed call goes through the
+//! built-in policy's verdict, the metrics and `EventWriter` into a sink.
 //!
 //! Single thread; rounds of the two workloads interleaved; the median round is reported.
 //!
@@ -25,13 +25,13 @@ use std::{
 use anyhow::{Context as _, bail};
 use monitor::{
     host::procs::ProcessTable,
-    kernel::{Kernel, KernelStats},
+    kernel::{Kernel, KernelStats, encode},
     output::{events::EventWriter, metrics::Metrics},
     pipeline::{Pipeline, Settings},
     policy::Policy,
     record::facts::Facts,
 };
-use monitor_common::{DataMeta, ExecMeta, ExecRecord, Header, MAX_CHUNK, direction, kind};
+use monitor_common::{DataMeta, ExecMeta, Header, MAX_CHUNK, direction};
 
 const ROUNDS: usize = 5;
 /// The daemon's defaults (`--max-message-mb 64`, `--max-field-bytes 4096`).
@@ -326,7 +326,14 @@ impl Bench {
             "/usr/lib/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js",
             MARKER,
         ];
-        pipeline.handle(&exec_record(pipes.pid, "/usr/bin/node", &argv));
+        let exec = ExecMeta {
+            header: encode::header(pipes.pid, pipes.pid, 1_000_000),
+            uid: 1000,
+            gid: 1000,
+            old_tid: pipes.pid,
+            ..ExecMeta::default()
+        };
+        pipeline.handle(&encode::exec(exec, "/usr/bin/node", &argv));
         // An initialize exchange first, as a real client does: clientInfo and serverInfo
         // then appear in every tool_call event.
         let init = br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench-agent","version":"1.2.3"}}}
@@ -403,40 +410,6 @@ impl Bench {
     }
 }
 
-/// An exec record as `sched_process_exec` sends it: the fixed part, the file name,
-/// then argv, NUL-separated, cut after its used bytes.
-fn exec_record(pid: u32, filename: &str, argv: &[&str]) -> Vec<u8> {
-    let mut args = Vec::new();
-    for a in argv {
-        args.extend_from_slice(a.as_bytes());
-        args.push(0);
-    }
-    let meta = ExecMeta {
-        header: Header {
-            kind: kind::EXEC,
-            pid,
-            tid: pid,
-            _pad: 0,
-            ts_ns: 1_000_000,
-        },
-        uid: 1000,
-        gid: 1000,
-        old_tid: pid,
-        filename_len: filename.len() as u32,
-        argv_len: args.len() as u32,
-        argv_truncated: 0,
-    };
-    let mut bytes = vec![0u8; offset_of!(ExecRecord, argv)];
-    // Safety: ExecMeta is plain #[repr(C)] integers without padding.
-    let head =
-        unsafe { std::slice::from_raw_parts((&meta as *const ExecMeta).cast::<u8>(), size_of::<ExecMeta>()) };
-    bytes[..head.len()].copy_from_slice(head);
-    let f = offset_of!(ExecRecord, filename);
-    bytes[f..f + filename.len()].copy_from_slice(filename.as_bytes());
-    bytes.extend_from_slice(&args);
-    bytes
-}
-
 fn put_u64(buf: &mut [u8], at: usize, v: u64) {
     buf[at..at + 8].copy_from_slice(&v.to_ne_bytes());
 }
@@ -495,34 +468,18 @@ fn records_of(pipes: &Pipes, dir: u8, payload: &[u8], out: &mut Vec<Raw>) {
         _ => (1, SYS_WRITE),
     };
     for (i, chunk) in payload.chunks(MAX_CHUNK).enumerate() {
+        // Timestamp and stream offset: set by `Bench::renumber` before each replay.
         let meta = DataMeta {
-            header: Header {
-                kind: kind::DATA,
-                pid: pipes.pid,
-                tid: pipes.pid,
-                _pad: 0,
-                ts_ns: 0,
-            },
+            header: encode::header(pipes.pid, pipes.pid, 0),
             fd,
             syscall,
             direction: dir,
-            flags: 0,
-            _pad: 0,
-            len: chunk.len() as u32,
             total: payload.len() as u64,
             chunk_offset: (i * MAX_CHUNK) as u64,
-            stream_offset: 0,
-            conn: 0,
+            ..DataMeta::default()
         };
-        // Safety: DataMeta is plain #[repr(C)] integers without padding (72 bytes).
-        let head = unsafe {
-            std::slice::from_raw_parts((&meta as *const DataMeta).cast::<u8>(), size_of::<DataMeta>())
-        };
-        let mut bytes = Vec::with_capacity(head.len() + chunk.len());
-        bytes.extend_from_slice(head);
-        bytes.extend_from_slice(chunk);
         out.push(Raw {
-            bytes,
+            bytes: encode::data(meta, chunk),
             payload: chunk.len(),
         });
     }

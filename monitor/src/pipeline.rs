@@ -45,6 +45,7 @@ use crate::{
     },
 };
 
+mod hostile;
 mod tls;
 
 /// What the pipeline needs to know from the command line.
@@ -189,6 +190,8 @@ pub struct Pipeline {
     policy_path: Option<PathBuf>,
     /// Requests that were not MCP per unwatched HTTP server, until `HTTP_MISSES`.
     http_misses: HashMap<u32, u32>,
+    /// Compat syscalls flagged, forged stdin writes (see `hostile`).
+    hostile: hostile::Hostile,
 }
 
 /// The kernel's watched set is checked against userspace every this many ticks (1 s).
@@ -255,6 +258,7 @@ impl Pipeline {
             policies: BTreeMap::from([(0, Rc::new(settings.policy))]),
             policy_path: settings.policy_path,
             http_misses: HashMap::new(),
+            hostile: hostile::Hostile::default(),
         };
         p.watch_existing(settings.discovery);
         Ok(p)
@@ -400,7 +404,7 @@ impl Pipeline {
                 .iter()
                 .map(|&pid| json!({"pid": pid, "exe": self.procs.get(pid).map(|p| p.exe.clone())}))
                 .collect();
-            json!({"pid": c.pid, "uid": c.uid, "exe": c.exe, "cmdline": c.cmdline, "parents": parents})
+            json!({"pid": c.pid, "uid": c.uid, "exe": c.exe, "cmdline": render::cmdline(&c.cmdline), "parents": parents})
         });
         let policy = self.policy().clone();
         let host = self
@@ -507,10 +511,10 @@ impl Pipeline {
         };
         let text: Option<String> = self
             .facts
-            .look(|| "policy_file".into(), || std::fs::read_to_string(&path).ok());
+            .look(|| "policy_file".into(), || Policy::read_file(&path).ok());
         let loaded = match text {
             Some(text) => Policy::parse(&path.display().to_string(), &text),
-            // Unreadable: the loader says so, with the file's name.
+            // Unreadable, or refused (others can write it): the loader says why.
             None => Policy::load_file(&path),
         };
         match loaded {
@@ -733,6 +737,7 @@ impl Pipeline {
                     });
                 }
             }
+            Record::CompatSyscall { header, nr } => self.compat_syscall(header.pid, nr, header.ts_ns),
             Record::Open(o) => self.open(o),
             Record::Accept(a) => self.accept(a),
             Record::Connect(c) => {
@@ -771,6 +776,7 @@ impl Pipeline {
     fn process_gone(&mut self, pid: u32, ts_ns: u64) {
         self.release_held(|k| k.0 == pid);
         self.http_misses.remove(&pid);
+        self.hostile.forget(pid);
         self.tls_probes.exited(&mut *self.kernel, pid);
         self.tls.forget_process(pid);
         if let Some(p) = self.procs.exit(pid) {
@@ -808,6 +814,8 @@ impl Pipeline {
             return;
         }
         let pid = d.header.pid;
+        // What the fd was at the syscall, as the kernel read it (else /proc, later).
+        self.fds.at_syscall(pid, d.fd, d.file);
         let candidate = candidate(&d);
         if d.is_cut() && !self.procs.get(pid).is_some_and(|p| p.watched) {
             // Bytes missing from a stream nobody follows.
@@ -894,7 +902,7 @@ impl Pipeline {
         }
     }
 
-    fn bytes_in_order(&mut self, d: Data, fd: i32) {
+    fn bytes_in_order(&mut self, mut d: Data, fd: i32) {
         let dir_label = match d.direction {
             Direction::Read => "read",
             Direction::Write => "write",
@@ -904,7 +912,9 @@ impl Pipeline {
             .with_label_values(&[dir_label])
             .inc_by(d.bytes.len() as u64);
         let gap = self.stream_position(&d, stream_id(&d, fd));
-        let kind = self.fds.classify(d.header.pid, fd).clone();
+        let kind = self.fds.at_syscall(d.header.pid, fd, d.file).clone();
+        // A server's tree writing into its own stdin, and what it reads back of it.
+        self.own_stdin(&mut d, &kind);
         let mut ciphertext = false;
         if let Some(stream) = stream_of(&kind) {
             let socket = matches!(stream, Stream::Accepted(_) | Stream::Socket(_));
@@ -1000,6 +1010,7 @@ impl Pipeline {
         let pid = d.header.pid;
         // Nobody told us of its fd changes while it was not watched.
         self.fds.forget_process(pid);
+        self.fds.at_syscall(pid, d.fd, d.file);
         let found = match candidate {
             _ if self.never_watch.contains(&pid) => None,
             Candidate::Stdio => self.stdio_request(d).map(|f| (f, "stdio")),
@@ -1370,6 +1381,7 @@ impl Pipeline {
                 entry,
                 self.max_field_bytes,
                 verdict.as_ref(),
+                &policy,
             );
             let ts = self.events.kernel_time(c.start_ts_ns);
             self.events.emit(event_type(&c.method), ts, fields);
@@ -1426,6 +1438,7 @@ impl Pipeline {
             Ok(k) => self.loss.kernel = k,
             Err(e) => warn!("reading kernel loss counters: {e:#}"),
         }
+        self.count_compat();
         // Read here: held writes are lost at an exit or exec too, not only as plaintext comes.
         self.loss.tls_unmapped = self.tls.stats.unmapped_records;
         if self.loss == self.reported {

@@ -2,44 +2,21 @@
 //! `MCP_MONITOR_UPDATE_FIXTURES=1`), replayed without root through the real pipeline:
 //! the events are the ones the live daemon wrote, and another policy judges the same
 //! calls its own way.
-use std::{
-    io::Write,
-    path::PathBuf,
-    sync::{Arc, Mutex},
-};
+mod common;
 
+use std::path::PathBuf;
+
+use common::{Buffer, lines, metrics_text};
 use monitor::{
     output::{events::EventWriter, metrics::Metrics},
     replay,
 };
 use serde_json::Value;
 
-/// A writer the test reads back.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-fn lines(bytes: &[u8]) -> Vec<Value> {
-    bytes
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect()
 }
 
 /// Replays a fixture; returns its events and the summary.
@@ -53,13 +30,7 @@ fn replay(name: &str, policy: Option<PathBuf>) -> (Vec<Value>, replay::Summary, 
         metrics,
     })
     .unwrap();
-    let mut text = Vec::new();
-    use prometheus::Encoder as _;
-    prometheus::TextEncoder::new()
-        .encode(&pipeline.metrics.registry.gather(), &mut text)
-        .unwrap();
-    let bytes = out.0.lock().unwrap().clone();
-    (lines(&bytes), summary, String::from_utf8(text).unwrap())
+    (out.events(), summary, metrics_text(&pipeline))
 }
 
 fn recorded_events(name: &str) -> Vec<Value> {

@@ -51,7 +51,9 @@ use std::{
 use anyhow::{Context as _, bail};
 use integration_tests::{
     Daemon, Killed,
-    bench::{built_daemon, event_file, kernel_release, main_as_root, online_cpus, percentile},
+    bench::{
+        TempDir, built_daemon, cpu_time, event_file, kernel_release, main_as_root, online_cpus, percentile,
+    },
     metrics::{Sample, http_get, parse_exposition, scrape, sum},
     unique_tag,
 };
@@ -121,15 +123,6 @@ const GO: &[u8] = b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\
 
 fn main() -> ExitCode {
     main_as_root("hostile_peer", run)
-}
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A running peer: killed when dropped; its stdout read and discarded by a thread
@@ -385,9 +378,8 @@ fn run() -> anyhow::Result<()> {
     );
 
     // The directory's name holds no tag: the peers' command lines name the script in it.
-    let dir = TempDir(std::env::temp_dir().join(format!("mcp-monitor-hostile-peer-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0)?;
-    let script = dir.0.join("peer.py");
+    let dir = TempDir::new("mcp-monitor-hostile-peer")?;
+    let script = dir.path().join("peer.py");
     std::fs::write(&script, PEER)?;
     let setup = Setup {
         script,
@@ -502,19 +494,6 @@ const WINDOW: u64 = 4 << 20;
 /// peak is the scenario's rather than the daemon's start-up.
 fn reset_peak(pid: u32) -> anyhow::Result<()> {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").context("resetting VmHWM")
-}
-
-/// CPU time (user + system, all threads) a process has used so far.
-fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // After the command name (in parentheses, maybe with spaces): field 3 onwards.
-    let rest = stat.rsplit_once(')').context("/proc/PID/stat format")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state (field 3).
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    // Safety: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
 }
 
 fn scenarios(setup: &Setup) -> anyhow::Result<Outcome> {

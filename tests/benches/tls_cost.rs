@@ -59,7 +59,8 @@ use anyhow::{Context as _, bail};
 use integration_tests::{
     Daemon, Killed,
     bench::{
-        Layout, built_daemon, event_file, kernel_release, main_as_root, online_cpus, percentile, set_affinity,
+        Layout, TempDir, built_daemon, cpu_time, event_file, kernel_release, main_as_root, online_cpus,
+        percentile, set_affinity,
     },
     mcp::{free_port, make_cert, wait_listening},
     metrics::{scrape, sum},
@@ -227,15 +228,6 @@ fn main() -> ExitCode {
     main_as_root("tls_cost", run)
 }
 
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The fixed parts of the run.
 struct Setup {
     dir: PathBuf,
@@ -311,19 +303,6 @@ fn client(setup: &Setup, port: u16) -> anyhow::Result<(Vec<u64>, u64)> {
     Ok((samples, report["requests"].as_u64().context("no requests")?))
 }
 
-/// CPU time (user + system, all threads) a process has used so far.
-fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // After the command name (in parentheses, maybe with spaces): field 3 onwards.
-    let rest = stat.rsplit_once(')').context("/proc/PID/stat format")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state (field 3).
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    // Safety: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
-}
-
 /// What the daemon sessions showed, for the final report.
 #[derive(Default)]
 struct Checked {
@@ -378,16 +357,15 @@ fn run() -> anyhow::Result<()> {
     );
 
     // The directory's name holds no tag: the client's command line names files in it.
-    let dir = TempDir(std::env::temp_dir().join(format!("mcp-monitor-tls-cost-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0)?;
-    let (cert, key) = make_cert(&dir.0);
-    std::fs::write(dir.0.join("server.py"), SERVER)?;
-    std::fs::write(dir.0.join("client.py"), CLIENT)?;
+    let dir = TempDir::new("mcp-monitor-tls-cost")?;
+    let (cert, key) = make_cert(dir.path());
+    std::fs::write(dir.path().join("server.py"), SERVER)?;
+    std::fs::write(dir.path().join("client.py"), CLIENT)?;
     let tag = unique_tag("tlscost");
-    let (watched_server, watched_port) = start_server(&dir.0, &cert, &key, &["--name", &tag])?;
-    let (unwatched_server, unwatched_port) = start_server(&dir.0, &cert, &key, &[])?;
+    let (watched_server, watched_port) = start_server(dir.path(), &cert, &key, &["--name", &tag])?;
+    let (unwatched_server, unwatched_port) = start_server(dir.path(), &cert, &key, &[])?;
     let setup = Setup {
-        dir: dir.0.clone(),
+        dir: dir.path().to_path_buf(),
         cert,
         tag,
         events_path: event_file("mcp-monitor-tls-cost"),

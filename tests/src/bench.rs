@@ -1,11 +1,13 @@
 //! What the benches that run the real daemon share: the root check around their `run`,
-//! the daemon binary, CPU layouts and affinity, where events go, percentiles.
+//! the daemon binary, CPU layouts and affinity, a process's CPU time, where events and
+//! scripts go, percentiles.
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
+    time::Duration,
 };
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 
 /// A bench's `main`: `run` as root (it starts the daemon), its error printed as
 /// `NAME: error: ...` and a failure exit status.
@@ -40,6 +42,19 @@ pub fn built_daemon() -> anyhow::Result<PathBuf> {
 pub fn online_cpus() -> usize {
     // Safety: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize
+}
+
+/// CPU time (user + system, all threads) a process has used so far.
+pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // After the command name (in parentheses, maybe with spaces): field 3 onwards.
+    let rest = stat.rsplit_once(')').context("/proc/PID/stat format")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state (field 3).
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // Safety: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
 }
 
 /// The running kernel's release, for the report's machine line.
@@ -99,6 +114,28 @@ pub fn event_file(name: &str) -> PathBuf {
         std::env::temp_dir()
     };
     dir.join(format!("{name}-{}.jsonl", std::process::id()))
+}
+
+/// A directory `NAME-PID` under the temporary directory, for the scripts a bench runs;
+/// removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Nearest-rank percentile of sorted nanoseconds.

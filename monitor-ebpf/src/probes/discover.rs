@@ -10,13 +10,16 @@
 //! starts with `POST ` on a connection makes the process *pending* (as at exec) and the
 //! read is captured, so that userspace decides on the very bytes that made it a
 //! candidate and, if it is MCP, loses nothing. Any other syscall of an unwatched
-//! process costs two plain register loads and a few compares (tp_btf).
+//! process costs two plain register loads and a few compares (tp_btf). A syscall that
+//! would be acted on is first checked not to have come through a 32-bit entry (whose
+//! number and registers mean something else): only then, so others pay nothing for it.
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, pt_regs},
     helpers::bpf_probe_read_user,
 };
 use monitor_common::{ProbeState, WatchState, watch_state};
 
+use super::task;
 use crate::maps::{PROBES, WATCHED, first_generation};
 
 /// The shortest JSON-RPC request an MCP peer sends is about 40 bytes
@@ -51,21 +54,21 @@ pub fn unwatched(regs: *const pt_regs, pid: u32, ret: i64) -> Option<Candidate> 
     // Safety: a BTF pointer to the task's saved registers (tp_btf): plain loads.
     let (nr, fd) = unsafe { ((*regs).orig_rax, (*regs).rdi) };
     match nr {
-        SYS_READ if fd == 0 && ret >= MIN_PROBE_BYTES => {
+        SYS_READ if fd == 0 && ret >= MIN_PROBE_BYTES && !task::compat() => {
             // Safety: as above.
             let buf = unsafe { (*regs).rsi };
             candidate(pid, None, fd, buf, nr, false)
         }
-        SYS_DUP | SYS_DUP2 | SYS_DUP3 if fd == 0 && ret > 0 => {
+        SYS_DUP | SYS_DUP2 | SYS_DUP3 if fd == 0 && ret > 0 && !task::compat() => {
             start(pid, bit(ret as u64), 0);
             None
         }
         // Safety: as above.
-        SYS_FCNTL if fd == 0 && ret > 0 && is_dupfd(unsafe { (*regs).rsi }) => {
+        SYS_FCNTL if fd == 0 && ret > 0 && is_dupfd(unsafe { (*regs).rsi }) && !task::compat() => {
             start(pid, bit(ret as u64), 0);
             None
         }
-        SYS_ACCEPT | SYS_ACCEPT4 if ret >= 0 => {
+        SYS_ACCEPT | SYS_ACCEPT4 if ret >= 0 && !task::compat() => {
             start(pid, 0, bit(ret as u64));
             None
         }
@@ -85,23 +88,30 @@ pub fn probed(state: &mut WatchState, regs: *const pt_regs, pid: u32, ret: i64) 
             let first_on_conn = state.new_conns & b != 0;
             // A connection's first read is its only look, long enough or not.
             state.new_conns &= !b;
-            if ret < MIN_PROBE_BYTES || !(stdin || first_on_conn) {
+            if ret < MIN_PROBE_BYTES || !(stdin || first_on_conn) || task::compat() {
                 return None;
             }
             // Safety: as above.
             let buf = unsafe { (*regs).rsi };
             candidate(pid, Some(state), fd, buf, nr, first_on_conn)
         }
-        SYS_DUP | SYS_DUP2 | SYS_DUP3 if ret > 0 && (fd == 0 || state.stdin_fds & b != 0) => {
+        SYS_DUP | SYS_DUP2 | SYS_DUP3
+            if ret > 0 && (fd == 0 || state.stdin_fds & b != 0) && !task::compat() =>
+        {
             state.stdin_fds |= bit(ret as u64);
             None
         }
         // Safety: as above.
-        SYS_FCNTL if ret > 0 && (fd == 0 || state.stdin_fds & b != 0) && is_dupfd(unsafe { (*regs).rsi }) => {
+        SYS_FCNTL
+            if ret > 0
+                && (fd == 0 || state.stdin_fds & b != 0)
+                && is_dupfd(unsafe { (*regs).rsi })
+                && !task::compat() =>
+        {
             state.stdin_fds |= bit(ret as u64);
             None
         }
-        SYS_ACCEPT | SYS_ACCEPT4 if ret >= 0 => {
+        SYS_ACCEPT | SYS_ACCEPT4 if ret >= 0 && !task::compat() => {
             state.new_conns |= bit(ret as u64);
             None
         }
@@ -168,6 +178,7 @@ fn start(pid: u32, stdin_fds: u64, new_conns: u64) {
         pending: watch_state::PROBED,
         stdin_fds,
         new_conns,
+        ..WatchState::default()
     };
     // A full map only means this process is not found by what it speaks.
     let _ = WATCHED.insert(pid, s, BPF_NOEXIST as u64);

@@ -4,6 +4,7 @@ mod connects;
 mod discover;
 mod process;
 mod syscalls;
+mod task;
 mod tls;
 
 pub use syscalls::Copy;

@@ -1,6 +1,10 @@
 //! One raw `sys_exit` hook for every syscall on the host. Unwatched processes leave
 //! after a single map lookup; for watched ones the syscall number and arguments come
-//! from pt_regs and what was really transferred from the return value.
+//! from pt_regs and what was really transferred from the return value. A syscall that
+//! entered through a 32-bit entry is not decoded at all (its number and argument
+//! registers are not the native ones): it is counted and reported. What an fd is comes
+//! from its `struct file` at the syscall's exit (see `task`): the bytes of pipes, FIFOs
+//! and sockets are copied, however the fd was opened, and those of anything else not.
 use core::ffi::c_void;
 
 use aya_ebpf::{
@@ -13,20 +17,21 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use monitor_common::{
-    AcceptRecord, ConnectRecord, DataMeta, DataRecord, FdChangeRecord, MAX_CAPTURE_PER_SYSCALL, MAX_CHUNK,
-    MAX_SOCKADDR, OpenRecord, data_flags, direction, kind, stat, watch_state,
+    AcceptRecord, CompatRecord, ConnectRecord, DataMeta, DataRecord, FdChangeRecord, MAX_CAPTURE_PER_SYSCALL,
+    MAX_CHUNK, MAX_SOCKADDR, OpenRecord, WatchState, data_flags, direction, file_type, is_tty, kind, stat,
+    watch_state,
 };
 
 use super::{
     discover::{self, MAX_CANDIDATE_BYTES},
-    tls,
+    task, tls,
 };
 use crate::{
     bounds::clamp,
     emit::{header, output, output_within, payload_fits},
     maps::{
-        ACCEPT_SCRATCH, CONNECT_SCRATCH, COPY_STATE, DATA_SCRATCH, FdKey, OPEN_SCRATCH, OPENED_FILES,
-        STREAM_OFFSETS, StreamKey, WATCHED, count, discovery,
+        ACCEPT_SCRATCH, CONNECT_SCRATCH, COPY_STATE, DATA_SCRATCH, OPEN_SCRATCH, STREAM_OFFSETS, StreamKey,
+        WATCHED, count, discovery,
     },
 };
 
@@ -93,10 +98,15 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     // Safety: map value pointer checked above; this program's run owns the update.
     let state = unsafe { &mut *state };
     if state.pending == watch_state::PROBED {
+        // Not watched: checked for a 32-bit entry only where a syscall is acted on.
         capture_candidate(pid_tgid, ret, discover::probed(state, regs, pid, ret));
         return 0;
     }
-    let generation = state.generation;
+    if task::compat() {
+        // Safety: a BTF pointer to the task's saved registers (tp_btf): a plain load.
+        compat_syscall(state, pid_tgid, unsafe { (*regs).orig_rax });
+        return 0;
+    }
     // Safety: under tp_btf the first argument is a kernel pointer the verifier types
     // (struct pt_regs); plain loads from it are checked against its BTF.
     let regs = unsafe {
@@ -139,7 +149,6 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
         data(
             &Transfer {
                 pid_tgid,
-                generation,
                 syscall: regs.orig_ax,
                 fd: fd as i32,
                 conn: 0,
@@ -153,33 +162,52 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     match regs.orig_ax {
-        SYS_OPEN => open(pid_tgid, generation, &regs, -100, args[0], args[1], ret),
-        SYS_OPENAT => open(pid_tgid, generation, &regs, args[0] as i64, args[1], args[2], ret),
+        SYS_OPEN => open(pid_tgid, &regs, -100, args[0], args[1], ret),
+        SYS_OPENAT => open(pid_tgid, &regs, args[0] as i64, args[1], args[2], ret),
         SYS_OPENAT2 => {
             // struct open_how starts with the u64 flags.
             // Safety: user memory; unreadable flags are reported as 0.
             let flags = unsafe { bpf_probe_read_user(args[2] as *const u64) }.unwrap_or(0);
-            open(pid_tgid, generation, &regs, args[0] as i64, args[1], flags, ret)
+            open(pid_tgid, &regs, args[0] as i64, args[1], flags, ret)
         }
         SYS_CONNECT => connect(pid_tgid, args[0], args[1], args[2], ret),
         SYS_ACCEPT | SYS_ACCEPT4 if ret >= 0 => accept(pid_tgid, args[0], args[1], args[2], ret),
-        SYS_CLOSE => {
-            if ret == 0 {
-                let _ = OPENED_FILES.remove(FdKey {
-                    pid,
-                    fd: args[0] as i32,
-                });
-                fd_change(pid_tgid, regs.orig_ax, args[0] as i32);
-            }
-        }
-        SYS_DUP | SYS_DUP2 | SYS_DUP3 => dup(pid_tgid, regs.orig_ax, args[0], ret),
-        SYS_FCNTL if args[1] == F_DUPFD || args[1] == F_DUPFD_CLOEXEC => {
-            dup(pid_tgid, regs.orig_ax, args[0], ret)
+        SYS_CLOSE if ret == 0 => fd_change(pid_tgid, regs.orig_ax, args[0] as i32),
+        // The new fd refers to what the old one does: its kind comes with its next
+        // transfer, read from its file then.
+        SYS_DUP | SYS_DUP2 | SYS_DUP3 if ret >= 0 => fd_change(pid_tgid, regs.orig_ax, ret as i32),
+        SYS_FCNTL if ret >= 0 && (args[1] == F_DUPFD || args[1] == F_DUPFD_CLOEXEC) => {
+            fd_change(pid_tgid, regs.orig_ax, ret as i32)
         }
         SYS_CLOSE_RANGE if ret == 0 => fd_change(pid_tgid, regs.orig_ax, -1),
         _ => {}
     }
     0
+}
+
+/// A syscall through a 32-bit entry: counted (for a watched process), and the first one
+/// since the process's exec (or since userspace watched it) reported with its (32-bit)
+/// number, so that userspace flags the process.
+#[inline(always)]
+fn compat_syscall(state: &mut WatchState, pid_tgid: u64, nr: u64) {
+    if state.pending == watch_state::WATCHED {
+        count(stat::COMPAT_SYSCALL);
+    }
+    if state.compat_reported != 0 {
+        return;
+    }
+    let rec = CompatRecord {
+        header: header(kind::COMPAT_SYSCALL, pid_tgid),
+        nr: nr as u32,
+        _pad: 0,
+    };
+    if output_within(
+        &rec as *const CompatRecord,
+        core::mem::size_of::<CompatRecord>(),
+        stat::RINGBUF_FULL_OTHER,
+    ) {
+        state.compat_reported = 1;
+    }
 }
 
 /// Copies the read that made a process pending (its first `MAX_CANDIDATE_BYTES`).
@@ -188,7 +216,6 @@ fn capture_candidate(pid_tgid: u64, ret: i64, candidate: Option<discover::Candid
     if let Some((fd, buf, syscall)) = candidate {
         let transfer = Transfer {
             pid_tgid,
-            generation: 0,
             syscall,
             fd: fd as i32,
             conn: 0,
@@ -211,6 +238,10 @@ pub struct Copy {
     syscall: u32,
     direction: u8,
     flags: u8,
+    /// The fd's inode mode, number and device (with `data_flags::FILE`).
+    file_mode: u16,
+    file_dev: u32,
+    file_ino: u64,
     /// Why the copy stops short if it does (a `stat::COPY_CUT_*` index); the limit
     /// unless a step says otherwise.
     cut: u32,
@@ -231,8 +262,6 @@ pub struct Copy {
 /// Where the bytes of one transfer are: a syscall's, or an OpenSSL call's plaintext.
 pub struct Transfer {
     pub pid_tgid: u64,
-    /// The process's exec generation (files opened before an exec are not skipped).
-    pub generation: u32,
     /// Syscall number, or `TLS_SYSCALL_BASE + tls_fn`.
     pub syscall: u64,
     pub fd: i32,
@@ -252,14 +281,25 @@ pub fn data(t: &Transfer, ret: i64, max: u64) {
     }
     let (pid_tgid, fd, dir, buf, iovcnt) = (t.pid_tgid, t.fd, t.dir, t.buf, t.iovcnt);
     let pid = (pid_tgid >> 32) as u32;
-    // Contents of files opened by path are not MCP traffic.
-    if t.conn == 0
-        && let Some(opened) = OPENED_FILES.get_ptr(FdKey { pid, fd })
-    {
-        // Safety: map value pointer checked above.
-        if unsafe { *opened } == t.generation {
-            return;
+    // What the fd is now, from its struct file (TLS plaintext has no fd of its own).
+    let file = if t.conn == 0 { task::file_of(fd) } else { None };
+    let mut flags = if t.conn != 0 { data_flags::TLS } else { 0 };
+    match file {
+        Some(f) => {
+            flags |= data_flags::FILE;
+            let kind = f.mode & file_type::MASK;
+            // Only pipes, FIFOs and sockets carry MCP (terminals are copied too, for
+            // --debug-captures); a candidate read (a look for a request) is sent
+            // whatever it is read from, for userspace to decide.
+            let copied = kind == file_type::FIFO
+                || kind == file_type::SOCK
+                || (kind == file_type::CHR && is_tty(f.rdev));
+            if !copied && max == MAX_CAPTURE_PER_SYSCALL {
+                return;
+            }
         }
+        None if t.conn == 0 => count(stat::FD_UNRESOLVED),
+        None => {}
     }
     let total = ret as u64;
     let key = StreamKey {
@@ -282,7 +322,10 @@ pub fn data(t: &Transfer, ret: i64, max: u64) {
         fd,
         syscall: t.syscall as u32,
         direction: dir,
-        flags: if t.conn != 0 { data_flags::TLS } else { 0 },
+        flags,
+        file_mode: file.map_or(0, |f| f.mode),
+        file_dev: file.map_or(0, |f| f.dev),
+        file_ino: file.map_or(0, |f| f.ino),
         cut: stat::COPY_CUT_LIMIT,
         conn: t.conn,
         iov: if iovcnt > 0 { buf } else { 0 },
@@ -375,12 +418,15 @@ fn fill_meta(rec: &mut DataRecord, c: &Copy, len: u64) {
     rec.meta.syscall = c.syscall;
     rec.meta.direction = c.direction;
     rec.meta.flags = c.flags;
-    rec.meta._pad = 0;
+    rec.meta.file_mode = c.file_mode;
     rec.meta.len = len as u32;
     rec.meta.total = c.total;
     rec.meta.chunk_offset = c.chunk_offset;
     rec.meta.stream_offset = c.stream_offset.wrapping_add(c.chunk_offset);
     rec.meta.conn = c.conn;
+    rec.meta.inode = c.file_ino;
+    rec.meta.dev = c.file_dev;
+    rec.meta._pad = 0;
 }
 
 /// One step of the copy: load the next iovec, or send one chunk. Returns 1 to stop
@@ -449,7 +495,7 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
 }
 
 #[inline(always)]
-fn open(pid_tgid: u64, generation: u32, regs: &Regs, dirfd: i64, path: u64, flags: u64, ret: i64) {
+fn open(pid_tgid: u64, regs: &Regs, dirfd: i64, path: u64, flags: u64, ret: i64) {
     let Some(rec) = OPEN_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -471,13 +517,6 @@ fn open(pid_tgid: u64, generation: u32, regs: &Regs, dirfd: i64, path: u64, flag
     };
     let len = core::mem::offset_of!(OpenRecord, path) + rec.meta.path_len as usize;
     output_within(rec as *const OpenRecord, len, stat::RINGBUF_FULL_OTHER);
-    if ret >= 0 {
-        let key = FdKey {
-            pid: (pid_tgid >> 32) as u32,
-            fd: ret as i32,
-        };
-        let _ = OPENED_FILES.insert(key, generation, 0);
-    }
 }
 
 #[inline(always)]
@@ -510,9 +549,6 @@ fn connect(pid_tgid: u64, fd: u64, addr: u64, addr_len: u64, ret: i64) {
 /// peer's address (`addr`, with its length behind `addr_len_ptr`).
 #[inline(always)]
 fn accept(pid_tgid: u64, listen_fd: u64, addr: u64, addr_len_ptr: u64, ret: i64) {
-    let pid = (pid_tgid >> 32) as u32;
-    // A new socket: whatever file that fd number was before, it is not one now.
-    let _ = OPENED_FILES.remove(FdKey { pid, fd: ret as i32 });
     let Some(rec) = ACCEPT_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -539,31 +575,6 @@ fn accept(pid_tgid: u64, listen_fd: u64, addr: u64, addr_len_ptr: u64, ret: i64)
         core::mem::size_of::<AcceptRecord>(),
         stat::RINGBUF_FULL_OTHER,
     );
-}
-
-/// `newfd` now refers to what `oldfd` does: it is a file exactly when `oldfd` is.
-#[inline(always)]
-fn dup(pid_tgid: u64, syscall: u64, oldfd: u64, ret: i64) {
-    if ret < 0 {
-        return;
-    }
-    let pid = (pid_tgid >> 32) as u32;
-    let newfd = ret as i32;
-    let new_key = FdKey { pid, fd: newfd };
-    match OPENED_FILES.get_ptr(FdKey {
-        pid,
-        fd: oldfd as i32,
-    }) {
-        // Safety: map value pointer checked above.
-        Some(generation) => {
-            let generation = unsafe { *generation };
-            let _ = OPENED_FILES.insert(new_key, generation, 0);
-        }
-        None => {
-            let _ = OPENED_FILES.remove(new_key);
-        }
-    }
-    fd_change(pid_tgid, syscall, newfd);
 }
 
 #[inline(always)]

@@ -83,7 +83,6 @@ pub fn ssl_return(ctx: RetProbeContext) -> u32 {
     };
     let transfer = Transfer {
         pid_tgid,
-        generation: 0,
         syscall: (TLS_SYSCALL_BASE as u64) + call.function,
         fd: call.fd,
         conn: call.ssl,

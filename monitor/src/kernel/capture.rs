@@ -10,10 +10,10 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, ProgramError, TracePoint, UProbe},
 };
-use log::info;
+use log::{info, warn};
 use monitor_common::{
-    AF_INET, AF_INET6, ConnectKey, MAX_PROBE_TRIES, ProbeState, TracepointOffsets, WatchState, stat,
-    watch_state,
+    AF_INET, AF_INET6, ConnectKey, KernelOffsets, MAX_PROBE_TRIES, ProbeState, TracepointOffsets, WatchState,
+    stat, watch_state,
 };
 
 use super::{
@@ -228,6 +228,37 @@ fn tracepoint_offsets() -> anyhow::Result<TracepointOffsets> {
     })
 }
 
+/// Offsets of the kernel structs the programs walk, from this kernel's BTF. Without
+/// them the programs still run, degraded: compat syscalls are not told apart and fds
+/// are classified from /proc when their records are handled (said in the log).
+fn struct_offsets() -> KernelOffsets {
+    match super::btf::Btf::from_sys_fs().and_then(|btf| super::btf::kernel_offsets(&btf)) {
+        Ok(o) => {
+            info!(
+                "kernel struct offsets from BTF: thread_info.status {}, task_struct.files {}, files_struct.fdt {}, fdtable.max_fds {} .fd {}, file.f_inode {}, inode.i_mode {} .i_ino {} .i_rdev {} .i_sb {}, super_block.s_dev {}",
+                o.task_status,
+                o.task_files,
+                o.files_fdt,
+                o.fdt_max_fds,
+                o.fdt_fd,
+                o.file_inode,
+                o.inode_mode,
+                o.inode_ino,
+                o.inode_rdev,
+                o.inode_sb,
+                o.sb_dev
+            );
+            o
+        }
+        Err(e) => {
+            warn!(
+                "kernel struct offsets unavailable ({e:#}): 32-bit (compat) syscalls of watched processes are not detected, and fd kinds are read from /proc when records are handled"
+            );
+            KernelOffsets::default()
+        }
+    }
+}
+
 /// The verifier's last lines: where a rejected program failed.
 fn load_error(program: &str, err: ProgramError) -> anyhow::Error {
     match err {
@@ -251,9 +282,11 @@ impl Capture {
     /// loop can own it while `Capture` updates the watched set.
     pub fn load(ring_buffer_bytes: u32, discovery: bool) -> anyhow::Result<(Self, RingBuf<MapData>)> {
         let offsets = tracepoint_offsets()?;
+        let structs = struct_offsets();
         let discovery = u32::from(discovery);
         let mut ebpf = EbpfLoader::new()
             .override_global("TP_OFFSETS", &offsets, true)
+            .override_global("KERNEL_OFFSETS", &structs, true)
             .override_global("DISCOVERY", &discovery, true)
             .map_max_entries("EVENTS", ring_buffer_bytes)
             .load(EBPF_OBJECT)
@@ -273,8 +306,12 @@ impl Capture {
             p.load(name, &btf).map_err(|e| load_error(prog, e))?;
             p.attach()
                 .with_context(|| format!("attaching `{prog}` to tp_btf {name}"))?;
+            let verified = p.info().ok().and_then(|i| i.verified_instruction_count());
             attached.push((prog.to_string(), program_id(p.info())));
-            info!("attached {prog} to tp_btf {name} (syscall capture backend: tp_btf)");
+            info!(
+                "attached {prog} to tp_btf {name} (syscall capture backend: tp_btf; {} instructions verified)",
+                verified.map_or("?".to_string(), |n| n.to_string())
+            );
         }
         for prog in [TLS_ENTRY, TLS_RETURN] {
             let p: &mut UProbe = program(&mut ebpf, prog)?;
@@ -344,6 +381,8 @@ impl Capture {
             cut_ring: sum(stat::COPY_CUT_RING)?,
             cut_read: sum(stat::COPY_CUT_READ)?,
             cut_limit: sum(stat::COPY_CUT_LIMIT)?,
+            compat_syscalls: sum(stat::COMPAT_SYSCALL)?,
+            fd_unresolved: sum(stat::FD_UNRESOLVED)?,
         })
     }
 }

@@ -1,7 +1,10 @@
 //! The kernel side: loading and attaching the programs, tracefs, the ring buffer, and
 //! decoding the records it carries. The pipeline sees the kernel through `Kernel`,
 //! which the real `capture::Capture` implements and benches replace.
+pub mod btf;
 pub mod capture;
+/// Each record's bytes as the kernel sends them, the inverse of `records`, for replay tests and benches.
+pub mod encode;
 pub mod recorded;
 pub mod records;
 pub mod uprobes;
@@ -57,6 +60,13 @@ pub struct KernelStats {
     pub cut_ring: u64,
     pub cut_read: u64,
     pub cut_limit: u64,
+    /// Syscalls of watched processes that came through a 32-bit entry (not decoded).
+    #[serde(default)]
+    pub compat_syscalls: u64,
+    /// Transfers whose fd the kernel could not resolve to its file (userspace looked
+    /// in /proc for them).
+    #[serde(default)]
+    pub fd_unresolved: u64,
 }
 
 /// What came of one `Kernel::attach_tls`.

@@ -4,8 +4,9 @@
 use std::mem::{offset_of, size_of};
 
 use monitor_common::{
-    AcceptRecord, ConnectRecord, DataMeta, ExecMeta, ExecRecord, ExitRecord, FdChangeRecord, ForkRecord,
-    Header, MAX_ARGV, MAX_CHUNK, MAX_FILENAME, MAX_PATH, OpenMeta, OpenRecord, data_flags, direction, kind,
+    AcceptRecord, CompatRecord, ConnectRecord, DataMeta, ExecMeta, ExecRecord, ExitRecord, FdChangeRecord,
+    ForkRecord, Header, LEGACY_DATA_META_SIZE, MAX_ARGV, MAX_CHUNK, MAX_FILENAME, MAX_PATH, OpenMeta,
+    OpenRecord, data_flags, direction, kind,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,12 @@ pub enum Record {
         syscall: u32,
         fd: i32,
     },
+    /// The first syscall of a watched process (since its exec) that came through a
+    /// 32-bit entry, with its 32-bit number: the kernel decodes none of them.
+    CompatSyscall {
+        header: Header,
+        nr: u32,
+    },
 }
 
 impl Record {
@@ -41,6 +48,7 @@ impl Record {
         "connect",
         "accept",
         "fd_change",
+        "compat_syscall",
     ];
 
     /// The record's kind, as the `kind` label of `mcp_monitor_records_total`.
@@ -54,13 +62,17 @@ impl Record {
             Record::Connect(_) => "connect",
             Record::Accept(_) => "accept",
             Record::FdChange { .. } => "fd_change",
+            Record::CompatSyscall { .. } => "compat_syscall",
         }
     }
 
     pub fn header(&self) -> &Header {
         match self {
             Record::Exec(e) => &e.header,
-            Record::Fork { header, .. } | Record::Exit { header } | Record::FdChange { header, .. } => header,
+            Record::Fork { header, .. }
+            | Record::Exit { header }
+            | Record::FdChange { header, .. }
+            | Record::CompatSyscall { header, .. } => header,
             Record::Data(d) => &d.header,
             Record::Open(o) => &o.header,
             Record::Connect(c) => &c.header,
@@ -94,7 +106,26 @@ pub struct Data {
     /// the bytes of a syscall, on `fd`. Plaintext has `fd` -1 unless a syscall nested
     /// in the call named the socket.
     pub tls_conn: Option<u64>,
+    /// What the fd was at the syscall's exit, read by the kernel from its `struct
+    /// file`; None when it could not (or for TLS plaintext, or an older recording).
+    pub file: Option<FileInfo>,
     pub bytes: Vec<u8>,
+}
+
+/// An fd's inode as the kernel saw it at the syscall: mode (`S_IFMT` type and
+/// permissions), number, device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileInfo {
+    pub mode: u16,
+    pub inode: u64,
+    pub dev: u32,
+}
+
+impl FileInfo {
+    /// The file type bits (`monitor_common::file_type`).
+    pub fn file_type(&self) -> u16 {
+        self.mode & monitor_common::file_type::MASK
+    }
 }
 
 impl Data {
@@ -107,7 +138,7 @@ impl Data {
     /// Bytes of the transfer after this record's that were not captured.
     pub fn missing_after(&self) -> u64 {
         self.total
-            .saturating_sub(self.chunk_offset + self.bytes.len() as u64)
+            .saturating_sub(self.chunk_offset.saturating_add(self.bytes.len() as u64))
     }
 }
 
@@ -233,8 +264,8 @@ impl TryFrom<&[u8]> for Record {
                 Ok(Record::Exit { header })
             }
             kind::DATA => {
-                let r: DataMeta = read(buf, kind::DATA)?;
-                let bytes = tail(buf, size_of::<DataMeta>(), r.len, MAX_CHUNK, "len")?.to_vec();
+                let (r, meta_size) = data_meta(buf)?;
+                let bytes = tail(buf, meta_size, r.len, MAX_CHUNK, "len")?.to_vec();
                 let direction = match r.direction {
                     direction::READ => Direction::Read,
                     direction::WRITE => Direction::Write,
@@ -250,6 +281,11 @@ impl TryFrom<&[u8]> for Record {
                     chunk_offset: r.chunk_offset,
                     stream_offset: r.stream_offset,
                     tls_conn: (r.flags & data_flags::TLS != 0).then_some(r.conn),
+                    file: (r.flags & data_flags::FILE != 0).then_some(FileInfo {
+                        mode: r.file_mode,
+                        inode: r.inode,
+                        dev: r.dev,
+                    }),
                     bytes,
                 }))
             }
@@ -308,9 +344,39 @@ impl TryFrom<&[u8]> for Record {
                     fd: r.fd,
                 })
             }
+            kind::COMPAT_SYSCALL => {
+                let r: CompatRecord = read(buf, kind::COMPAT_SYSCALL)?;
+                Ok(Record::CompatSyscall { header, nr: r.nr })
+            }
             other => Err(DecodeError::UnknownKind(other)),
         }
     }
+}
+
+/// A data record's fixed part and its size: the current layout, or the shorter one of
+/// recordings made before `inode` and `dev` were added (told apart by the record's
+/// length: the fixed part plus exactly `len` bytes). The latter never has
+/// `data_flags::FILE` (older kernels' programs did not set it).
+fn data_meta(buf: &[u8]) -> Result<(DataMeta, usize), DecodeError> {
+    let full = size_of::<DataMeta>();
+    if legacy_sized(buf) {
+        let mut meta = vec![0u8; full];
+        meta[..LEGACY_DATA_META_SIZE].copy_from_slice(&buf[..LEGACY_DATA_META_SIZE]);
+        let mut r: DataMeta = read(&meta, kind::DATA)?;
+        r.flags &= !data_flags::FILE;
+        return Ok((r, LEGACY_DATA_META_SIZE));
+    }
+    Ok((read(buf, kind::DATA)?, full))
+}
+
+/// Whether `buf` is a legacy data record: 72 bytes of fixed part then `len` bytes.
+fn legacy_sized(buf: &[u8]) -> bool {
+    let len_at = std::mem::offset_of!(DataMeta, len);
+    let Some(len) = buf.get(len_at..len_at + 4) else {
+        return false;
+    };
+    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    buf.len() == LEGACY_DATA_META_SIZE + len
 }
 
 /// NUL-terminated arguments back to back.
@@ -403,6 +469,56 @@ mod tests {
         assert!(matches!(
             Record::try_from(buf.as_slice()),
             Err(DecodeError::Short { kind: kind::FORK, .. })
+        ));
+    }
+
+    #[test]
+    fn data_records_carry_the_kernels_file_and_legacy_ones_decode() {
+        let meta = DataMeta {
+            flags: data_flags::FILE,
+            file_mode: monitor_common::file_type::FIFO | 0o600,
+            inode: 4242,
+            dev: 14,
+            ..data_meta(3, direction::WRITE)
+        };
+        let mut buf = bytes_of(&meta, size_of::<DataMeta>());
+        buf.extend_from_slice(b"abc");
+        let Record::Data(d) = Record::try_from(buf.as_slice()).unwrap() else {
+            panic!()
+        };
+        let file = d.file.unwrap();
+        assert_eq!((file.inode, file.dev), (4242, 14));
+        assert_eq!(file.file_type(), monitor_common::file_type::FIFO);
+        assert_eq!(d.bytes, b"abc");
+        // A recording made before inode and dev: 72 bytes of fixed part.
+        let mut old = bytes_of(&meta, LEGACY_DATA_META_SIZE);
+        old.extend_from_slice(b"abc");
+        let Record::Data(d) = Record::try_from(old.as_slice()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(d.bytes, b"abc");
+        assert_eq!(d.file, None, "no file from an older kernel program");
+        assert_eq!(d.stream_offset, 10);
+    }
+
+    #[test]
+    fn compat_records_decode_and_short_ones_do_not() {
+        let r = CompatRecord {
+            header: hdr(kind::COMPAT_SYSCALL),
+            nr: 4,
+            _pad: 0,
+        };
+        let buf = bytes_of(&r, size_of::<CompatRecord>());
+        assert_eq!(
+            Record::try_from(buf.as_slice()),
+            Ok(Record::CompatSyscall {
+                header: hdr(kind::COMPAT_SYSCALL),
+                nr: 4
+            })
+        );
+        assert!(matches!(
+            Record::try_from(&buf[..size_of::<Header>() + 2]),
+            Err(DecodeError::Short { .. })
         ));
     }
 

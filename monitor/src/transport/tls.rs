@@ -262,6 +262,7 @@ mod tests {
             chunk_offset: 0,
             stream_offset: 0,
             tls_conn,
+            file: None,
             bytes: bytes.to_vec(),
         }
     }
