@@ -1,12 +1,16 @@
 //! `mcp-monitor run`: attach the kernel programs, feed what they send through the
 //! pipeline, report loss every second, reload the policy on SIGHUP, stop cleanly on
-//! SIGTERM/SIGINT.
+//! SIGTERM/SIGINT. Once the programs are attached and the metrics port is bound, it
+//! drops the capabilities it no longer needs (`caps`).
+pub mod caps;
+
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
 
+use anyhow::Context as _;
 use log::info;
 use tokio::{
     io::unix::AsyncFd,
@@ -82,6 +86,21 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         None => Facts::live(),
     };
     let (capture, ring) = Capture::load(opts.ring_buffer_bytes, opts.settings.discovery)?;
+    // Loaded and attached, the metrics port bound: what is left needs far less.
+    let kept = caps::drop_all_but(caps::needed_here(opts.settings.tls))
+        .context("dropping the capabilities the daemon no longer needs")?;
+    info!(
+        "capabilities: kept {} (effective, permitted and bounding sets of every thread); every other one dropped, inheritable and ambient sets empty",
+        caps::names(kept).join(", ")
+    );
+    for why in caps::reasons(kept) {
+        info!("capabilities: {why}");
+    }
+    if opts.settings.debug_captures {
+        log::warn!(
+            "--debug-captures: `capture` events carry the bytes watched processes sent as they are, credentials included (nothing is redacted in them)"
+        );
+    }
     if !opts.settings.discovery {
         info!("--no-discovery: only processes matched by the policy or --watch are servers");
     }

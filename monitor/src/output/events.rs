@@ -222,8 +222,27 @@ impl EventWriter {
     }
 }
 
+/// Opens the event file for appending; a file it creates is readable and writable by
+/// its owner only (events hold what agents sent, however redacted). A file that
+/// already exists keeps its mode, with a warning when group or others may read it.
 fn open_append(path: &std::path::Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    if let Ok(meta) = f.metadata() {
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.is_file() && mode & 0o077 != 0 {
+            warn!(
+                "event file {} has mode {mode:04o}: group or others can read the events (chmod 600 {} to keep them to its owner)",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(f)
 }
 
 /// One event as a JSON line.
@@ -353,6 +372,26 @@ mod tests {
         w.emit("a", "t".into(), json!({"n": 7}));
         w.flush();
         assert_eq!(lines(&f).len(), 6);
+    }
+
+    #[test]
+    fn an_event_file_is_created_for_its_owner_only_and_an_existing_one_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("events-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let mut w = EventWriter::open(path.to_str().unwrap()).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        // Rotated away: SIGHUP makes a new file, again 0600.
+        std::fs::rename(&path, dir.join("events.jsonl.1")).unwrap();
+        w.reopen();
+        assert_eq!(mode(&path), 0o600);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        w.reopen();
+        assert_eq!(mode(&path), 0o640, "an existing file keeps its mode");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

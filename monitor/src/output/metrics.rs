@@ -96,6 +96,8 @@ pub struct Metrics {
     pub tls_probed: IntCounter,
     /// Kernel watched-set entries dropped because no record backed them.
     pub watch_reconciled: IntCounter,
+    /// Syscalls of watched processes through a 32-bit entry (not decoded).
+    pub compat_syscalls: IntCounter,
     pub ready: Arc<AtomicBool>,
     max_label_values: usize,
     /// Distinct values seen per (server, label name).
@@ -240,6 +242,10 @@ impl Metrics {
             "mcp_monitor_watch_reconciled_total",
             "Entries of the kernel's watched set dropped because no record backed them (a lost exec, fork or exit record).",
         )?;
+        let compat_syscalls = IntCounter::new(
+            "mcp_monitor_compat_syscalls_total",
+            "Syscalls of watched processes made through a 32-bit entry (int 0x80, a 32-bit program): not decoded, a blind spot.",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("mcp_monitor_build_info", "Build information; always 1."),
             &["version"],
@@ -280,6 +286,7 @@ impl Metrics {
             Box::new(tls_unreadable.clone()),
             Box::new(tls_probed.clone()),
             Box::new(watch_reconciled.clone()),
+            Box::new(compat_syscalls.clone()),
             Box::new(build_info),
         ] {
             registry.register(c)?;
@@ -306,6 +313,7 @@ impl Metrics {
             tls_unreadable,
             tls_probed,
             watch_reconciled,
+            compat_syscalls,
             ready: Arc::new(AtomicBool::new(false)),
             max_label_values,
             seen: Mutex::default(),

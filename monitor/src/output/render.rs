@@ -1,9 +1,10 @@
 //! Rendering: the JSON fields of events about servers and their calls.
 use serde_json::{Value, json};
 
+use super::redact::{redact_argv, redact_json, redact_text};
 use crate::{
     mcp::session::{Completed, Session},
-    policy::verdict::Verdict,
+    policy::{ArgumentsMode, Homes, Policy, verdict::Verdict},
     servers::Server,
     transport::SessionKey,
 };
@@ -19,13 +20,20 @@ pub fn server_json_named(server: &Server, name: &str) -> Value {
         "name": name,
         "pid": server.pid,
         "exe": server.exe,
-        "cmdline": server.cmdline,
+        "cmdline": cmdline(&server.cmdline),
         "info": server.info().map(|s| json!({"name": s.name, "version": s.version})),
     })
 }
 
+/// A process's command line as events show it: credentials in it (`--api-key=...`,
+/// `--password VALUE`, a token) replaced by `[redacted:KIND]`.
+pub fn cmdline(s: &str) -> String {
+    redact_text(s).0.into_owned()
+}
+
 /// The fields of a `tool_call` (or `resource_read`, `prompt_get`) event of a call in
-/// `session`. `entry` is the server's name under the policy the call was judged by.
+/// `session`. `entry` is the server's name under `policy`, the policy the call was
+/// judged by, whose `arguments:` says what the event carries of the arguments.
 pub fn call_fields(
     server: &Server,
     (key, session): (&SessionKey, &Session),
@@ -33,6 +41,7 @@ pub fn call_fields(
     entry: &str,
     max_field_bytes: usize,
     verdict: Option<&Verdict>,
+    policy: &Policy,
 ) -> Value {
     let client = c.client.as_ref().or(session.client.as_ref());
     let mut agent = json!({
@@ -48,7 +57,7 @@ pub fn call_fields(
     if let Some(b) = &c.bearer {
         agent["token"] = b.to_json();
     }
-    let (arguments, arguments_truncated) = bounded(&c.arguments, max_field_bytes);
+    let mode = policy.arguments;
     let mut fields = json!({
         "server": server_json_named(server, entry),
         "agent": agent,
@@ -66,22 +75,90 @@ pub fn call_fields(
         "resources/read" => "uri",
         _ => "prompt",
     };
-    fields[target_key] = json!(c.target);
-    fields["arguments"] = arguments;
-    if arguments_truncated {
-        fields["arguments_truncated"] = json!(true);
+    // Redacted first, cut second: a cut must not leave half a token unrecognised.
+    let mut redacted = 0;
+    fields[target_key] = match (&c.target, target_key, mode) {
+        (Some(uri), "uri", ArgumentsMode::Redact | ArgumentsMode::Drop) => {
+            let (uri, n) = redact_text(uri);
+            redacted += n;
+            json!(uri)
+        }
+        (target, _, _) => json!(target),
+    };
+    match mode {
+        ArgumentsMode::Keep => set_arguments(&mut fields, c.arguments.clone(), max_field_bytes),
+        ArgumentsMode::Redact => {
+            let mut arguments = c.arguments.clone();
+            let is_secret = |s: &str| secret_path(policy, &server.homes, s);
+            redacted += redact_json(&mut arguments, &is_secret);
+            set_arguments(&mut fields, arguments, max_field_bytes);
+        }
+        ArgumentsMode::Drop => {
+            let bytes = match &c.arguments {
+                Value::Null => 0,
+                a => a.to_string().len(),
+            };
+            fields["arguments_bytes"] = json!(bytes);
+        }
+    }
+    if redacted > 0 {
+        fields["arguments_redacted"] = json!(redacted);
     }
     fields["duration_ms"] = json!(c.end_ts_ns.saturating_sub(c.start_ts_ns) as f64 / 1e6);
     fields["outcome"] = json!(c.outcome.as_str());
     if let Some(e) = &c.error {
-        fields["error"] = json!(truncate_str(e, max_field_bytes));
+        let (text, n) = match mode {
+            ArgumentsMode::Keep => (std::borrow::Cow::Borrowed(e.as_str()), 0),
+            _ => redact_text(e),
+        };
+        fields["error"] = json!(truncate_str(&text, max_field_bytes));
+        if n > 0 {
+            fields["error_redacted"] = json!(n);
+        }
     }
     if let Some(v) = verdict {
         fields["effects"] = v.effects.clone();
+        redact_exec_argv(&mut fields["effects"]);
         fields["decision"] = json!(v.decision());
         fields["violations"] = json!(v.violations);
     }
     fields
+}
+
+/// `arguments` (cut to `max` bytes of JSON, then a string, with `arguments_truncated`).
+fn set_arguments(fields: &mut Value, arguments: Value, max: usize) {
+    let (arguments, truncated) = bounded_owned(arguments, max);
+    fields["arguments"] = arguments;
+    if truncated {
+        fields["arguments_truncated"] = json!(true);
+    }
+}
+
+/// Whether an argument string names a path the policy's `secrets` globs match (with
+/// `~/` as the server owner's home).
+fn secret_path(policy: &Policy, homes: &Homes, s: &str) -> bool {
+    let expanded = match (s.strip_prefix("~/"), &homes.owner) {
+        (Some(rest), Some(home)) => format!("{}/{rest}", home.trim_end_matches('/')),
+        _ => s.to_string(),
+    };
+    policy.secret(None, &expanded, homes).is_some()
+}
+
+/// Credentials in the argv of the programs a call started: each `exec` effect whose
+/// argv had some gets `argv_redacted`.
+fn redact_exec_argv(effects: &mut Value) {
+    let Some(exec) = effects.get_mut("exec").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for e in exec {
+        let n = e
+            .get_mut("argv")
+            .and_then(Value::as_array_mut)
+            .map_or(0, |argv| redact_argv(argv));
+        if n > 0 {
+            e["argv_redacted"] = json!(n);
+        }
+    }
 }
 
 /// The event type for a completed request.
@@ -96,9 +173,13 @@ pub fn event_type(method: &str) -> &'static str {
 /// `v` itself when its JSON is at most `max` bytes; otherwise the start of its JSON
 /// text as a string, and `true`.
 pub fn bounded(v: &Value, max: usize) -> (Value, bool) {
+    bounded_owned(v.clone(), max)
+}
+
+fn bounded_owned(v: Value, max: usize) -> (Value, bool) {
     let text = v.to_string();
     if text.len() <= max {
-        return (v.clone(), false);
+        return (v, false);
     }
     (Value::String(truncate_str(&text, max)), true)
 }
@@ -118,6 +199,26 @@ pub fn truncate_str(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programs_started_show_their_argv_redacted_and_say_so() {
+        let mut effects = json!({"files": [], "exec": [
+            {"path": "/usr/bin/curl", "argv": ["curl", "-H", "Authorization: Bearer abcdefgh12345678ijkl", "https://x"]},
+            {"path": "/bin/true", "argv": ["true"]},
+        ]});
+        redact_exec_argv(&mut effects);
+        assert_eq!(
+            effects["exec"],
+            json!([
+                {"path": "/usr/bin/curl", "argv": ["curl", "-H", "Authorization: Bearer [redacted:bearer]", "https://x"], "argv_redacted": 1},
+                {"path": "/bin/true", "argv": ["true"]},
+            ])
+        );
+        assert_eq!(
+            cmdline("node srv.js --api-key=abc123"),
+            "node srv.js --api-key=[redacted:credential]"
+        );
+    }
 
     #[test]
     fn large_arguments_are_cut_to_a_string_and_flagged() {

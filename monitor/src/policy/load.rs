@@ -9,7 +9,8 @@ use marked_yaml::{LoaderOptions, Node, Span, loader::LoadError};
 use super::{
     globs::{NameList, PathGlobs, expand_home, path_glob},
     model::{
-        AgentRule, Policy, RUNTIME_NOISE, SecretRule, ServerRule, TokenMatch, UNREGISTERED, Unregistered,
+        AgentRule, ArgumentsMode, Policy, RUNTIME_NOISE, SecretRule, ServerRule, TokenMatch, UNREGISTERED,
+        Unregistered,
     },
     secrets::secret_class,
 };
@@ -41,11 +42,16 @@ impl fmt::Display for PolicyErrors {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(
-                f,
-                "{}:{}:{}: {}: {}",
-                self.source, e.line, e.column, e.field, e.message
-            )?;
+            if e.field == FILE_FIELD {
+                // About the file itself (unreadable, unsafe to trust): no line to name.
+                write!(f, "{}: {}", self.source, e.message)?;
+            } else {
+                write!(
+                    f,
+                    "{}:{}:{}: {}: {}",
+                    self.source, e.line, e.column, e.field, e.message
+                )?;
+            }
             if let Some(h) = &e.hint {
                 write!(f, " (hint: {h})")?;
             }
@@ -56,20 +62,46 @@ impl fmt::Display for PolicyErrors {
 
 impl std::error::Error for PolicyErrors {}
 
+/// The `field` of a mistake about the policy file itself rather than a place in it.
+const FILE_FIELD: &str = "(file)";
+
 impl Policy {
+    /// Reads and parses a policy file, refusing one that others could have written
+    /// ([`Policy::read_file`]).
     pub fn load_file(path: &Path) -> Result<Self, PolicyErrors> {
+        let text = Self::read_file(path)?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    /// The text of a policy file, once it is known to be safe to trust: whoever can
+    /// write the policy decides what the monitor reports and what it calls a violation,
+    /// so a file writable by group or others, owned by a user other than root or the
+    /// one running mcp-monitor, or in a folder others can write to (without the sticky
+    /// bit) is refused, with what to change.
+    pub fn read_file(path: &Path) -> Result<String, PolicyErrors> {
         let source = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| PolicyErrors {
+        let refused = |message: String, hint: Option<String>| PolicyErrors {
             source: source.clone(),
             errors: vec![PolicyError {
                 line: 0,
                 column: 0,
-                field: "(file)".into(),
-                message: format!("cannot read: {e}"),
-                hint: None,
+                field: FILE_FIELD.into(),
+                message,
+                hint,
             }],
-        })?;
-        Self::parse(&source, &text)
+        };
+        let cannot_read = |e: std::io::Error| refused(format!("cannot read: {e}"), None);
+        let mut file = std::fs::File::open(path).map_err(cannot_read)?;
+        // The file opened, not the name: what is read is what was checked.
+        let meta = file.metadata().map_err(cannot_read)?;
+        // Safety: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        if let Some((message, hint)) = unsafe_policy_file(path, &meta, euid) {
+            return Err(refused(message, Some(hint)));
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).map_err(cannot_read)?;
+        Ok(text)
     }
 
     pub fn builtin() -> Self {
@@ -93,7 +125,7 @@ impl Policy {
     pub fn summary(&self) -> String {
         let agents: usize = self.servers.iter().map(|s| s.agents.len()).sum();
         format!(
-            "{}: valid: {} server(s), {} agent(s), {} secret pattern(s), unregistered servers: {}",
+            "{}: valid: {} server(s), {} agent(s), {} secret pattern(s), unregistered servers: {}, arguments: {}",
             self.source,
             self.servers.len(),
             agents,
@@ -101,12 +133,64 @@ impl Policy {
             match self.unregistered_servers {
                 Unregistered::Violation => "violation",
                 Unregistered::Ignore => "ignore",
-            }
+            },
+            self.arguments.as_str(),
         )
     }
 }
 
-const TOP_KEYS: &[&str] = &["secrets", "noise", "unregistered_servers", "servers"];
+/// Why a policy file (opened, with metadata `meta`) must not be trusted by a process
+/// running as `euid`, and how to fix it; None when it is safe.
+fn unsafe_policy_file(path: &Path, meta: &std::fs::Metadata, euid: u32) -> Option<(String, String)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let shown = path.display();
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+            (true, true) => "group and others",
+            (true, false) => "its group",
+            _ => "others",
+        };
+        return Some((
+            format!(
+                "refused: mode {mode:04o} lets {who} write it, and whoever writes the policy decides what the monitor reports"
+            ),
+            format!("chmod go-w {shown}"),
+        ));
+    }
+    let owner = meta.uid();
+    if owner != 0 && owner != euid {
+        return Some((
+            format!(
+                "refused: owned by uid {owner}, not by root or the user running mcp-monitor (uid {euid}): that user could change it"
+            ),
+            format!("chown {euid} {shown}, or copy it to a file you own"),
+        ));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = std::fs::metadata(dir) {
+        let dmode = d.mode() & 0o7777;
+        // Sticky (/tmp): others cannot rename or remove what they do not own.
+        if dmode & 0o002 != 0 && dmode & 0o1000 == 0 {
+            return Some((
+                format!(
+                    "refused: its folder {} (mode {dmode:04o}) lets others replace the file",
+                    dir.display()
+                ),
+                format!(
+                    "chmod o-w {}, or move the policy to a folder only root can write",
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    None
+}
+
+const TOP_KEYS: &[&str] = &["secrets", "noise", "unregistered_servers", "arguments", "servers"];
 const SERVER_KEYS: &[&str] = &["match", "tools", "files", "secrets", "exec", "connect", "agents"];
 const MATCH_KEYS: &[&str] = &["cmdline", "exe"];
 const AGENT_KEYS: &[&str] = &["client", "uid", "exe", "sub", "iss", "client_id", "tools"];
@@ -201,6 +285,26 @@ impl Validator {
                 }
             },
         };
+        let arguments = match map.get_node("arguments") {
+            None => ArgumentsMode::default(),
+            Some(n) => match n.as_scalar().map(|s| s.as_str()) {
+                Some("redact") => ArgumentsMode::Redact,
+                Some("drop") => ArgumentsMode::Drop,
+                Some("keep") => ArgumentsMode::Keep,
+                _ => {
+                    self.err(
+                        n.span(),
+                        "arguments",
+                        "must be `redact`, `drop` or `keep`",
+                        Some(
+                            "`redact` (the default) hides credentials in events, `drop` leaves arguments out, `keep` writes them as sent"
+                                .into(),
+                        ),
+                    );
+                    ArgumentsMode::default()
+                }
+            },
+        };
         let mut servers = Vec::new();
         if let Some(n) = map.get_node("servers") {
             match n.as_mapping() {
@@ -225,6 +329,7 @@ impl Validator {
             secret_globs,
             noise,
             unregistered_servers,
+            arguments,
             servers,
         })
     }
@@ -681,6 +786,90 @@ mod tests {
         let e = errors("servers:\n  x:\n    match: {exe: \"/usr/bin/*\"}\n    tools: [a, {b: 1}, \"\"]\n");
         let fields: Vec<_> = e.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["servers.x.tools[1]", "servers.x.tools[2]"]);
+    }
+
+    #[test]
+    fn arguments_is_redact_drop_or_keep() {
+        let p = Policy::parse("p.yaml", "servers: {}\n").unwrap();
+        assert_eq!(p.arguments, ArgumentsMode::Redact);
+        assert!(p.summary().ends_with("arguments: redact"), "{}", p.summary());
+        for (text, mode) in [
+            ("drop", ArgumentsMode::Drop),
+            ("keep", ArgumentsMode::Keep),
+            ("redact", ArgumentsMode::Redact),
+        ] {
+            let p = Policy::parse("p.yaml", &format!("arguments: {text}\n")).unwrap();
+            assert_eq!(p.arguments, mode);
+        }
+        let e = errors("secrets: []\narguments: hide\n");
+        assert_eq!(
+            (e[0].line, e[0].column, e[0].field.as_str(), e[0].message.as_str()),
+            (2, 12, "arguments", "must be `redact`, `drop` or `keep`")
+        );
+        let e = errors("argumnets: drop\n");
+        assert_eq!(e[0].hint.as_deref(), Some("did you mean `arguments`?"));
+    }
+
+    #[test]
+    fn a_policy_file_others_can_write_is_refused_with_how_to_fix_it() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("policy-perm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.join("p.yaml");
+        std::fs::write(&path, "servers: {}\n").unwrap();
+        for (mode, who) in [
+            (0o666, "group and others"),
+            (0o620, "its group"),
+            (0o602, "others"),
+        ] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = Policy::load_file(&path).expect_err("refused").to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "{0}: refused: mode {mode:04o} lets {who} write it, and whoever writes the policy decides what the monitor reports (hint: chmod go-w {0})",
+                    path.display()
+                )
+            );
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(Policy::load_file(&path).is_ok());
+        // A folder anyone can write to (no sticky bit): the file could be replaced.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = Policy::load_file(&path).expect_err("refused").to_string();
+        assert!(
+            e.contains("refused: its folder") && e.contains("(mode 0777)"),
+            "{e}"
+        );
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(Policy::load_file(&path).is_ok());
+        // Owned by a user other than root or the one running mcp-monitor.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        let owner = std::os::unix::fs::MetadataExt::uid(&meta);
+        let (meta, euid) = if owner == 0 {
+            std::os::unix::fs::chown(&path, Some(4242), None).unwrap();
+            (std::fs::metadata(&path).unwrap(), 0)
+        } else {
+            (meta, owner + 1)
+        };
+        let (message, hint) = unsafe_policy_file(&path, &meta, euid).expect("refused");
+        assert!(message.starts_with("refused: owned by uid "), "{message}");
+        assert!(hint.starts_with(&format!("chown {euid} ")), "{hint}");
+        let root = std::fs::metadata("/").unwrap();
+        assert!(
+            unsafe_policy_file(Path::new("/p.yaml"), &root, 1000).is_none(),
+            "root's is fine"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let missing = Policy::load_file(Path::new("/nonexistent/p.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.starts_with("/nonexistent/p.yaml: cannot read: "),
+            "{missing}"
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ pub mod verdict;
 pub use globs::{Homes, NameList, PathGlobs};
 pub use load::{DEFAULT_POLICY, PolicyError, PolicyErrors};
 pub use model::{
-    AgentRule, CallFacts, EffectKind, Policy, RUNTIME_NOISE, SecretHit, SecretRule, ServerRule, UNREGISTERED,
-    Unregistered, Violation,
+    AgentRule, ArgumentsMode, CallFacts, EffectKind, Policy, RUNTIME_NOISE, SecretHit, SecretRule,
+    ServerRule, UNREGISTERED, Unregistered, Violation,
 };
 pub use passwd::home_of;
 pub use secrets::secret_class;

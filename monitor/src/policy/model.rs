@@ -60,6 +60,29 @@ pub enum Unregistered {
     Ignore,
 }
 
+/// What events carry of a call's arguments (and its error text): the policy's
+/// `arguments:`. Events leave the host; arguments are whatever the agent typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArgumentsMode {
+    /// Credentials replaced by `[redacted]` / `[redacted:KIND]` (the default).
+    #[default]
+    Redact,
+    /// No arguments at all in events, only their size.
+    Drop,
+    /// Arguments as sent, nothing redacted (an explicit opt-out).
+    Keep,
+}
+
+impl ArgumentsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Redact => "redact",
+            Self::Drop => "drop",
+            Self::Keep => "keep",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct SecretRule {
     pub glob: String,
@@ -127,6 +150,8 @@ pub struct Policy {
     pub(super) secret_globs: PathGlobs,
     pub(super) noise: PathGlobs,
     pub unregistered_servers: Unregistered,
+    /// What events carry of arguments: redacted, dropped or kept.
+    pub arguments: ArgumentsMode,
     pub servers: Vec<ServerRule>,
 }
 
