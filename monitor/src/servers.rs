@@ -208,6 +208,12 @@ impl Server {
         {
             if gap.bytes > 0 {
                 self.stdio.lost(dir, gap);
+                if dir == Direction::ServerToClient {
+                    let key = self.stdio.key().clone();
+                    if let Some(s) = self.sessions.get_mut(&key) {
+                        s.response_lost();
+                    }
+                }
             }
             let oversized = self.stdio.oversized();
             let framed = self.stdio.push(dir, bytes, ts_ns);
@@ -234,6 +240,11 @@ impl Server {
         let before = c.stats;
         if gap.bytes > 0 {
             c.lost(dir, gap.bytes);
+            if dir == Direction::ServerToClient {
+                // Which session's answer it was is not known: every call open now may
+                // have lost its response.
+                self.sessions.values_mut().for_each(Session::response_lost);
+            }
         }
         let pushed = c.push(dir, bytes, ts_ns);
         received.http = c.stats.since(before);

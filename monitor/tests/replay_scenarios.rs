@@ -1,36 +1,31 @@
 //! Scripted recordings of what goes wrong in real life (loss, crossed records, a pid
 //! used again, garbage on a stdout, floods), replayed without root through the real
 //! pipeline (`monitor::replay::run`). Each recording is built here record by record, laid
-//! out as the kernel lays them out (monitor-common), with the host facts the pipeline
-//! asks for written after the frame that asks them. Each test checks what a user of a
-//! security monitor reads: the tool, the outcome, and the loss counted.
+//! out as the kernel lays them out (`monitor::kernel::encode`), with the host facts the
+//! pipeline asks for written after the frame that asks them. Each test checks what a
+//! user of a security monitor reads: the tool, the outcome, and the loss counted.
 //!
 //! Memory is measured with a counting global allocator, per thread (the tests of this
 //! binary run in parallel; a replay runs on its test's thread).
+mod common;
+
 use std::{
     alloc::{GlobalAlloc, Layout, System},
     cell::Cell,
     collections::HashMap,
-    io::Write,
-    mem::{offset_of, size_of},
     path::PathBuf,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::atomic::{AtomicU64, Ordering},
 };
 
+use common::{Buffer, metrics_text};
 use monitor::{
-    kernel::KernelStats,
+    kernel::{KernelStats, encode},
     output::{events::EventWriter, metrics::Metrics},
     pipeline::Pipeline,
     record::{Frame, Header, Writer},
     replay,
 };
-use monitor_common::{
-    DataMeta, ExecMeta, ExecRecord, ExitRecord, ForkRecord, Header as RecordHeader, MAX_CHUNK, OpenMeta,
-    OpenRecord, data_flags, direction, kind,
-};
+use monitor_common::{DataMeta, ExecMeta, ExitRecord, ForkRecord, MAX_CHUNK, OpenMeta, direction};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------
@@ -113,99 +108,6 @@ fn peak_bytes() -> i64 {
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
-
-// ---------------------------------------------------------------------------------------
-// Records, laid out as the kernel programs lay them out.
-
-/// The bytes of a plain `#[repr(C)]` record without padding.
-fn bytes_of<T>(v: &T) -> &[u8] {
-    // Safety: only used with monitor-common's all-integer records, which have no
-    // padding (checked by the size assertions in `layouts_have_no_padding`).
-    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
-}
-
-fn header(kind: u32, pid: u32, tid: u32, ts_ns: u64) -> RecordHeader {
-    RecordHeader {
-        kind,
-        pid,
-        tid,
-        _pad: 0,
-        ts_ns,
-    }
-}
-
-fn exec_record(pid: u32, ts_ns: u64, argv: &[&str]) -> Vec<u8> {
-    let filename = argv[0];
-    let mut args = Vec::new();
-    for a in argv {
-        args.extend_from_slice(a.as_bytes());
-        args.push(0);
-    }
-    let meta = ExecMeta {
-        header: header(kind::EXEC, pid, pid, ts_ns),
-        uid: 1000,
-        gid: 1000,
-        old_tid: pid,
-        filename_len: filename.len() as u32,
-        argv_len: args.len() as u32,
-        argv_truncated: 0,
-    };
-    let mut bytes = vec![0u8; offset_of!(ExecRecord, argv)];
-    bytes[..size_of::<ExecMeta>()].copy_from_slice(bytes_of(&meta));
-    let f = offset_of!(ExecRecord, filename);
-    bytes[f..f + filename.len()].copy_from_slice(filename.as_bytes());
-    bytes.extend_from_slice(&args);
-    bytes
-}
-
-fn fork_record(parent: u32, child: u32, ts_ns: u64, watched: bool) -> Vec<u8> {
-    bytes_of(&ForkRecord {
-        header: header(kind::FORK, parent, parent, ts_ns),
-        child_pid: child,
-        watched: watched.into(),
-    })
-    .to_vec()
-}
-
-fn exit_record(pid: u32, ts_ns: u64) -> Vec<u8> {
-    bytes_of(&ExitRecord {
-        header: header(kind::EXIT, pid, pid, ts_ns),
-    })
-    .to_vec()
-}
-
-fn data_record(meta: DataMeta, payload: &[u8]) -> Vec<u8> {
-    let mut bytes = bytes_of(&meta).to_vec();
-    bytes.extend_from_slice(payload);
-    bytes
-}
-
-fn open_record(pid: u32, ts_ns: u64, path: &str) -> Vec<u8> {
-    let meta = OpenMeta {
-        header: header(kind::OPEN, pid, pid, ts_ns),
-        syscall: 257,
-        dirfd: -100,
-        flags: 0,
-        ret: 3,
-        path_len: path.len() as u32,
-        _pad: 0,
-    };
-    let mut bytes = vec![0u8; offset_of!(OpenRecord, path)];
-    bytes[..size_of::<OpenMeta>()].copy_from_slice(bytes_of(&meta));
-    bytes.extend_from_slice(path.as_bytes());
-    bytes
-}
-
-#[test]
-fn layouts_have_no_padding() {
-    assert_eq!(size_of::<RecordHeader>(), 24);
-    assert_eq!(size_of::<DataMeta>(), 72);
-    assert_eq!(size_of::<ExecMeta>(), 48);
-    assert_eq!(size_of::<ForkRecord>(), 32);
-    assert_eq!(size_of::<ExitRecord>(), 24);
-    assert_eq!(size_of::<OpenMeta>(), 56);
-    assert_eq!(offset_of!(OpenRecord, path), size_of::<OpenMeta>());
-}
 
 // ---------------------------------------------------------------------------------------
 // Scripts: a recording written frame by frame.
@@ -325,7 +227,14 @@ impl Script {
     /// its parent.
     fn exec(&mut self, pid: u32, argv: &[&str]) -> u64 {
         let ts = self.tick_clock();
-        self.record(&exec_record(pid, ts, argv));
+        let meta = ExecMeta {
+            header: encode::header(pid, pid, ts),
+            uid: 1000,
+            gid: 1000,
+            old_tid: pid,
+            ..ExecMeta::default()
+        };
+        self.record(&encode::exec(meta, argv[0], argv));
         if let Some(h) = self.hosts.get(&pid).copied() {
             self.fact(
                 &format!("stdio/{pid}"),
@@ -341,14 +250,20 @@ impl Script {
 
     fn fork(&mut self, parent: u32, child: u32) -> u64 {
         let ts = self.tick_clock();
-        self.record(&fork_record(parent, child, ts, false));
+        self.record(&encode::fork(ForkRecord {
+            header: encode::header(parent, parent, ts),
+            child_pid: child,
+            watched: 0,
+        }));
         ts
     }
 
     /// The exit record of `pid`; its streams end with it.
     fn exit(&mut self, pid: u32) -> u64 {
         let ts = self.tick_clock();
-        self.record(&exit_record(pid, ts));
+        self.record(&encode::exit(ExitRecord {
+            header: encode::header(pid, pid, ts),
+        }));
         self.offsets.retain(|&(p, _, _), _| p != pid);
         ts
     }
@@ -375,7 +290,7 @@ impl Script {
 
     fn meta(&self, pid: u32, tid: u32, fd: i32, dir: u8, ts_ns: u64) -> DataMeta {
         DataMeta {
-            header: header(kind::DATA, pid, tid, ts_ns),
+            header: encode::header(pid, tid, ts_ns),
             fd,
             syscall: if dir == direction::READ { 0 } else { 1 },
             direction: dir,
@@ -389,13 +304,12 @@ impl Script {
         let ts = self.tick_clock();
         for (i, chunk) in bytes.chunks(MAX_CHUNK).enumerate() {
             let meta = DataMeta {
-                len: chunk.len() as u32,
                 total: bytes.len() as u64,
                 chunk_offset: (i * MAX_CHUNK) as u64,
                 stream_offset: start + (i * MAX_CHUNK) as u64,
                 ..self.meta(pid, tid, fd, dir, ts)
             };
-            self.record(&data_record(meta, chunk));
+            self.record(&encode::data(meta, chunk));
             self.fd_fact(pid, fd);
         }
         self.offsets.insert((pid, fd, dir), start + bytes.len() as u64);
@@ -418,23 +332,18 @@ impl Script {
         let start = *self.offsets.get(&(pid, fd, dir)).unwrap_or(&0);
         let ts = self.tick_clock();
         let first = DataMeta {
-            len: sent as u32,
             total: bytes.len() as u64,
-            chunk_offset: 0,
             stream_offset: start,
             ..self.meta(pid, pid, fd, dir, ts)
         };
-        self.record(&data_record(first, &bytes[..sent]));
+        self.record(&encode::data(first, &bytes[..sent]));
         self.fd_fact(pid, fd);
         let marker = DataMeta {
-            flags: data_flags::TRUNCATED,
-            len: 0,
-            total: bytes.len() as u64,
             chunk_offset: sent as u64,
             stream_offset: start + sent as u64,
-            ..self.meta(pid, pid, fd, dir, ts)
+            ..first
         };
-        self.record(&data_record(marker, &[]));
+        self.record(&encode::cut(marker));
         self.offsets.insert((pid, fd, dir), start + bytes.len() as u64);
     }
 
@@ -443,18 +352,24 @@ impl Script {
     fn write_at(&mut self, pid: u32, tid: u32, stream_offset: u64, bytes: &[u8]) {
         let ts = self.tick_clock();
         let meta = DataMeta {
-            len: bytes.len() as u32,
             total: bytes.len() as u64,
             stream_offset,
             ..self.meta(pid, tid, 1, direction::WRITE, ts)
         };
-        self.record(&data_record(meta, bytes));
+        self.record(&encode::data(meta, bytes));
         self.fd_fact(pid, 1);
     }
 
     fn open(&mut self, pid: u32, path: &str) {
         let ts = self.tick_clock();
-        self.record(&open_record(pid, ts, path));
+        let meta = OpenMeta {
+            header: encode::header(pid, pid, ts),
+            syscall: 257,
+            dirfd: -100,
+            ret: 3,
+            ..OpenMeta::default()
+        };
+        self.record(&encode::open(meta, path));
     }
 
     /// The once-a-second loss report (a second goes by), with the kernel's counters.
@@ -486,20 +401,6 @@ impl Script {
         let r = replay_file(&self.path, self.max_label_values);
         let _ = std::fs::remove_file(&self.path);
         r
-    }
-}
-
-/// A writer the test reads back.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -593,20 +494,9 @@ fn replay_file(path: &std::path::Path, max_label_values: usize) -> Replayed {
     let (live_after, peak) = (live_bytes(), peak_bytes());
     assert!(summary.ended && !summary.truncated, "{summary:?}");
     assert_eq!(summary.facts.malformed, 0, "every recorded fact parses");
-    let mut text = Vec::new();
-    use prometheus::Encoder as _;
-    prometheus::TextEncoder::new()
-        .encode(&pipeline.metrics.registry.gather(), &mut text)
-        .unwrap();
-    let bytes = out.0.lock().unwrap().clone();
-    let events = bytes
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect();
     Replayed {
-        events,
-        metrics: String::from_utf8(text).unwrap(),
+        events: out.events(),
+        metrics: metrics_text(&pipeline),
         summary,
         pipeline,
         live_before,
@@ -701,10 +591,13 @@ fn a_response_cut_short_is_counted_and_the_next_call_is_read_whole() {
     assert_eq!(r.lost("userspace_stream_overlap"), 0.0);
 
     // The call whose response was cut stays open until the server exits: then it is
-    // incomplete (no response was ever read for it).
+    // lost (its answer was in what the capture lost), not merely incomplete.
     let first = r.call("first_tool");
-    assert_eq!(first["outcome"], "incomplete", "{first:#}");
-    assert_eq!(first["error"], "no response before the server exited");
+    assert_eq!(first["outcome"], "lost", "{first:#}");
+    assert_eq!(
+        first["error"],
+        "the capture lost bytes of the server's answers while it was open"
+    );
     let exited = r.index(|e| e["type"] == "server_exited");
     assert!(r.index(|e| e["tool"] == "first_tool") < exited);
     assert!(r.index(|e| e["tool"] == "first_tool") > r.index(|e| e["status"] == "loss"));
@@ -753,10 +646,9 @@ fn calls_in_flight_when_the_server_exits_are_incomplete_then_it_exited() {
 // ---------------------------------------------------------------------------------------
 // 3. A pid used again.
 
-/// After the server at SERVER is gone, an unrelated program on the same pid: a shell's
-/// child that writes a line and reads /etc/shadow.
-fn unrelated_process_on_the_servers_pid(s: &mut Script) -> u64 {
-    let forked = s.fork(SHELL, SERVER);
+/// An unrelated program execs on the server's pid: no agent at the other end of its
+/// stdio.
+fn backup_execs_on_the_servers_pid(s: &mut Script) {
     s.host(
         SERVER,
         Host {
@@ -766,6 +658,13 @@ fn unrelated_process_on_the_servers_pid(s: &mut Script) -> u64 {
         },
     );
     s.exec(SERVER, &["/usr/bin/python3", "backup.py", "--all"]);
+}
+
+/// After the server at SERVER is gone, an unrelated program on the same pid: a shell's
+/// child that writes a line and reads /etc/shadow.
+fn unrelated_process_on_the_servers_pid(s: &mut Script) -> u64 {
+    let forked = s.fork(SHELL, SERVER);
+    backup_execs_on_the_servers_pid(s);
     s.write(SERVER, b"backup done\n");
     s.read(SERVER, b"yes\n");
     s.open(SERVER, "/etc/shadow");
@@ -807,19 +706,27 @@ fn a_pid_used_again_after_the_servers_exit_is_not_the_server() {
     assert_eq!(r.metric("mcp_monitor_processes_watched", &[]), 0.0);
 }
 
+/// The server exits with the call `in_flight` unanswered and its exit record lost (the
+/// ring buffer was full); the next loss report has the kernel count `lifecycle_lost`
+/// exec, fork and exit records lost.
+fn gone_unseen_with_a_call_in_flight(name: &str, lifecycle_lost: u64) -> Script {
+    let mut s = started(name, test_header());
+    s.read(SERVER, &call(1, "in_flight"));
+    s.exit_lost(SERVER);
+    s.tick_with(KernelStats {
+        ringbuf_full_lifecycle: lifecycle_lost,
+        ..KernelStats::default()
+    });
+    s
+}
+
 /// The server's exit record was lost (the ring buffer was full), then a shell forks a
 /// child that gets the same pid: a fork onto a pid the table holds says its holder is
 /// gone. The dead server's call in flight is incomplete and the server exited as of the
 /// fork; nothing the new process does is the server's.
 #[test]
 fn a_pid_used_again_after_a_lost_exit_ends_the_dead_server_at_the_fork() {
-    let mut s = started("pid-reuse-lost-exit", test_header());
-    s.read(SERVER, &call(1, "in_flight"));
-    s.exit_lost(SERVER);
-    s.tick_with(KernelStats {
-        ringbuf_full_lifecycle: 1,
-        ..KernelStats::default()
-    });
+    let mut s = gone_unseen_with_a_call_in_flight("pid-reuse-lost-exit", 1);
     let forked = unrelated_process_on_the_servers_pid(&mut s);
     let new_exit = s.exit(SERVER);
     s.tick();
@@ -858,22 +765,8 @@ fn kernel_time(ns: u64) -> String {
 /// pipeline hears of the new process.
 #[test]
 fn a_pid_execed_again_after_lost_exit_and_fork_is_not_the_server() {
-    let mut s = started("pid-reuse-lost-fork", test_header());
-    s.read(SERVER, &call(1, "in_flight"));
-    s.exit_lost(SERVER);
-    s.tick_with(KernelStats {
-        ringbuf_full_lifecycle: 2,
-        ..KernelStats::default()
-    });
-    s.host(
-        SERVER,
-        Host {
-            stdin: 9001,
-            stdout: 9002,
-            client: None,
-        },
-    );
-    s.exec(SERVER, &["/usr/bin/python3", "backup.py", "--all"]);
+    let mut s = gone_unseen_with_a_call_in_flight("pid-reuse-lost-fork", 2);
+    backup_execs_on_the_servers_pid(&mut s);
     // /proc says the process on that pid started a second after the server did.
     let later = s.ts_ns + 1_000_000_000;
     s.fact(&format!("start/{SERVER}"), json!(later));
@@ -978,18 +871,23 @@ fn a_message_over_the_bound_is_reported_while_the_server_runs() {
 // ---------------------------------------------------------------------------------------
 // 6. Two threads writing the same stdout, their records crossed.
 
-fn crossed_threads_script() -> (Script, [usize; 3]) {
-    let mut s = started("threads", test_header());
-    // A first call answered in order: the stdout stream is under way.
+/// A script whose call "first" was answered in order: the stdout stream is under way,
+/// at the offset returned.
+fn first_call_answered(name: &str) -> (Script, u64) {
+    let mut s = started(name, test_header());
     s.read(SERVER, &call(1, "first"));
     let r1 = result(1, "in order");
     s.write(SERVER, &r1);
+    (s, r1.len() as u64)
+}
+
+fn crossed_threads_script() -> Script {
+    let (mut s, at) = first_call_answered("threads");
     s.read(SERVER, &call(2, "by_thread_a"));
     s.read(SERVER, &call(3, "by_thread_b"));
-    // Thread A wrote its response first (stream offset L1), thread B right after it;
+    // Thread A wrote its response first (at stream offset `at`), thread B right after it;
     // B's record reached the ring buffer first.
     let (a, b) = (result(2, "from thread A"), result(3, "from thread B"));
-    let at = r1.len() as u64;
     s.write_at(SERVER, SERVER + 1, at + a.len() as u64, &b);
     s.write_at(SERVER, SERVER + 2, at, &a);
     // The next write, back in order after both.
@@ -1002,12 +900,12 @@ fn crossed_threads_script() -> (Script, [usize; 3]) {
     );
     s.tick();
     s.exit(SERVER);
-    (s, [r1.len(), a.len(), b.len()])
+    s
 }
 
 #[test]
 fn crossed_records_of_two_threads_give_every_response_and_lose_nothing() {
-    let (s, _) = crossed_threads_script();
+    let s = crossed_threads_script();
     let r = s.replay();
     for tool in ["first", "by_thread_a", "by_thread_b", "after"] {
         assert_eq!(r.call(tool)["outcome"], "ok", "{tool}: {:#?}", r.events);
@@ -1025,21 +923,18 @@ fn crossed_records_of_two_threads_give_every_response_and_lose_nothing() {
 /// the stream goes on at that record.
 #[test]
 fn a_gap_nothing_fills_is_counted_at_the_next_loss_report_and_the_stream_goes_on() {
-    let mut s = started("unfilled-gap", test_header());
-    s.read(SERVER, &call(1, "first"));
-    let r1 = result(1, "in order");
-    s.write(SERVER, &r1);
+    let (mut s, at) = first_call_answered("unfilled-gap");
     s.read(SERVER, &call(2, "lost"));
     s.read(SERVER, &call(3, "after"));
     // The response to 2 (50 bytes) never reached the ring; 3's did.
     let r3 = result(3, "after the gap");
-    s.write_at(SERVER, SERVER, r1.len() as u64 + 50, &r3);
+    s.write_at(SERVER, SERVER, at + 50, &r3);
     s.tick();
     s.exit(SERVER);
     let r = s.replay();
     assert_eq!(r.call("first")["outcome"], "ok");
     assert_eq!(r.call("after")["outcome"], "ok", "{:#?}", r.events);
-    assert_eq!(r.call("lost")["outcome"], "incomplete", "{:#?}", r.events);
+    assert_eq!(r.call("lost")["outcome"], "lost", "{:#?}", r.events);
     let losses = r.losses();
     assert_eq!(losses.len(), 1, "{:#?}", r.events);
     assert_eq!(losses[0]["stream_gaps"], 1, "{:#}", losses[0]);

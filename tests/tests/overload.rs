@@ -384,7 +384,8 @@ fn a_stopped_daemon_counts_what_it_lost_exactly_keeps_every_lifecycle_record_and
     }
 
     // Each call: reported ok when both its request and response were captured,
-    // incomplete (at the server's exit) when only its request was, not at all otherwise.
+    // lost (at the server's exit: its answer was in what the capture lost) when only its
+    // request was, not at all otherwise.
     let calls: Vec<&Value> = events
         .iter()
         .filter(|e| is_event(e, "tool_call", server))
@@ -409,9 +410,10 @@ fn a_stopped_daemon_counts_what_it_lost_exactly_keeps_every_lifecycle_record_and
                 expect_ok += 1;
                 &["ok"]
             }
+            // Its answer was in the bytes the capture lost while it was open.
             (true, false) => {
                 expect_incomplete += 1;
-                &["incomplete"]
+                &["lost"]
             }
             (false, _) => {
                 expect_none += 1;
@@ -429,7 +431,7 @@ fn a_stopped_daemon_counts_what_it_lost_exactly_keeps_every_lifecycle_record_and
         }
     }
     let reported_ok = calls.iter().filter(|e| e["outcome"] == "ok").count() as u64;
-    let reported_incomplete = calls.iter().filter(|e| e["outcome"] == "incomplete").count() as u64;
+    let reported_incomplete = calls.iter().filter(|e| e["outcome"] == "lost").count() as u64;
     let stopped_ids = FIRST..FIRST + CALLS;
     let stopped_reported = calls
         .iter()

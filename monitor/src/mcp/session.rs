@@ -56,6 +56,9 @@ pub enum Outcome {
     Error,
     /// No response: the server exited, or the id was reused while the call was open.
     Incomplete,
+    /// No response seen, and the capture lost bytes of the server's answers while the
+    /// call was open: its response may have been among them.
+    Lost,
 }
 
 impl Outcome {
@@ -64,6 +67,7 @@ impl Outcome {
             Self::Ok => "ok",
             Self::Error => "error",
             Self::Incomplete => "incomplete",
+            Self::Lost => "lost",
         }
     }
 }
@@ -136,6 +140,8 @@ struct Pending {
     effects_dropped: u64,
     noise: u64,
     epoch: u64,
+    /// `Session::responses_lost` when it started.
+    lost_mark: u64,
 }
 
 /// Counters for what the session saw that is not a reported call.
@@ -179,6 +185,8 @@ pub struct Session {
     /// Server-to-client requests in flight (sampling, roots, elicitation).
     pending_from_server: HashMap<Id, String>,
     pub stats: SessionStats,
+    /// Losses in the server's answers so far (gaps in the stream carrying them).
+    responses_lost: u64,
 }
 
 impl Session {
@@ -305,6 +313,7 @@ impl Session {
             effects_dropped: 0,
             noise: 0,
             epoch: self.epoch,
+            lost_mark: self.responses_lost,
         };
         self.pending_bytes += bytes;
         if let Some(old) = self.pending.insert(id.clone(), pending) {
@@ -406,20 +415,30 @@ impl Session {
         }))
     }
 
-    /// The session ended (the server exited): every open call is incomplete.
+    /// The capture lost bytes of the server's answers: the calls open now may have
+    /// lost their response.
+    pub fn response_lost(&mut self) {
+        self.responses_lost += 1;
+    }
+
+    /// The session ended (the server exited): every open call is incomplete, or lost
+    /// when the capture lost answers while it was open.
     pub fn close(&mut self, ts_ns: u64) -> Vec<Output> {
         let mut open: Vec<(Id, Pending)> = self.pending.drain().collect();
         self.pending_bytes = 0;
         open.sort_by_key(|(_, p)| p.ts_ns);
+        let lost = self.responses_lost;
         open.into_iter()
             .filter_map(|(id, p)| {
-                self.complete(
-                    id,
-                    p,
-                    Outcome::Incomplete,
-                    Some("no response before the server exited".into()),
-                    ts_ns,
-                )
+                let (outcome, why) = if lost > p.lost_mark {
+                    (
+                        Outcome::Lost,
+                        "the capture lost bytes of the server's answers while it was open",
+                    )
+                } else {
+                    (Outcome::Incomplete, "no response before the server exited")
+                };
+                self.complete(id, p, outcome, Some(why.into()), ts_ns)
             })
             .collect()
     }
@@ -507,6 +526,10 @@ mod tests {
 
     fn s2c(s: &mut Session, v: Value, ts: u64) -> Vec<Output> {
         s.on_message(Direction::ServerToClient, msg(v), ts, 100)
+    }
+
+    fn completed_all(out: Vec<Output>) -> Vec<Completed> {
+        out.into_iter().map(|Output::Completed(c)| c).collect()
     }
 
     fn completed(out: Vec<Output>) -> Completed {
@@ -628,6 +651,18 @@ mod tests {
         assert_eq!(c.outcome, Outcome::Incomplete);
         assert_eq!(c.end_ts_ns, 9);
         assert_eq!(s.in_flight(), 0);
+    }
+
+    #[test]
+    fn an_open_call_whose_answers_lost_bytes_is_lost_not_incomplete() {
+        let mut s = Session::default();
+        let call = |id: u64| json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"t","arguments":{}}});
+        c2s(&mut s, call(1), 1);
+        s.response_lost();
+        c2s(&mut s, call(2), 2);
+        let out = completed_all(s.close(3));
+        let outcomes: Vec<&str> = out.iter().map(|c| c.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["lost", "incomplete"], "2 started after the loss");
     }
 
     #[test]
