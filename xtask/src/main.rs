@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build | run | test | bench`.
+//! Project tasks: `cargo xtask setup | build | run | test | bench | fuzz`.
 //!
 //! Every task installs what it needs first (idempotently), so each works on a fresh
 //! machine of the kind described in ../shared/TOOLCHAIN.md.
@@ -34,10 +34,19 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Set up, then fmt, clippy, unit tests and the root integration tests.
+    /// Set up, then fmt, clippy, unit tests, the root integration tests and each fuzz
+    /// target for 15 s.
     Test,
     /// Set up, then run the hook-cost benchmark as root (monitor/benches/hook_cost.rs).
     Bench,
+    /// Set up (cargo-fuzz too), build the fuzz targets (fuzz/) and run each for SECONDS.
+    Fuzz {
+        /// Seconds each target runs.
+        #[arg(default_value_t = 300)]
+        seconds: u64,
+        /// Targets to run (default: all of fuzz/fuzz_targets).
+        targets: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +57,7 @@ fn main() -> ExitCode {
         Task::Run { args } => run(args),
         Task::Test => test(),
         Task::Bench => bench(),
+        Task::Fuzz { seconds, targets } => setup().and_then(|env| fuzz(&env, seconds, &targets, false)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -280,11 +290,139 @@ fn test() -> anyhow::Result<()> {
             .args(["test", "--release"])
             .env("MCP_MONITOR_BIN", daemon_binary()),
     )?;
+    fuzz(&env, FUZZ_TEST_SECONDS, &[], true)?;
     step(&format!(
         "all checks passed in {:.0}s",
         started.elapsed().as_secs_f64()
     ));
     println!("xtask: {passed} passed, {failed} failed");
+    Ok(())
+}
+
+/// The cargo-fuzz targets (fuzz/fuzz_targets/<name>.rs).
+const FUZZ_TARGETS: &[&str] = &["records", "stdio_session", "http", "policy", "recording"];
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_TEST_SECONDS: u64 = 15;
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+/// Safe Rust: no sanitizer (AddressSanitizer's memcmp hooks made the HTTP target 8x
+/// slower); the targets count the heap themselves. Debug assertions and overflow checks
+/// are on (cargo-fuzz's default).
+const FUZZ_FLAGS: &[&str] = &["--sanitizer", "none"];
+
+/// `cargo fuzz` from `cargo install`, skipped when `cargo fuzz --version` works.
+fn ensure_cargo_fuzz() -> anyhow::Result<()> {
+    let present = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        step("cargo-fuzz: present");
+        return Ok(());
+    }
+    step(&format!(
+        "installing cargo-fuzz {CARGO_FUZZ_VERSION} (cargo install --locked, about a minute)"
+    ));
+    run_cmd(
+        Command::new("cargo")
+            .args(["install", &format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"), "--locked"])
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO_TARGET_DIR"),
+    )
+}
+
+/// Builds the fuzz targets once, then runs each for `seconds`, failing on a crash, a
+/// hang or a target over its memory bounds (the input is left in fuzz/artifacts/).
+/// The committed seeds (fuzz/corpus/<target>) are only read; what runs add goes to
+/// fuzz/target/corpus/<target>, kept between `cargo xtask fuzz` runs, started afresh by
+/// `cargo xtask test` (`fresh`) so that its time does not grow.
+fn fuzz(env: &BuildEnv, seconds: u64, targets: &[String], fresh: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let dir = workspace_root().join("fuzz");
+    let targets: Vec<&str> = if targets.is_empty() {
+        FUZZ_TARGETS.to_vec()
+    } else {
+        targets.iter().map(String::as_str).collect()
+    };
+    if let Some(t) = targets.iter().find(|t| !FUZZ_TARGETS.contains(t)) {
+        bail!("no fuzz target {t}: the targets are {}", FUZZ_TARGETS.join(", "));
+    }
+    ensure_cargo_fuzz()?;
+    let fuzz_cargo = || {
+        let mut cmd = env.nightly_cargo();
+        cmd.arg("fuzz").env_remove("CARGO_TARGET_DIR");
+        cmd
+    };
+    step("cargo fuzz build (fuzz/: its own workspace, nightly, coverage instrumented)");
+    run_cmd(
+        fuzz_cargo()
+            .args(["build", "--fuzz-dir"])
+            .arg(&dir)
+            .args(FUZZ_FLAGS),
+    )?;
+    step(&format!(
+        "fuzz build done in {:.0}s",
+        started.elapsed().as_secs_f64()
+    ));
+    let logs = dir.join("target/logs");
+    std::fs::create_dir_all(&logs)?;
+    for target in targets {
+        let corpus = dir.join("target/corpus").join(target);
+        if fresh && corpus.exists() {
+            std::fs::remove_dir_all(&corpus).with_context(|| format!("emptying {}", corpus.display()))?;
+        }
+        std::fs::create_dir_all(&corpus)?;
+        let log = logs.join(format!("{target}.log"));
+        step(&format!(
+            "cargo fuzz run {target} for {seconds}s (log: {})",
+            log.display()
+        ));
+        let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let status = fuzz_cargo()
+            .args(["run", "--fuzz-dir"])
+            .arg(&dir)
+            .args(FUZZ_FLAGS)
+            .arg(target)
+            .arg(&corpus)
+            .arg(dir.join("corpus").join(target))
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            // A hang: one input running this long. Memory: the targets check what the
+            // parsers hold themselves; this is the backstop.
+            .args(["-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1"])
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .status()
+            .with_context(|| format!("starting cargo fuzz run {target}"))?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !status.success() {
+            let lines: Vec<&str> = text.lines().collect();
+            for line in &lines[lines.len().saturating_sub(60)..] {
+                eprintln!("{line}");
+            }
+            bail!(
+                "fuzz target {target} failed ({status}): the input is in {}, the log in {}",
+                dir.join("artifacts").join(target).display(),
+                log.display()
+            );
+        }
+        let stat = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("stat::{name}:")))
+                .map_or("?", str::trim)
+                .to_string()
+        };
+        step(&format!(
+            "fuzz {target}: {} runs ({}/s), {} new inputs, no crash",
+            stat("number_of_executed_units"),
+            stat("average_exec_per_sec"),
+            stat("new_units_added"),
+        ));
+    }
+    step(&format!(
+        "fuzzing done in {:.0}s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 

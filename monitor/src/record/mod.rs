@@ -235,8 +235,10 @@ impl Reader {
         if len > MAX_FRAME {
             bail!("a frame of {len} bytes: the recording is damaged");
         }
-        let mut payload = vec![0u8; len as usize];
-        if read_full(&mut self.input, &mut payload)? < payload.len() {
+        // Grown as the bytes come: a damaged length does not allocate what the file lacks.
+        let mut payload = Vec::with_capacity((len as usize).min(64 << 10));
+        (&mut self.input).take(u64::from(len)).read_to_end(&mut payload)?;
+        if payload.len() < len as usize {
             self.truncated = true;
             return Ok(None);
         }

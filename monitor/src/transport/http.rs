@@ -24,6 +24,9 @@ const MAX_HEADERS: usize = 64;
 const MAX_CHUNK_LINE: usize = 1024;
 /// The longest `Mcp-Session-Id` kept; longer or non-visible-ASCII ones are ignored.
 const MAX_SESSION_ID: usize = 128;
+/// Requests a connection remembers the sessions of while their responses are still to
+/// come (a client may pipeline requests a server never answers).
+const MAX_WAITING: usize = 1024;
 const METHODS: &[&[u8]] = &[
     b"POST ",
     b"GET ",
@@ -123,6 +126,10 @@ struct Half {
     body: Option<BodyState>,
     /// Dropping bytes until the next message start (after a gap or a bad head).
     resync: bool,
+    /// How much of `buf` is known not to hold the end of the head (or trailer line)
+    /// being waited for: a head that comes a byte at a time is scanned once, not once
+    /// per byte (quadratic up to `MAX_HEAD`).
+    scanned: usize,
 }
 
 impl Half {
@@ -132,10 +139,21 @@ impl Half {
             buf: Vec::new(),
             body: None,
             resync: false,
+            scanned: 0,
         }
     }
 
+    /// Where `needle` is in `buf`, looking only at what earlier calls did not (the
+    /// caller drains `buf` up to a match, which starts the next search afresh).
+    fn find_new(&mut self, needle: &[u8]) -> Option<usize> {
+        let from = self.scanned.saturating_sub(needle.len() - 1);
+        let found = find(&self.buf[from..], needle).map(|i| from + i);
+        self.scanned = if found.is_some() { 0 } else { self.buf.len() };
+        found
+    }
+
     fn lost(&mut self) {
+        self.scanned = 0;
         super::empty_buffer(&mut self.buf);
         self.body = None;
         self.resync = true;
@@ -152,8 +170,16 @@ impl Half {
     /// Where the next message may start in `buf` after a loss: a request line
     /// (`METHOD target HTTP/1.x`) or a status line (`HTTP/1.x NNN`). Bodies need not end
     /// with a newline, so the start of a line is not required; the whole line is. A
-    /// candidate whose line is not complete yet is returned too: more bytes decide.
+    /// candidate whose line is not complete yet is returned too, while it is short: more
+    /// bytes decide.
     fn message_start(&self) -> Option<usize> {
+        // A status line before the last line end is complete; one after it is still a
+        // candidate only while it is short (else a buffer that never gets a CRLF grows).
+        let last_eol = if self.requests {
+            None
+        } else {
+            self.buf.windows(2).rposition(|w| w == b"\r\n")
+        };
         (0..self.buf.len()).find(|&i| {
             let rest = &self.buf[i..];
             if self.requests {
@@ -170,7 +196,9 @@ impl Half {
                 if rest[..n] != status[..n] {
                     return false;
                 }
-                rest.len() < 12 || (rest[8] == b' ' && rest[9..12].iter().all(u8::is_ascii_digit))
+                let status_line =
+                    rest.len() < 12 || (rest[8] == b' ' && rest[9..12].iter().all(u8::is_ascii_digit));
+                status_line && (last_eol.is_some_and(|e| e > i) || rest.len() < MAX_CHUNK_LINE * 8)
             }
         })
     }
@@ -195,6 +223,7 @@ impl Half {
             match self.message_start() {
                 Some(i) => {
                     self.buf.drain(..i);
+                    self.scanned = 0;
                     // Wait for the whole line when it could still be something else.
                     if find(&self.buf, b"\r\n").is_none() {
                         return false;
@@ -209,8 +238,9 @@ impl Half {
                 }
             }
         }
-        let Some(end) = find(&self.buf, b"\r\n\r\n").map(|i| i + 4) else {
+        let Some(end) = self.find_new(b"\r\n\r\n").map(|i| i + 4) else {
             if self.buf.len() > MAX_HEAD {
+                self.scanned = 0;
                 super::empty_buffer(&mut self.buf);
                 self.malformed(stats);
             }
@@ -304,8 +334,9 @@ impl Half {
                 true
             }
             BodyState::Trailers => {
-                let Some(eol) = find(&self.buf, b"\r\n") else {
+                let Some(eol) = self.find_new(b"\r\n") else {
                     if self.buf.len() > MAX_HEAD {
+                        self.scanned = 0;
                         super::empty_buffer(&mut self.buf);
                         self.malformed(stats);
                     }
@@ -324,6 +355,7 @@ impl Half {
     /// The connection closed: a body that runs until then is complete.
     fn close(&mut self) -> Vec<Piece> {
         let ends = self.body == Some(BodyState::UntilClose);
+        self.scanned = 0;
         super::empty_buffer(&mut self.buf);
         self.body = None;
         if ends { vec![Piece::End] } else { Vec::new() }
@@ -418,6 +450,9 @@ pub struct HttpConnection {
     response: Option<Current>,
     /// Sessions of the requests whose responses are still to come, in order.
     waiting: VecDeque<SessionKey>,
+    /// Requests after those of `waiting` (past `MAX_WAITING`) whose responses are still
+    /// to come: their sessions are not kept; their responses go by their own heads.
+    unqueued: u64,
     max_message: usize,
     pub stats: HttpStats,
 }
@@ -437,6 +472,7 @@ impl HttpConnection {
             request: None,
             response: None,
             waiting: VecDeque::new(),
+            unqueued: 0,
             max_message,
             stats: HttpStats::default(),
         }
@@ -468,6 +504,7 @@ impl HttpConnection {
     pub fn lost(&mut self, dir: Direction, n: u64) {
         self.stats.bytes_lost += n;
         self.waiting.clear();
+        self.unqueued = 0;
         match dir {
             Direction::ClientToServer => {
                 self.requests.lost();
@@ -505,6 +542,9 @@ impl HttpConnection {
             let informational = matches!(head.status, Some(100..=199));
             let asked = if informational {
                 self.waiting.front().cloned()
+            } else if self.waiting.is_empty() {
+                self.unqueued = self.unqueued.saturating_sub(1);
+                None
             } else {
                 self.waiting.pop_front()
             };
@@ -518,7 +558,11 @@ impl HttpConnection {
             }
         } else {
             self.stats.requests += 1;
-            self.waiting.push_back(session.clone());
+            if self.unqueued == 0 && self.waiting.len() < MAX_WAITING {
+                self.waiting.push_back(session.clone());
+            } else {
+                self.unqueued += 1;
+            }
         }
         if head.encoded {
             self.stats.encoded_bodies += 1;
@@ -784,6 +828,48 @@ mod tests {
         c.push(C2S, &vec![b'a'; MAX_HEAD + 1], 2);
         assert_eq!(c.stats.malformed, 1);
         assert!(c.requests.buf.len() <= 8);
+    }
+
+    #[test]
+    fn a_status_line_that_never_ends_is_not_kept_after_a_loss() {
+        let mut c = conn();
+        c.push(C2S, STATELESS_REQ, 1);
+        c.lost(S2C, 10);
+        c.push(S2C, b"HTTP/1.1 200 ", 2);
+        for _ in 0..1000 {
+            c.push(S2C, &[b'a'; 100], 3);
+        }
+        let held = c.responses.buf.len();
+        assert!(held <= MAX_CHUNK_LINE * 8 + 100, "{held}");
+        // The next whole status line is found.
+        let got = c.push(S2C, b"\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", 4);
+        assert_eq!(bodies(&got), [("http-10-conn-77".into(), "{}".into())]);
+    }
+
+    #[test]
+    fn pipelined_requests_never_answered_are_bounded_and_later_responses_stay_paired() {
+        let mut c = conn();
+        let req =
+            |id: &str| format!("POST /mcp HTTP/1.1\r\nMcp-Session-Id: {id}\r\nContent-Length: 2\r\n\r\n{{}}");
+        for _ in 0..MAX_WAITING {
+            c.push(C2S, req("a").as_bytes(), 1);
+        }
+        for _ in 0..10_000 {
+            c.push(C2S, req("b").as_bytes(), 2);
+        }
+        assert_eq!(c.waiting.len(), MAX_WAITING);
+        // The first responses answer the remembered requests, in order.
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        for _ in 0..MAX_WAITING {
+            assert_eq!(bodies(&c.push(S2C, resp, 3))[0].0, "a");
+        }
+        // Those past the bound go by their own heads until they are all answered; then
+        // a new request is remembered again.
+        for _ in 0..10_000 {
+            assert_eq!(bodies(&c.push(S2C, resp, 4))[0].0, "http-10-conn-77");
+        }
+        c.push(C2S, req("c").as_bytes(), 5);
+        assert_eq!(bodies(&c.push(S2C, resp, 6))[0].0, "c");
     }
 
     #[test]

@@ -1,0 +1,80 @@
+//! The policy loader: any text is a policy or a list of errors with their places,
+//! never a panic. A policy that loads is then evaluated against a few calls and
+//! effects (its globs, `~` expansion, agents, scopes), which must not panic either.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use monitor::{
+    policy::{CallFacts, EffectKind, Homes, Policy},
+    transport::bearer::Claims,
+};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let policy = match Policy::parse("fuzz", text) {
+        Ok(p) => p,
+        Err(e) => {
+            assert!(!e.errors.is_empty(), "an error without a mistake named");
+            let _ = e.to_string();
+            return;
+        }
+    };
+    let _ = (policy.summary(), policy.cmdline_globs());
+    let homes = Homes {
+        owner: Some("/home/alice".into()),
+        started_with: Some("/srv/app".into()),
+    };
+    let claims = Claims {
+        sub: Some("alice@example.com".into()),
+        client_id: Some("cursor".into()),
+        iss: Some("https://idp.example".into()),
+        aud: vec!["mcp".into()],
+        scope: Some("files:read".into()),
+        exp: None,
+        iat: None,
+    };
+    let paths = [
+        "/home/alice/.ssh/id_rsa",
+        "/srv/app/data/x.txt",
+        "/etc/passwd",
+        "/tmp/../home/alice/.aws/credentials",
+        "",
+    ];
+    let files: Vec<String> = paths.iter().map(|s| s.to_string()).collect();
+    let exec = vec!["/bin/sh".to_string()];
+    let connect = vec!["10.0.0.1:443".to_string(), "[::1]:80".to_string()];
+    let servers = [
+        policy.match_server(
+            "npx -y @modelcontextprotocol/server-filesystem /tmp",
+            "/usr/bin/node",
+        ),
+        policy.match_server("python3 server.py", "/usr/bin/python3.12"),
+        (!policy.servers.is_empty()).then_some(0),
+        None,
+    ];
+    for server in servers {
+        for (tool, token) in [("read_file", Some(&claims)), ("", None)] {
+            let call = CallFacts {
+                tool,
+                client_name: Some("claude-code"),
+                client_uid: Some(1000),
+                client_exe: Some("/usr/bin/node"),
+                token,
+                homes: &homes,
+                files: &files,
+                exec: &exec,
+                connect: &connect,
+            };
+            let _ = policy.check_call(server, &call);
+        }
+        for path in paths {
+            let _ = policy.is_noise(path, &homes);
+            let _ = policy.secret(server, path, &homes);
+            let _ = policy.check_effect(server, EffectKind::File, path, &homes);
+        }
+        let _ = policy.check_effect(server, EffectKind::Exec, "/bin/sh", &homes);
+        let _ = policy.check_effect(server, EffectKind::Connect, "10.0.0.1:443", &homes);
+    }
+});
