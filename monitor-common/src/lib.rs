@@ -38,6 +38,10 @@ pub mod kind {
     /// A watched process made a syscall through a 32-bit (compat) entry: not decoded
     /// (its numbers and arguments are not the native ones), reported once per exec.
     pub const COMPAT_SYSCALL: u32 = 9;
+    /// A watched process set up an io_uring (`io_uring_setup` succeeded): the reads,
+    /// writes and opens it submits through the ring are not seen. A [`CompatRecord`]
+    /// (`nr` is the syscall's number), reported once per exec.
+    pub const IO_URING: u32 = 10;
 }
 
 /// Direction of a [`DataRecord`] relative to the watched process.
@@ -132,7 +136,11 @@ pub mod stat {
     /// Transfers whose fd the kernel could not resolve to its `struct file` (sent
     /// without [`data_flags::FILE`](super::data_flags::FILE): userspace looks in /proc).
     pub const FD_UNRESOLVED: u32 = 11;
-    pub const COUNT: u32 = 12;
+    /// Transfers whose bytes moved inside the kernel (splice, tee, sendfile,
+    /// copy_file_range into or out of a pipe or socket): never in user memory, so not
+    /// copied; their offsets are taken and a cut marker covers them all.
+    pub const COPY_CUT_INVISIBLE: u32 = 12;
+    pub const COUNT: u32 = 13;
 }
 
 /// Data stops short of the last `ring size >> RINGBUF_HEADROOM_SHIFT` bytes of the ring
@@ -397,7 +405,8 @@ pub struct WatchState {
     pub new_conns: u64,
     /// 1 once a compat syscall was reported for this image (see [`kind::COMPAT_SYSCALL`]).
     pub compat_reported: u32,
-    pub _pad: u32,
+    /// 1 once an io_uring setup was reported for this image (see [`kind::IO_URING`]).
+    pub io_uring_reported: u32,
 }
 
 /// Candidate reads the kernel hands to userspace per unwatched process and exec (see

@@ -98,7 +98,7 @@ struct Loss {
 
 impl Loss {
     /// The counts exported as `events_lost{where}`, in `metrics::LOSS_WHERE` order.
-    fn counts(&self) -> [(&'static str, u64); 17] {
+    fn counts(&self) -> [(&'static str, u64); 18] {
         let k = &self.kernel;
         [
             ("kernel_ringbuf_full_data", k.ringbuf_full_data),
@@ -108,6 +108,7 @@ impl Loss {
             ("kernel_transfer_cut_ring", k.cut_ring),
             ("kernel_transfer_cut_read", k.cut_read),
             ("kernel_transfer_cut_limit", k.cut_limit),
+            ("kernel_transfer_cut_invisible", k.cut_invisible),
             ("kernel_read_failed", k.read_failed),
             ("kernel_watch_full", k.watch_full),
             ("kernel_tls_unpaired", k.tls_unpaired),
@@ -738,6 +739,7 @@ impl Pipeline {
                 }
             }
             Record::CompatSyscall { header, nr } => self.compat_syscall(header.pid, nr, header.ts_ns),
+            Record::IoUring { header } => self.io_uring(header.pid, header.ts_ns),
             Record::Open(o) => self.open(o),
             Record::Accept(a) => self.accept(a),
             Record::Connect(c) => {
@@ -980,11 +982,11 @@ impl Pipeline {
     fn stream_position(&mut self, d: &Data, id: StreamId) -> Gap {
         let start = d.stream_offset;
         let cut = if d.is_cut() { d.missing_after() } else { 0 };
-        let end = start + d.bytes.len() as u64 + cut;
+        let end = start.saturating_add(d.bytes.len() as u64).saturating_add(cut);
         let mut lost = cut;
         let mut resync = false;
         match self.streams.insert((d.header.pid, id, d.direction), end) {
-            Some(expected) if start > expected => lost += start - expected,
+            Some(expected) if start > expected => lost = lost.saturating_add(start - expected),
             Some(expected) if start < expected => {
                 self.loss.stream_overlaps += 1;
                 resync = true;
@@ -994,7 +996,7 @@ impl Pipeline {
         }
         if lost > 0 {
             self.loss.stream_gaps += 1;
-            self.loss.bytes_missing += lost;
+            self.loss.bytes_missing = self.loss.bytes_missing.saturating_add(lost);
         }
         Gap {
             // After an overlap, where the stream stands is unknown: resynchronise.
@@ -1652,6 +1654,13 @@ fn syscall_name(nr: u32) -> &'static str {
         296 => "pwritev",
         327 => "preadv2",
         328 => "pwritev2",
+        40 => "sendfile",
+        275 => "splice",
+        276 => "tee",
+        278 => "vmsplice",
+        299 => "recvmmsg",
+        307 => "sendmmsg",
+        326 => "copy_file_range",
         _ => "other",
     }
 }

@@ -8,11 +8,19 @@
 //!   calls reported, and so is the last response of a server that closes its stdout
 //!   and exits at once;
 //! - a server that writes a forged `tools/call` into its own stdin is flagged
-//!   (`violation` `stdin_forged`) and the forged call is not reported as the client's.
+//!   (`violation` `stdin_forged`) and the forged call is not reported as the client's;
+//! - transports that bypass read/write: a response sent with vmsplice is captured; one
+//!   spliced or sent (sendfile) from a file never passes through user memory: the call
+//!   ends `lost` and `events_lost{where="kernel_transfer_cut_invisible"}` counts it; a
+//!   server that sets up an io_uring is flagged (`monitor_status` `io_uring`,
+//!   `mcp_monitor_io_uring_total`); a server on socket stdio that reads with recvmmsg
+//!   and writes with sendmmsg has its calls reported (the first message of each call is
+//!   copied: a response sent as the second ends `lost`, counted).
 use std::{
     io::{BufRead, BufReader, Read, Write},
+    os::unix::net::UnixStream,
     path::{Path, PathBuf},
-    process::{Child, ChildStdin, Command, Stdio},
+    process::{Child, Command, Stdio},
     time::Duration,
 };
 
@@ -74,7 +82,7 @@ fn wait_watched(d: &Daemon, pid: u32) {
 /// responses from `out` (its stdout, or a FIFO).
 struct Client {
     child: Child,
-    stdin: Option<ChildStdin>,
+    stdin: Option<Box<dyn Write>>,
     out: BufReader<Box<dyn Read>>,
 }
 
@@ -88,7 +96,7 @@ impl Client {
             cmd.stdout(Stdio::piped());
         }
         let mut child = cmd.stdin(Stdio::piped()).spawn().expect("starting server.py");
-        let stdin = child.stdin.take();
+        let stdin = child.stdin.take().map(|s| Box::new(s) as Box<dyn Write>);
         let out: Box<dyn Read> = match fifo {
             // Opened once the server opens its end for writing.
             Some(f) => Box::new(std::fs::File::open(f).expect("opening the FIFO")),
@@ -98,6 +106,24 @@ impl Client {
             child,
             stdin,
             out: BufReader::new(out),
+        }
+    }
+
+    /// A server whose stdin and stdout are sockets (a socketpair each).
+    fn socket_server(tag: &str, mode: &str) -> Self {
+        let (stdin, child_in) = UnixStream::pair().unwrap();
+        let (out, child_out) = UnixStream::pair().unwrap();
+        let child = Command::new(python())
+            .arg(fixture("server.py"))
+            .args([tag, mode])
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(child_in)))
+            .stdout(Stdio::from(std::os::fd::OwnedFd::from(child_out)))
+            .spawn()
+            .expect("starting server.py");
+        Self {
+            child,
+            stdin: Some(Box::new(stdin)),
+            out: BufReader::new(Box::new(out)),
         }
     }
 
@@ -314,5 +340,135 @@ fn a_server_writing_into_its_own_stdin_is_flagged_and_not_taken_for_its_client()
     assert!(
         !d.events().iter().any(|e| e["status"] == "stdin_forged_unmatched"),
         "the forged line was found whole"
+    );
+}
+
+#[test]
+fn a_response_sent_with_vmsplice_is_captured() {
+    let tag = unique_tag("vmsplice");
+    let d = start(&tag, false);
+    let mut c = Client::server(&tag, "vmsplice", None);
+    let pid = c.pid();
+    wait_watched(&d, pid);
+    let r = c.session();
+    assert_eq!(r["result"]["content"][0]["text"], "called echo");
+    c.finish();
+    assert_echo_reported(&d, pid);
+}
+
+/// A response that moved inside the kernel (from a file into the stdout pipe): its
+/// bytes are missing, counted, and the call ends lost rather than incomplete.
+fn a_response_moved_in_the_kernel_is_lost_and_counted(mode: &str) {
+    let tag = unique_tag(mode);
+    let d = start(&tag, false);
+    let mut c = Client::server(&tag, mode, None);
+    let pid = c.pid();
+    wait_watched(&d, pid);
+    let r = c.session();
+    assert_eq!(r["result"]["content"][0]["text"], "called echo");
+    c.finish();
+    d.wait_for(WAIT, |e| {
+        e["type"] == "server_exited" && e["server"]["pid"] == pid
+    })
+    .unwrap();
+    let calls = server_events(&d, "tool_call", &json!(pid));
+    assert_eq!(calls.len(), 1, "one tool_call: {calls:#?}\n{}", d.stderr());
+    let c = &calls[0];
+    assert_eq!(c["tool"], "echo", "{c:#}");
+    assert_eq!(c["outcome"], "lost", "{c:#}");
+    wait_metric(
+        &d,
+        WAIT,
+        "mcp_monitor_events_lost_total",
+        |s| {
+            s.labels
+                .get("where")
+                .is_some_and(|w| w == "kernel_transfer_cut_invisible")
+        },
+        |n| n >= 1.0,
+    );
+}
+
+#[test]
+fn a_response_spliced_from_a_file_is_lost_and_counted() {
+    a_response_moved_in_the_kernel_is_lost_and_counted("splice");
+}
+
+#[test]
+fn a_response_sent_with_sendfile_is_lost_and_counted() {
+    a_response_moved_in_the_kernel_is_lost_and_counted("sendfile");
+}
+
+#[test]
+fn a_server_setting_up_an_io_uring_is_flagged() {
+    let tag = unique_tag("io_uring");
+    let d = start(&tag, false);
+    let mut c = Client::server(&tag, "io_uring", None);
+    let pid = c.pid();
+    wait_watched(&d, pid);
+    let r = c.session();
+    assert_eq!(r["result"]["content"][0]["text"], "called echo");
+    let flagged = d
+        .wait_for(WAIT, |e| e["status"] == "io_uring" && e["pid"] == pid)
+        .unwrap_or_else(|e| panic!("no io_uring event: {e:#}\n{}", d.stderr()));
+    assert_eq!(flagged["type"], "monitor_status");
+    assert_eq!(flagged["server"]["pid"], pid, "{flagged:#}");
+    assert!(flagged["exe"].as_str().unwrap().contains("python"), "{flagged:#}");
+    assert!(
+        flagged["detail"].as_str().unwrap().contains("not see"),
+        "{flagged:#}"
+    );
+    wait_metric(&d, WAIT, "mcp_monitor_io_uring_total", |_| true, |n| n >= 1.0);
+    c.finish();
+    // Its calls are still reported; the flag is raised once.
+    assert_echo_reported(&d, pid);
+    let flags = d
+        .events()
+        .iter()
+        .filter(|e| e["status"] == "io_uring" && e["pid"] == pid)
+        .count();
+    assert_eq!(flags, 1, "flagged once per process");
+}
+
+#[test]
+fn a_server_on_sockets_using_recvmmsg_and_sendmmsg_is_captured() {
+    let tag = unique_tag("mmsg");
+    let d = start(&tag, false);
+    let mut c = Client::socket_server(&tag, "mmsg");
+    let pid = c.pid();
+    wait_watched(&d, pid);
+    let r = c.session();
+    assert_eq!(r["result"]["content"][0]["text"], "called echo");
+    c.finish();
+    assert_echo_reported(&d, pid);
+}
+
+#[test]
+fn a_response_in_a_second_sendmmsg_message_is_lost_and_counted() {
+    let tag = unique_tag("mmsg2");
+    let d = start(&tag, false);
+    let mut c = Client::socket_server(&tag, "mmsg2");
+    let pid = c.pid();
+    wait_watched(&d, pid);
+    let r = c.session();
+    assert_eq!(r["result"]["content"][0]["text"], "called echo");
+    c.finish();
+    d.wait_for(WAIT, |e| {
+        e["type"] == "server_exited" && e["server"]["pid"] == pid
+    })
+    .unwrap();
+    let calls = server_events(&d, "tool_call", &json!(pid));
+    assert_eq!(calls.len(), 1, "one tool_call: {calls:#?}\n{}", d.stderr());
+    assert_eq!(calls[0]["outcome"], "lost", "{:#}", calls[0]);
+    wait_metric(
+        &d,
+        WAIT,
+        "mcp_monitor_events_lost_total",
+        |s| {
+            s.labels
+                .get("where")
+                .is_some_and(|w| w == "kernel_transfer_cut_limit")
+        },
+        |n| n >= 1.0,
     );
 }

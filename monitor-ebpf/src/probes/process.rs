@@ -127,6 +127,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
             (*state).generation = (*state).generation.wrapping_add(1);
             // A new image: its first compat syscall is reported again.
             (*state).compat_reported = 0;
+            (*state).io_uring_reported = 0;
             // A probed process's new image is pending like any other.
             if (*state).pending == watch_state::PROBED {
                 *state = WatchState {

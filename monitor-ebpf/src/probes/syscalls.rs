@@ -5,6 +5,9 @@
 //! registers are not the native ones): it is counted and reported. What an fd is comes
 //! from its `struct file` at the syscall's exit (see `task`): the bytes of pipes, FIFOs
 //! and sockets are copied, however the fd was opened, and those of anything else not.
+//! Bytes that move inside the kernel (splice, tee, sendfile, copy_file_range) are never
+//! in user memory: their offsets are taken and a cut marker says they are missing. An
+//! io_uring set up by a watched process is reported: what it submits is not seen.
 use core::ffi::c_void;
 
 use aya_ebpf::{
@@ -60,11 +63,26 @@ const SYS_PREADV: u64 = 295;
 const SYS_PWRITEV: u64 = 296;
 const SYS_PREADV2: u64 = 327;
 const SYS_PWRITEV2: u64 = 328;
+const SYS_SENDFILE: u64 = 40;
+const SYS_SPLICE: u64 = 275;
+const SYS_TEE: u64 = 276;
+const SYS_VMSPLICE: u64 = 278;
+const SYS_COPY_FILE_RANGE: u64 = 326;
+const SYS_IO_URING_SETUP: u64 = 425;
+const SYS_IO_URING_ENTER: u64 = 426;
+const SYS_IO_URING_REGISTER: u64 = 427;
+const SYS_RECVMMSG: u64 = 299;
+const SYS_SENDMMSG: u64 = 307;
 const SYS_CLOSE_RANGE: u64 = 436;
 const SYS_OPENAT2: u64 = 437;
 
 const F_DUPFD: u64 = 0;
 const F_DUPFD_CLOEXEC: u64 = 1030;
+
+/// Messages of a sendmmsg/recvmmsg whose lengths are summed (past the first, which is
+/// copied); the lengths of any beyond are not known here: the stream's next transfer
+/// shows the gap.
+const MAX_MMSG: u64 = 64;
 
 /// Iterations of the copy loop: every chunk of the largest captured transfer,
 /// plus one step per iovec (empty ones included).
@@ -125,6 +143,10 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
         SYS_WRITE | SYS_PWRITE64 | SYS_SENDTO => Some((args[0], args[1], 0, direction::WRITE)),
         SYS_READV | SYS_PREADV | SYS_PREADV2 => Some((args[0], args[1], args[2], direction::READ)),
         SYS_WRITEV | SYS_PWRITEV | SYS_PWRITEV2 => Some((args[0], args[1], args[2], direction::WRITE)),
+        // User pages into a pipe (the usual use: its write end). Taking from a pipe's
+        // read end into user memory (also vmsplice) would need the file's mode: not
+        // told apart, reported as written.
+        SYS_VMSPLICE => Some((args[0], args[1], args[2], direction::WRITE)),
         SYS_RECVMSG | SYS_SENDMSG => {
             // struct msghdr: msg_iov at 16, msg_iovlen at 24.
             let msg = args[1];
@@ -144,6 +166,30 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
         }
         _ => None,
     };
+    // sendmmsg/recvmmsg: `ret` messages of `struct mmsghdr { struct msghdr msg_hdr;
+    // unsigned int msg_len; }` (64 bytes each); the first is copied like a sendmsg of
+    // its `msg_len` bytes, those of the others are cut (`mmsg_rest`).
+    let mmsg = (regs.orig_ax == SYS_SENDMMSG || regs.orig_ax == SYS_RECVMMSG) && ret > 0;
+    let (transfer, len) = if mmsg {
+        let vec = args[1];
+        // Safety: user memory; unreadable means nothing is captured (the gap shows at
+        // the stream's next transfer).
+        let read = |addr: u64| unsafe { bpf_probe_read_user(addr as *const u64) }.ok();
+        let dir = if regs.orig_ax == SYS_RECVMMSG {
+            direction::READ
+        } else {
+            direction::WRITE
+        };
+        match (read(vec + 16), read(vec + 24), read(vec + 56)) {
+            (Some(iov), Some(cnt), Some(len)) => (Some((args[0], iov, cnt, dir)), (len & 0xffff_ffff) as i64),
+            _ => {
+                count(stat::READ_FAILED);
+                (None, 0)
+            }
+        }
+    } else {
+        (transfer, ret)
+    };
     if let Some((fd, buf, iovcnt, dir)) = transfer {
         tls::nested_transfer(pid_tgid, fd as i32);
         data(
@@ -156,9 +202,12 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
                 iovcnt,
                 dir,
             },
-            ret,
+            len,
             MAX_CAPTURE_PER_SYSCALL,
         );
+        if mmsg {
+            mmsg_rest(pid_tgid, regs.orig_ax, fd as i32, args[1], ret as u64, dir);
+        }
         return 0;
     }
     match regs.orig_ax {
@@ -180,6 +229,36 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
             fd_change(pid_tgid, regs.orig_ax, ret as i32)
         }
         SYS_CLOSE_RANGE if ret == 0 => fd_change(pid_tgid, regs.orig_ax, -1),
+        // In-kernel copies: (fd_in, fd_out). tee does not consume its input.
+        SYS_SPLICE | SYS_TEE | SYS_SENDFILE | SYS_COPY_FILE_RANGE if ret > 0 => {
+            let (fd_in, fd_out) = match regs.orig_ax {
+                SYS_SPLICE | SYS_COPY_FILE_RANGE => (args[0] as i32, args[2] as i32),
+                SYS_TEE => (-1, args[1] as i32),
+                _ => (args[1] as i32, args[0] as i32),
+            };
+            invisible(
+                pid_tgid,
+                regs.orig_ax,
+                fd_out,
+                direction::WRITE,
+                ret,
+                stat::COPY_CUT_INVISIBLE,
+            );
+            if fd_in >= 0 {
+                invisible(
+                    pid_tgid,
+                    regs.orig_ax,
+                    fd_in,
+                    direction::READ,
+                    ret,
+                    stat::COPY_CUT_INVISIBLE,
+                );
+            }
+        }
+        // Setting one up, or using one it inherited or set up before it was watched.
+        SYS_IO_URING_SETUP | SYS_IO_URING_ENTER | SYS_IO_URING_REGISTER if ret >= 0 => {
+            io_uring(state, pid_tgid, regs.orig_ax)
+        }
         _ => {}
     }
     0
@@ -208,6 +287,102 @@ fn compat_syscall(state: &mut WatchState, pid_tgid: u64, nr: u64) {
     ) {
         state.compat_reported = 1;
     }
+}
+
+/// A watched process set up an io_uring, or entered or registered with one: reported
+/// once per exec (what it submits through the ring, reads, writes and opens, goes by
+/// no syscall this hook sees). `nr` says which syscall.
+#[inline(always)]
+fn io_uring(state: &mut WatchState, pid_tgid: u64, nr: u64) {
+    if state.io_uring_reported != 0 {
+        return;
+    }
+    let rec = CompatRecord {
+        header: header(kind::IO_URING, pid_tgid),
+        nr: nr as u32,
+        _pad: 0,
+    };
+    if output_within(
+        &rec as *const CompatRecord,
+        core::mem::size_of::<CompatRecord>(),
+        stat::RINGBUF_FULL_OTHER,
+    ) {
+        state.io_uring_reported = 1;
+    }
+}
+
+/// The messages of a sendmmsg/recvmmsg (`n` at `vec`) past the first: their bytes
+/// take their place in the stream's offsets and are cut (one marker for all), so that
+/// userspace counts them missing.
+#[inline(always)]
+fn mmsg_rest(pid_tgid: u64, syscall: u64, fd: i32, vec: u64, n: u64, dir: u8) {
+    let mut rest = 0u64;
+    let mut i = 1u64;
+    while i < MAX_MMSG && i < n {
+        // Safety: user memory; an unreadable length ends the sum.
+        match unsafe { bpf_probe_read_user((vec + i * 64 + 56) as *const u32) } {
+            Ok(l) => rest += l as u64,
+            Err(_) => break,
+        }
+        i += 1;
+    }
+    if rest > 0 {
+        invisible(pid_tgid, syscall, fd, dir, rest as i64, stat::COPY_CUT_LIMIT);
+    }
+}
+
+/// `ret` bytes moved inside the kernel into (`WRITE`) or out of (`READ`) `fd`: when it
+/// is a stream whose bytes are copied, they take their place in its offsets and a cut
+/// marker covers them all, so that userspace counts them missing and resynchronises.
+#[inline(always)]
+fn invisible(pid_tgid: u64, syscall: u64, fd: i32, dir: u8, ret: i64, why: u32) {
+    let Some(f) = task::file_of(fd) else {
+        // Unknown: no offsets are taken; the stream's next transfer shows the gap.
+        count(stat::FD_UNRESOLVED);
+        return;
+    };
+    let kind = f.mode & file_type::MASK;
+    if !(kind == file_type::FIFO || kind == file_type::SOCK || (kind == file_type::CHR && is_tty(f.rdev))) {
+        return;
+    }
+    let total = ret as u64;
+    let key = StreamKey {
+        pid: (pid_tgid >> 32) as u32,
+        fd,
+        direction: dir as u32,
+        _pad: 0,
+        conn: 0,
+    };
+    let Some(stream_offset) = claim_offsets(&key, total) else {
+        return;
+    };
+    let Some(copy) = COPY_STATE.get_ptr_mut(0) else {
+        return;
+    };
+    // Safety: per-CPU state owned by this program for its run.
+    let copy = unsafe { &mut *copy };
+    *copy = Copy {
+        pid_tgid,
+        fd,
+        syscall: syscall as u32,
+        direction: dir,
+        flags: data_flags::FILE,
+        file_mode: f.mode,
+        file_dev: f.dev,
+        file_ino: f.ino,
+        cut: why,
+        conn: 0,
+        iov: 0,
+        iov_left: 0,
+        base: 0,
+        base_left: 0,
+        remaining: 0,
+        total,
+        chunk_offset: 0,
+        stream_offset,
+    };
+    count(why);
+    cut_marker(copy);
 }
 
 /// Copies the read that made a process pending (its first `MAX_CANDIDATE_BYTES`).

@@ -383,6 +383,7 @@ impl Capture {
             cut_limit: sum(stat::COPY_CUT_LIMIT)?,
             compat_syscalls: sum(stat::COMPAT_SYSCALL)?,
             fd_unresolved: sum(stat::FD_UNRESOLVED)?,
+            cut_invisible: sum(stat::COPY_CUT_INVISIBLE)?,
         })
     }
 }

@@ -67,6 +67,10 @@ pub struct KernelStats {
     /// in /proc for them).
     #[serde(default)]
     pub fd_unresolved: u64,
+    /// Transfers into or out of a pipe or socket whose bytes moved inside the kernel
+    /// (splice, tee, sendfile, copy_file_range): not copied, cut whole.
+    #[serde(default)]
+    pub cut_invisible: u64,
 }
 
 /// What came of one `Kernel::attach_tls`.

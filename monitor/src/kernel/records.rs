@@ -35,6 +35,11 @@ pub enum Record {
         header: Header,
         nr: u32,
     },
+    /// A watched process set up an io_uring (first time since its exec): what it
+    /// submits through the ring is not seen.
+    IoUring {
+        header: Header,
+    },
 }
 
 impl Record {
@@ -49,6 +54,7 @@ impl Record {
         "accept",
         "fd_change",
         "compat_syscall",
+        "io_uring",
     ];
 
     /// The record's kind, as the `kind` label of `mcp_monitor_records_total`.
@@ -63,6 +69,7 @@ impl Record {
             Record::Accept(_) => "accept",
             Record::FdChange { .. } => "fd_change",
             Record::CompatSyscall { .. } => "compat_syscall",
+            Record::IoUring { .. } => "io_uring",
         }
     }
 
@@ -72,7 +79,8 @@ impl Record {
             Record::Fork { header, .. }
             | Record::Exit { header }
             | Record::FdChange { header, .. }
-            | Record::CompatSyscall { header, .. } => header,
+            | Record::CompatSyscall { header, .. }
+            | Record::IoUring { header } => header,
             Record::Data(d) => &d.header,
             Record::Open(o) => &o.header,
             Record::Connect(c) => &c.header,
@@ -348,6 +356,10 @@ impl TryFrom<&[u8]> for Record {
                 let r: CompatRecord = read(buf, kind::COMPAT_SYSCALL)?;
                 Ok(Record::CompatSyscall { header, nr: r.nr })
             }
+            kind::IO_URING => {
+                let _: CompatRecord = read(buf, kind::IO_URING)?;
+                Ok(Record::IoUring { header })
+            }
             other => Err(DecodeError::UnknownKind(other)),
         }
     }
@@ -499,6 +511,27 @@ mod tests {
         assert_eq!(d.bytes, b"abc");
         assert_eq!(d.file, None, "no file from an older kernel program");
         assert_eq!(d.stream_offset, 10);
+    }
+
+    #[test]
+    fn io_uring_records_decode_and_short_ones_do_not() {
+        let r = CompatRecord {
+            header: hdr(kind::IO_URING),
+            nr: 425,
+            _pad: 0,
+        };
+        let buf = bytes_of(&r, size_of::<CompatRecord>());
+        assert_eq!(
+            Record::try_from(buf.as_slice()),
+            Ok(Record::IoUring {
+                header: hdr(kind::IO_URING)
+            })
+        );
+        assert_eq!(Record::try_from(buf.as_slice()).unwrap().kind(), "io_uring");
+        assert!(matches!(
+            Record::try_from(&buf[..size_of::<Header>() + 2]),
+            Err(DecodeError::Short { .. })
+        ));
     }
 
     #[test]

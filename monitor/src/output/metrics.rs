@@ -43,6 +43,7 @@ pub const LOSS_WHERE: &[&str] = &[
     "kernel_transfer_cut_ring",
     "kernel_transfer_cut_read",
     "kernel_transfer_cut_limit",
+    "kernel_transfer_cut_invisible",
     "kernel_read_failed",
     "kernel_watch_full",
     "kernel_tls_unpaired",
@@ -98,6 +99,8 @@ pub struct Metrics {
     pub watch_reconciled: IntCounter,
     /// Syscalls of watched processes through a 32-bit entry (not decoded).
     pub compat_syscalls: IntCounter,
+    /// Watched processes that set up an io_uring (its I/O is not seen).
+    pub io_uring: IntCounter,
     pub ready: Arc<AtomicBool>,
     max_label_values: usize,
     /// Distinct values seen per (server, label name).
@@ -246,6 +249,10 @@ impl Metrics {
             "mcp_monitor_compat_syscalls_total",
             "Syscalls of watched processes made through a 32-bit entry (int 0x80, a 32-bit program): not decoded, a blind spot.",
         )?;
+        let io_uring = IntCounter::new(
+            "mcp_monitor_io_uring_total",
+            "Watched processes (counted once per exec) that set up or used an io_uring: the reads, writes and opens they submit through it are not seen.",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("mcp_monitor_build_info", "Build information; always 1."),
             &["version"],
@@ -287,6 +294,7 @@ impl Metrics {
             Box::new(tls_probed.clone()),
             Box::new(watch_reconciled.clone()),
             Box::new(compat_syscalls.clone()),
+            Box::new(io_uring.clone()),
             Box::new(build_info),
         ] {
             registry.register(c)?;
@@ -314,6 +322,7 @@ impl Metrics {
             tls_probed,
             watch_reconciled,
             compat_syscalls,
+            io_uring,
             ready: Arc::new(AtomicBool::new(false)),
             max_label_values,
             seen: Mutex::default(),

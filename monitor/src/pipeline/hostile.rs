@@ -3,6 +3,9 @@
 //!   decode them (their numbers and registers are not the native ones), so what goes
 //!   through them is a blind spot; the process is flagged once (`monitor_status`
 //!   `compat_syscall`), and `mcp_monitor_compat_syscalls_total` counts them;
+//! - an io_uring set up by a watched process: the reads, writes and opens it submits
+//!   through the ring go by no syscall the kernel side sees; the process is flagged
+//!   once (`monitor_status` `io_uring`), and `mcp_monitor_io_uring_total` counts them;
 //! - writes by a server's tree into the server's own stdin (a pipe it can reopen through
 //!   /proc/self/fd/0): bytes it will read back as if its client had sent them. Such a
 //!   write is a `stdin_forged` violation, and its bytes are cut out of what the server
@@ -35,6 +38,8 @@ pub(super) struct Hostile {
     compat_flagged: HashSet<u32>,
     /// The kernel's compat-syscall count at the last report.
     compat_counted: u64,
+    /// Processes already flagged for an io_uring.
+    io_uring_flagged: HashSet<u32>,
     /// Forged writes per server (by its pid).
     forged: HashMap<u32, Forged>,
 }
@@ -51,6 +56,7 @@ struct Forged {
 impl Hostile {
     pub(super) fn forget(&mut self, pid: u32) {
         self.compat_flagged.remove(&pid);
+        self.io_uring_flagged.remove(&pid);
         self.forged.remove(&pid);
     }
 }
@@ -82,6 +88,35 @@ impl Pipeline {
                 "server": server,
                 "syscall_nr": nr,
                 "detail": "a watched process made a syscall through a 32-bit entry (int 0x80, sysenter, or a 32-bit program); the monitor does not decode 32-bit syscalls, so whatever this process reads, writes, opens or connects through them is not seen: a blind spot, and a server that does this on purpose is hiding its I/O",
+            }),
+        );
+    }
+
+    /// A watched process set up or used an io_uring (the first time since its exec).
+    pub(super) fn io_uring(&mut self, pid: u32, ts_ns: u64) {
+        let Some(p) = self.procs.get(pid).filter(|p| p.watched) else {
+            return;
+        };
+        if !self.hostile.io_uring_flagged.insert(pid) {
+            return;
+        }
+        let (exe, cmdline) = (p.exe.clone(), p.cmdline_string());
+        let root = self.server_root(pid);
+        let server = root.and_then(|r| self.servers.get(&r)).map(render::server_json);
+        warn!("pid {pid} ({exe}) set up or used an io_uring: what it submits through it is not seen");
+        self.metrics.io_uring.inc();
+        let ts = self.events.kernel_time(ts_ns);
+        self.events.emit(
+            "monitor_status",
+            ts,
+            json!({
+                "status": "io_uring",
+                "pid": pid,
+                "exe": exe,
+                "cmdline": cmdline,
+                "server_pid": root,
+                "server": server,
+                "detail": "a watched process set up or used an io_uring (io_uring_setup, io_uring_enter or io_uring_register); the reads, writes, sends, receives, opens and connects it submits through the ring are done by the kernel without a syscall of its own, and the monitor does not see them: a blind spot, and a server that does this on purpose is hiding its I/O",
             }),
         );
     }
