@@ -184,6 +184,43 @@ fn assert_echo_reported(d: &Daemon, pid: u32) {
     assert_eq!(c["agent"]["client"]["name"], "hostile-test", "{c:#}");
 }
 
+/// A daemon, and the fixture server `c` started in `mode` (on a socketpair with
+/// `socket`), watched, through the client's echo session: the server answered.
+fn answered(d: &Daemon, mut c: Client) -> (Client, u32) {
+    let pid = c.pid();
+    wait_watched(d, pid);
+    let r = c.session();
+    assert_eq!(r["result"]["content"][0]["text"], "called echo");
+    (c, pid)
+}
+
+/// The echo session of a fixture server in `mode`, reported as one `ok` call.
+fn echo_is_reported(tag: &str, mode: &str, fifo: Option<&Path>) {
+    let d = start(tag, false);
+    let (c, pid) = answered(&d, Client::server(tag, mode, fifo));
+    c.finish();
+    assert_echo_reported(&d, pid);
+}
+
+/// The server's one call ended `lost`, and `events_lost{where}` counted it.
+fn assert_lost_and_counted(d: &Daemon, pid: u32, place: &str) {
+    d.wait_for(WAIT, |e| {
+        e["type"] == "server_exited" && e["server"]["pid"] == pid
+    })
+    .unwrap();
+    let calls = server_events(d, "tool_call", &json!(pid));
+    assert_eq!(calls.len(), 1, "one tool_call: {calls:#?}\n{}", d.stderr());
+    assert_eq!(calls[0]["tool"], "echo", "{:#}", calls[0]);
+    assert_eq!(calls[0]["outcome"], "lost", "{:#}", calls[0]);
+    wait_metric(
+        d,
+        WAIT,
+        "mcp_monitor_events_lost_total",
+        |s| s.labels.get("where").is_some_and(|w| w == place),
+        |n| n >= 1.0,
+    );
+}
+
 #[test]
 fn syscalls_through_the_32_bit_entry_are_flagged_not_misread() {
     let tag = unique_tag("compat");
@@ -261,15 +298,7 @@ fn syscalls_through_the_32_bit_entry_are_flagged_not_misread() {
 
 #[test]
 fn responses_through_a_reopened_proc_fd_are_captured() {
-    let tag = unique_tag("procfd");
-    let d = start(&tag, false);
-    let mut c = Client::server(&tag, "procfd", None);
-    let pid = c.pid();
-    wait_watched(&d, pid);
-    let r = c.session();
-    assert_eq!(r["result"]["content"][0]["text"], "called echo");
-    c.finish();
-    assert_echo_reported(&d, pid);
+    echo_is_reported(&unique_tag("procfd"), "procfd", None);
 }
 
 #[test]
@@ -280,14 +309,7 @@ fn responses_through_a_fifo_opened_by_path_are_captured() {
     let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // Safety: a NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-    let d = start(&tag, false);
-    let mut c = Client::server(&tag, "fifo", Some(&fifo));
-    let pid = c.pid();
-    wait_watched(&d, pid);
-    let r = c.session();
-    assert_eq!(r["result"]["content"][0]["text"], "called echo");
-    c.finish();
-    assert_echo_reported(&d, pid);
+    echo_is_reported(&tag, "fifo", Some(&fifo));
 }
 
 #[test]
@@ -295,11 +317,7 @@ fn the_last_response_of_a_server_that_closes_and_exits_at_once_is_reported() {
     let tag = unique_tag("exit");
     let d = start(&tag, false);
     for _ in 0..3 {
-        let mut c = Client::server(&tag, "exit", None);
-        let pid = c.pid();
-        wait_watched(&d, pid);
-        let r = c.session();
-        assert_eq!(r["result"]["content"][0]["text"], "called echo");
+        let (c, pid) = answered(&d, Client::server(&tag, "exit", None));
         c.finish();
         assert_echo_reported(&d, pid);
     }
@@ -345,15 +363,7 @@ fn a_server_writing_into_its_own_stdin_is_flagged_and_not_taken_for_its_client()
 
 #[test]
 fn a_response_sent_with_vmsplice_is_captured() {
-    let tag = unique_tag("vmsplice");
-    let d = start(&tag, false);
-    let mut c = Client::server(&tag, "vmsplice", None);
-    let pid = c.pid();
-    wait_watched(&d, pid);
-    let r = c.session();
-    assert_eq!(r["result"]["content"][0]["text"], "called echo");
-    c.finish();
-    assert_echo_reported(&d, pid);
+    echo_is_reported(&unique_tag("vmsplice"), "vmsplice", None);
 }
 
 /// A response that moved inside the kernel (from a file into the stdout pipe): its
@@ -361,32 +371,9 @@ fn a_response_sent_with_vmsplice_is_captured() {
 fn a_response_moved_in_the_kernel_is_lost_and_counted(mode: &str) {
     let tag = unique_tag(mode);
     let d = start(&tag, false);
-    let mut c = Client::server(&tag, mode, None);
-    let pid = c.pid();
-    wait_watched(&d, pid);
-    let r = c.session();
-    assert_eq!(r["result"]["content"][0]["text"], "called echo");
+    let (c, pid) = answered(&d, Client::server(&tag, mode, None));
     c.finish();
-    d.wait_for(WAIT, |e| {
-        e["type"] == "server_exited" && e["server"]["pid"] == pid
-    })
-    .unwrap();
-    let calls = server_events(&d, "tool_call", &json!(pid));
-    assert_eq!(calls.len(), 1, "one tool_call: {calls:#?}\n{}", d.stderr());
-    let c = &calls[0];
-    assert_eq!(c["tool"], "echo", "{c:#}");
-    assert_eq!(c["outcome"], "lost", "{c:#}");
-    wait_metric(
-        &d,
-        WAIT,
-        "mcp_monitor_events_lost_total",
-        |s| {
-            s.labels
-                .get("where")
-                .is_some_and(|w| w == "kernel_transfer_cut_invisible")
-        },
-        |n| n >= 1.0,
-    );
+    assert_lost_and_counted(&d, pid, "kernel_transfer_cut_invisible");
 }
 
 #[test]
@@ -403,11 +390,7 @@ fn a_response_sent_with_sendfile_is_lost_and_counted() {
 fn a_server_setting_up_an_io_uring_is_flagged() {
     let tag = unique_tag("io_uring");
     let d = start(&tag, false);
-    let mut c = Client::server(&tag, "io_uring", None);
-    let pid = c.pid();
-    wait_watched(&d, pid);
-    let r = c.session();
-    assert_eq!(r["result"]["content"][0]["text"], "called echo");
+    let (c, pid) = answered(&d, Client::server(&tag, "io_uring", None));
     let flagged = d
         .wait_for(WAIT, |e| e["status"] == "io_uring" && e["pid"] == pid)
         .unwrap_or_else(|e| panic!("no io_uring event: {e:#}\n{}", d.stderr()));
@@ -434,11 +417,7 @@ fn a_server_setting_up_an_io_uring_is_flagged() {
 fn a_server_on_sockets_using_recvmmsg_and_sendmmsg_is_captured() {
     let tag = unique_tag("mmsg");
     let d = start(&tag, false);
-    let mut c = Client::socket_server(&tag, "mmsg");
-    let pid = c.pid();
-    wait_watched(&d, pid);
-    let r = c.session();
-    assert_eq!(r["result"]["content"][0]["text"], "called echo");
+    let (c, pid) = answered(&d, Client::socket_server(&tag, "mmsg"));
     c.finish();
     assert_echo_reported(&d, pid);
 }
@@ -447,28 +426,7 @@ fn a_server_on_sockets_using_recvmmsg_and_sendmmsg_is_captured() {
 fn a_response_in_a_second_sendmmsg_message_is_lost_and_counted() {
     let tag = unique_tag("mmsg2");
     let d = start(&tag, false);
-    let mut c = Client::socket_server(&tag, "mmsg2");
-    let pid = c.pid();
-    wait_watched(&d, pid);
-    let r = c.session();
-    assert_eq!(r["result"]["content"][0]["text"], "called echo");
+    let (c, pid) = answered(&d, Client::socket_server(&tag, "mmsg2"));
     c.finish();
-    d.wait_for(WAIT, |e| {
-        e["type"] == "server_exited" && e["server"]["pid"] == pid
-    })
-    .unwrap();
-    let calls = server_events(&d, "tool_call", &json!(pid));
-    assert_eq!(calls.len(), 1, "one tool_call: {calls:#?}\n{}", d.stderr());
-    assert_eq!(calls[0]["outcome"], "lost", "{:#}", calls[0]);
-    wait_metric(
-        &d,
-        WAIT,
-        "mcp_monitor_events_lost_total",
-        |s| {
-            s.labels
-                .get("where")
-                .is_some_and(|w| w == "kernel_transfer_cut_limit")
-        },
-        |n| n >= 1.0,
-    );
+    assert_lost_and_counted(&d, pid, "kernel_transfer_cut_limit");
 }

@@ -272,21 +272,7 @@ fn compat_syscall(state: &mut WatchState, pid_tgid: u64, nr: u64) {
     if state.pending == watch_state::WATCHED {
         count(stat::COMPAT_SYSCALL);
     }
-    if state.compat_reported != 0 {
-        return;
-    }
-    let rec = CompatRecord {
-        header: header(kind::COMPAT_SYSCALL, pid_tgid),
-        nr: nr as u32,
-        _pad: 0,
-    };
-    if output_within(
-        &rec as *const CompatRecord,
-        core::mem::size_of::<CompatRecord>(),
-        stat::RINGBUF_FULL_OTHER,
-    ) {
-        state.compat_reported = 1;
-    }
+    report_once(&mut state.compat_reported, kind::COMPAT_SYSCALL, pid_tgid, nr);
 }
 
 /// A watched process set up an io_uring, or entered or registered with one: reported
@@ -294,11 +280,18 @@ fn compat_syscall(state: &mut WatchState, pid_tgid: u64, nr: u64) {
 /// no syscall this hook sees). `nr` says which syscall.
 #[inline(always)]
 fn io_uring(state: &mut WatchState, pid_tgid: u64, nr: u64) {
-    if state.io_uring_reported != 0 {
+    report_once(&mut state.io_uring_reported, kind::IO_URING, pid_tgid, nr);
+}
+
+/// Sends a `CompatRecord` of `kind` naming syscall `nr`, unless `reported` says one was
+/// sent since the exec; a record the ring could not take is tried again next time.
+#[inline(always)]
+fn report_once(reported: &mut u32, kind: u32, pid_tgid: u64, nr: u64) {
+    if *reported != 0 {
         return;
     }
     let rec = CompatRecord {
-        header: header(kind::IO_URING, pid_tgid),
+        header: header(kind, pid_tgid),
         nr: nr as u32,
         _pad: 0,
     };
@@ -307,7 +300,7 @@ fn io_uring(state: &mut WatchState, pid_tgid: u64, nr: u64) {
         core::mem::size_of::<CompatRecord>(),
         stat::RINGBUF_FULL_OTHER,
     ) {
-        state.io_uring_reported = 1;
+        *reported = 1;
     }
 }
 
