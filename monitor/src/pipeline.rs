@@ -379,7 +379,7 @@ impl Pipeline {
         let process = p.clone();
         info!(
             "watching pid {pid} ({}) as a server: {}",
-            process.cmdline_string(),
+            render::cmdline(&process.cmdline_string()),
             found.label()
         );
         self.start_server(&process, stdio, stdin_fd, &found);
@@ -1354,7 +1354,7 @@ impl Pipeline {
             .violations
             .with_label_values(&[server.label(), &label, v.kind])
             .inc();
-        let fields = json!({"server": server_json, "agent": agent, "kind": v.kind, "detail": v.detail, "rule": v.rule, "effect": effect.to_json(false)});
+        let fields = json!({"server": server_json, "agent": agent, "kind": v.kind, "detail": v.detail, "rule": v.rule, "effect": redacted_effect(&effect)});
         self.events.emit("violation", ts, fields);
     }
 
@@ -1600,6 +1600,19 @@ fn connector(kernel: &dyn Kernel, local: SocketAddr) -> Option<u32> {
     })
 }
 
+/// An effect as a violation event shows it: an exec's argv redacted like a call's.
+fn redacted_effect(effect: &Effect) -> serde_json::Value {
+    let mut v = effect.to_json(false);
+    let n = v
+        .get_mut("argv")
+        .and_then(serde_json::Value::as_array_mut)
+        .map_or(0, |argv| crate::output::redact::redact_argv(argv));
+    if n > 0 {
+        v["argv_redacted"] = json!(n);
+    }
+    v
+}
+
 /// Metrics of one judged tool call; names from watched processes are capped.
 /// `s` is the server's entry under the call's policy, as its event names it; `client`
 /// the caller's clientInfo.
@@ -1676,6 +1689,24 @@ fn tls_function_name(nr: u32) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_exec_in_a_violation_event_has_its_argv_redacted() {
+        let effect = crate::host::effects::Effect::Exec {
+            path: "/usr/bin/curl".into(),
+            argv: vec![
+                "curl".into(),
+                "--password".into(),
+                "hunter2".into(),
+                "ghp_0123456789abcdefghijABCDEFGHIJ012345".into(),
+            ],
+        };
+        let v = super::redacted_effect(&effect);
+        let text = v.to_string();
+        assert!(!text.contains("hunter2") && !text.contains("ghp_0123"), "{text}");
+        assert_eq!(v["argv"][0], "curl");
+        assert_eq!(v["argv_redacted"], 2, "{v:#}");
+    }
+
     #[test]
     fn every_loss_count_is_exported_under_a_label_created_at_zero() {
         let labels: Vec<&str> = super::Loss::default().counts().iter().map(|(l, _)| *l).collect();

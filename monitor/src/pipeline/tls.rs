@@ -6,7 +6,10 @@ use log::{info, warn};
 use serde_json::json;
 
 use super::Pipeline;
-use crate::host::tls_probes::{self, Probed};
+use crate::{
+    host::tls_probes::{self, Probed},
+    output::render,
+};
 
 impl Pipeline {
     /// Whether `pid`'s TLS is probed before it is seen: in the tree of a server named by
@@ -89,7 +92,10 @@ impl Pipeline {
     pub(super) fn report_unreadable(&mut self, pid: u32, reason: &'static str) {
         self.metrics.tls_unreadable.with_label_values(&[reason]).inc();
         let p = self.procs.get(pid);
-        let (exe, cmdline) = (p.map(|p| p.exe.clone()), p.map(|p| p.cmdline_string()));
+        let (exe, cmdline) = (
+            p.map(|p| p.exe.clone()),
+            p.map(|p| render::cmdline(&p.cmdline_string())),
+        );
         warn!(
             "pid {pid} ({}) does TLS the monitor cannot read: {reason}",
             exe.as_deref().unwrap_or("?")
