@@ -1275,6 +1275,8 @@ impl Pipeline {
                 || effects::start_dir(pid, dirfd),
             )
         });
+        // Through /proc/*/root: judged as the file it names, not as noise under /proc.
+        let path = effects::through_proc_root(&path).unwrap_or(path);
         if o.ret >= 0 && self.tls_eager(o.header.pid) {
             // Python imports `ssl` after it starts: its libssl is probed as it loads.
             self.tls_probes

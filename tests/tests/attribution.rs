@@ -1,6 +1,7 @@
 //! What a watched server's processes do stays the server's, however they hide it: a
 //! grandchild that double-forks (its parent exits, it is reparented to init) and the
-//! server process exec'ing itself into another program, both while a call is in flight.
+//! server process exec'ing itself into another program, both while a call is in flight;
+//! a secret read through `/proc/self/root`.
 //! Real Python SDK server, as root with the real daemon.
 use std::{
     io::{BufRead, BufReader, Write},
@@ -103,4 +104,22 @@ fn a_server_that_execs_itself_mid_call_reports_the_exec_as_the_calls() {
         .collect();
     assert!(execs.contains(&"/bin/sh"), "the server's own exec: {call:#}");
     assert!(secrets_of(call).contains(&"/etc/shadow"), "{call:#}");
+}
+
+#[test]
+fn a_secret_read_through_proc_self_root_is_the_secret_not_noise() {
+    let tag = unique_tag("procroot");
+    let d = Daemon::start(&["--watch", &python_server_glob(&tag)]).expect("daemon starts");
+    let calls = json!([
+        {"tool": "read_secret", "arguments": {"path": "/proc/self/root/etc/shadow"}},
+    ]);
+    let report = drive(Client::Python, "procroot", &python_server(&tag), &calls, &[]);
+    let events = server_events(&d, "tool_call", &report["server_pid"]);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert!(
+        secrets_of(&events[0]).contains(&"/etc/shadow"),
+        "judged as the file it names: {:#}",
+        events[0]
+    );
+    assert_eq!(events[0]["effects"]["noise"], 0, "{:#}", events[0]);
 }

@@ -79,6 +79,23 @@ pub fn start_dir(pid: u32, dirfd: i32) -> Option<PathBuf> {
     fs::read_link(link).ok()
 }
 
+/// The file a path through a process's root in /proc names: `/proc/self/root/etc/shadow`
+/// (or `/proc/PID/root/...`, `/proc/thread-self/root/...`) is `/etc/shadow` for what it
+/// opens, and must be judged as that, not as runtime noise under `/proc`. (Another
+/// process's root may be a container's: then the path is inside that container.)
+pub fn through_proc_root(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/proc/")?;
+    let (who, rest) = rest.split_once('/')?;
+    let valid = who == "self" || who == "thread-self" || who.bytes().all(|b| b.is_ascii_digit());
+    let inner = rest.strip_prefix("root")?;
+    if !valid || !(inner.is_empty() || inner.starts_with('/')) {
+        return None;
+    }
+    // A root inside a root: unwrap until it is a path of its own.
+    let inner = if inner.is_empty() { "/" } else { inner };
+    Some(through_proc_root(inner).unwrap_or_else(|| normalize(Path::new(inner))))
+}
+
 /// Removes `.` and `..` lexically (no symlinks are followed: the process may be gone).
 fn normalize(p: &Path) -> String {
     let mut out = PathBuf::from("/");
@@ -165,6 +182,27 @@ mod tests {
         use std::os::fd::AsRawFd;
         assert_eq!(resolve("lib/x", || start_dir(me, dir.as_raw_fd())), "/usr/lib/x");
         assert_eq!(resolve("rel", || start_dir(u32::MAX, AT_FDCWD)), "?/rel");
+    }
+
+    #[test]
+    fn a_path_through_a_proc_root_is_the_file_it_names() {
+        assert_eq!(
+            through_proc_root("/proc/self/root/etc/shadow").as_deref(),
+            Some("/etc/shadow")
+        );
+        assert_eq!(
+            through_proc_root("/proc/1234/root/etc/../etc/shadow").as_deref(),
+            Some("/etc/shadow")
+        );
+        assert_eq!(
+            through_proc_root("/proc/thread-self/root/proc/self/root/home/u/.ssh/id_rsa").as_deref(),
+            Some("/home/u/.ssh/id_rsa")
+        );
+        assert_eq!(through_proc_root("/proc/self/root").as_deref(), Some("/"));
+        assert_eq!(through_proc_root("/proc/self/rootfs/x"), None);
+        assert_eq!(through_proc_root("/proc/self/maps"), None);
+        assert_eq!(through_proc_root("/proc/abc/root/etc/shadow"), None);
+        assert_eq!(through_proc_root("/etc/shadow"), None);
     }
 
     #[test]
