@@ -17,7 +17,7 @@ use monitor::{
     host::identity::Stdio,
     mcp::jsonrpc,
     servers::{Server, ServerHost, Stream},
-    transport::{Direction, Framed, Gap, http::HttpConnection},
+    transport::{Direction, Framed, http::HttpConnection},
 };
 use monitor_fuzz::{Op, check_held, live_bytes, max_message, ops, process, within_budget};
 
@@ -121,14 +121,7 @@ fn server(ops: &[Op], max: usize, data: &[u8]) {
             continue;
         }
         for i in 0..op.repeat {
-            let gap = if i == 0 {
-                Gap {
-                    bytes: op.gap,
-                    ends_at_transfer: op.gap_ends_at_transfer,
-                }
-            } else {
-                Gap::none()
-            };
+            let gap = op.gap_before(i);
             let tls = op.stream & 1 != 0;
             let received = server.receive(stream, !op.to_client, op.bytes, ts, gap, tls, |inode| {
                 (None, Some(format!("10.0.0.{}:5000", inode % 256)))

@@ -15,7 +15,6 @@ use libfuzzer_sys::fuzz_target;
 use monitor::{
     host::{effects::Effect, identity::Stdio},
     servers::{Server, ServerHost, Stream},
-    transport::Gap,
 };
 use monitor_fuzz::{check_held, live_bytes, max_message, ops, process, within_budget};
 
@@ -63,14 +62,7 @@ fuzz_target!(|data: &[u8]| {
             continue;
         }
         for i in 0..op.repeat {
-            let gap = if i == 0 {
-                Gap {
-                    bytes: op.gap,
-                    ends_at_transfer: op.gap_ends_at_transfer,
-                }
-            } else {
-                Gap::none()
-            };
+            let gap = op.gap_before(i);
             let received = server.receive(Stream::Pipe(inode), read, op.bytes, ts, gap, false, |_| {
                 (None, None)
             });

@@ -103,6 +103,21 @@ pub struct Op<'a> {
     pub bytes: &'a [u8],
 }
 
+impl Op<'_> {
+    /// The gap before the `i`-th feeding of its bytes: its own before the first, none
+    /// between repeats.
+    pub fn gap_before(&self, i: usize) -> monitor::transport::Gap {
+        if i == 0 {
+            monitor::transport::Gap {
+                bytes: self.gap,
+                ends_at_transfer: self.gap_ends_at_transfer,
+            }
+        } else {
+            monitor::transport::Gap::none()
+        }
+    }
+}
+
 /// The config byte and the ops of an input.
 pub fn ops(data: &[u8]) -> (u8, Vec<Op<'_>>) {
     let Some((&config, mut rest)) = data.split_first() else {

@@ -21,8 +21,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     AcceptRecord, CompatRecord, ConnectRecord, DataMeta, DataRecord, FdChangeRecord, MAX_CAPTURE_PER_SYSCALL,
-    MAX_CHUNK, MAX_SOCKADDR, OpenRecord, WatchState, data_flags, direction, file_type, is_tty, kind, stat,
-    watch_state,
+    MAX_CHUNK, MAX_SOCKADDR, OpenRecord, WatchState, data_flags, direction, kind, stat, watch_state,
 };
 
 use super::{
@@ -334,8 +333,7 @@ fn invisible(pid_tgid: u64, syscall: u64, fd: i32, dir: u8, ret: i64, why: u32) 
         count(stat::FD_UNRESOLVED);
         return;
     };
-    let kind = f.mode & file_type::MASK;
-    if !(kind == file_type::FIFO || kind == file_type::SOCK || (kind == file_type::CHR && is_tty(f.rdev))) {
+    if !f.is_stream() {
         return;
     }
     let total = ret as u64;
@@ -455,14 +453,9 @@ pub fn data(t: &Transfer, ret: i64, max: u64) {
     match file {
         Some(f) => {
             flags |= data_flags::FILE;
-            let kind = f.mode & file_type::MASK;
-            // Only pipes, FIFOs and sockets carry MCP (terminals are copied too, for
-            // --debug-captures); a candidate read (a look for a request) is sent
-            // whatever it is read from, for userspace to decide.
-            let copied = kind == file_type::FIFO
-                || kind == file_type::SOCK
-                || (kind == file_type::CHR && is_tty(f.rdev));
-            if !copied && max == MAX_CAPTURE_PER_SYSCALL {
+            // A candidate read (a look for a request) is sent whatever it is read
+            // from, for userspace to decide.
+            if !f.is_stream() && max == MAX_CAPTURE_PER_SYSCALL {
                 return;
             }
         }

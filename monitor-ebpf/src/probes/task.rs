@@ -4,7 +4,7 @@
 //! the moment of the syscall, whatever path, dup or inheritance produced it. Only
 //! watched processes (and the rare unwatched syscalls that would be acted on) get here.
 use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
-use monitor_common::{TS_COMPAT, file_type};
+use monitor_common::{TS_COMPAT, file_type, is_tty};
 
 use crate::maps::kernel_offsets;
 
@@ -16,6 +16,16 @@ pub struct FileInfo {
     pub ino: u64,
     pub dev: u32,
     pub rdev: u32,
+}
+
+impl FileInfo {
+    /// Whether its bytes are copied: pipes, FIFOs and sockets carry MCP; terminals are
+    /// copied too (for --debug-captures); regular files and other devices are not.
+    #[inline(always)]
+    pub fn is_stream(&self) -> bool {
+        let kind = self.mode & file_type::MASK;
+        kind == file_type::FIFO || kind == file_type::SOCK || (kind == file_type::CHR && is_tty(self.rdev))
+    }
 }
 
 #[inline(always)]
