@@ -262,13 +262,40 @@ pub struct ExecMeta {
     pub argv_truncated: u32,
 }
 
+/// Bytes the kernel's walk of an opened file's dentries may write: the components,
+/// leaf first, each NUL-terminated. A walk that would go past it stops (truncated).
+pub const MAX_RESOLVED: usize = 4096;
+/// Longest component name with its NUL (NAME_MAX + 1): what one step of the walk may
+/// write past its start.
+pub const MAX_NAME: usize = 256;
+/// Components the walk follows (mount crossings included) before it gives up.
+pub const MAX_COMPONENTS: u32 = 96;
+
 /// open/openat/openat2 by a watched process, at syscall exit. Sent up to the used
-/// part of `path`.
+/// part of `path`: the path asked for (`path_len` bytes), then what the kernel resolved
+/// it to (`resolved_len` bytes, see [`OpenMeta::resolved`]).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct OpenRecord {
     pub meta: OpenMeta,
-    pub path: [u8; MAX_PATH],
+    /// Sized so that a write of [`MAX_NAME`] bytes at any offset below
+    /// `MAX_PATH + MAX_RESOLVED` stays inside (what the verifier checks).
+    pub path: [u8; MAX_PATH + MAX_RESOLVED + MAX_NAME],
+}
+
+/// Values of [`OpenMeta::resolved`]: how far the kernel got walking the opened file's
+/// dentries up to the root of its mount namespace.
+pub mod resolved {
+    /// Not walked: the open failed, or struct offsets are unknown.
+    pub const NONE: u32 = 0;
+    /// The components reach the root: the path is whole.
+    pub const WHOLE: u32 = 1;
+    /// The walk stopped at [`super::MAX_COMPONENTS`] or [`super::MAX_RESOLVED`] bytes,
+    /// or a read failed: the components are the leaf end of the path.
+    pub const PARTIAL: u32 = 2;
+    /// The file is not reachable from a root (an unlinked file's dentry is still
+    /// reachable; a pipe's or an anonymous inode's is not).
+    pub const UNREACHABLE: u32 = 3;
 }
 
 /// The fixed part of an [`OpenRecord`].
@@ -284,8 +311,22 @@ pub struct OpenMeta {
     pub ret: i64,
     /// Bytes of `path` used (without NUL).
     pub path_len: u32,
-    pub _pad: u32,
+    /// A [`resolved`] value.
+    pub resolved: u32,
+    /// The opened file's inode number, device (`s_dev`, kernel encoding), mode and link
+    /// count, from its `struct file` (all 0 when the open failed).
+    pub ino: u64,
+    pub dev: u32,
+    pub mode: u32,
+    pub nlink: u32,
+    /// Bytes after the asked path: the resolved components, leaf first, each ending
+    /// with a NUL.
+    pub resolved_len: u32,
 }
+
+/// The fixed part of an open record before the resolved path and inode were added:
+/// what recordings made by earlier versions hold (userspace still decodes them).
+pub const LEGACY_OPEN_META_SIZE: usize = 56;
 
 /// connect by a watched process, at syscall exit.
 #[repr(C)]
@@ -368,6 +409,18 @@ pub struct KernelOffsets {
     pub inode_rdev: u32,
     pub inode_sb: u32,
     pub sb_dev: u32,
+    pub inode_nlink: u32,
+    /// `file.f_path.dentry` and `file.f_path.mnt` (a `struct vfsmount` inside a
+    /// `struct mount` at `mount_mnt`).
+    pub file_dentry: u32,
+    pub file_vfsmount: u32,
+    pub dentry_parent: u32,
+    /// `dentry.d_name.name`.
+    pub dentry_name: u32,
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_mountpoint: u32,
+    pub vfsmount_root: u32,
     /// 1 once userspace has filled the offsets in.
     pub valid: u32,
 }

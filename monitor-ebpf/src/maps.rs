@@ -55,6 +55,8 @@ pub static EXEC_SCRATCH: PerCpuArray<ExecRecord> = PerCpuArray::with_max_entries
 #[map]
 pub static OPEN_SCRATCH: PerCpuArray<OpenRecord> = PerCpuArray::with_max_entries(1, 0);
 #[map]
+pub static PATH_WALK: PerCpuArray<crate::probes::PathWalk> = PerCpuArray::with_max_entries(1, 0);
+#[map]
 pub static COPY_STATE: PerCpuArray<crate::probes::Copy> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static CONNECT_SCRATCH: PerCpuArray<ConnectRecord> = PerCpuArray::with_max_entries(1, 0);
@@ -96,6 +98,15 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     inode_rdev: 0,
     inode_sb: 0,
     sb_dev: 0,
+    inode_nlink: 0,
+    file_dentry: 0,
+    file_vfsmount: 0,
+    dentry_parent: 0,
+    dentry_name: 0,
+    mount_mnt: 0,
+    mount_parent: 0,
+    mount_mountpoint: 0,
+    vfsmount_root: 0,
     valid: 0,
 };
 

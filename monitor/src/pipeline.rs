@@ -20,6 +20,7 @@ use crate::{
         identity::{self, ClientProcess},
         procs::{self, Process, ProcessTable, read_cmdline},
         reconcile::Reconciler,
+        secret_inodes::SecretInodes,
         tls_probes::TlsProbes,
         watch::{DetectedBy, WatchPatterns},
     },
@@ -193,6 +194,8 @@ pub struct Pipeline {
     http_misses: HashMap<u32, u32>,
     /// Compat syscalls flagged, forged stdin writes (see `hostile`).
     hostile: hostile::Hostile,
+    /// Secret files by inode, for hard links to them.
+    secret_inodes: SecretInodes,
 }
 
 /// The kernel's watched set is checked against userspace every this many ticks (1 s).
@@ -260,6 +263,7 @@ impl Pipeline {
             policy_path: settings.policy_path,
             http_misses: HashMap::new(),
             hostile: hostile::Hostile::default(),
+            secret_inodes: SecretInodes::default(),
         };
         p.watch_existing(settings.discovery);
         Ok(p)
@@ -1262,21 +1266,24 @@ impl Pipeline {
     }
 
     /// An open by a process of a server's tree: runtime noise is counted, failed opens
-    /// matter only for secrets, the rest is an effect.
+    /// matter only for secrets, the rest is an effect. The file is judged by the path
+    /// the kernel opened, and is a secret if any of its names is one: the path asked
+    /// for (a symlink named like a secret) or a secret it is a hard link of.
     fn open(&mut self, o: crate::kernel::records::Open) {
         let Some(root) = self.server_root(o.header.pid) else {
             return;
         };
         let raw = String::from_utf8_lossy(&o.path);
         let (pid, dirfd) = (o.header.pid, o.dirfd);
-        let path = effects::resolve(&raw, || {
+        let asked = effects::resolve(&raw, || {
             self.facts.look(
                 || format!("start_dir/{pid}/{dirfd}"),
                 || effects::start_dir(pid, dirfd),
             )
         });
         // Through /proc/*/root: judged as the file it names, not as noise under /proc.
-        let path = effects::through_proc_root(&path).unwrap_or(path);
+        let asked = effects::through_proc_root(&asked).unwrap_or(asked);
+        let (path, mut other) = effects::opened_path(asked, o.opened.as_ref());
         if o.ret >= 0 && self.tls_eager(o.header.pid) {
             // Python imports `ssl` after it starts: its libssl is probed as it loads.
             self.tls_probes
@@ -1287,22 +1294,51 @@ impl Pipeline {
             return;
         };
         let index = policy.server_index(server.rule.as_deref());
-        let secret = policy.secret(index, &path, &server.homes);
+        let names = || std::iter::once(path.as_str()).chain(other.iter());
+        let mut secret = policy
+            .secret_named(index, names(), &server.homes)
+            .map(|(hit, _)| hit);
+        if secret.is_none()
+            && let Some(f) = o.opened.as_ref().filter(|f| effects::is_hard_linked(f))
+        {
+            let globs = policy.secret_globs(&server.homes);
+            let (dev, ino) = (f.dev, f.ino);
+            let inodes = &mut self.secret_inodes;
+            other.hard_link_of = self.facts.look(
+                || format!("secret_inode/{dev}/{ino}"),
+                || inodes.find(globs, dev, ino),
+            );
+            secret = other
+                .hard_link_of
+                .as_deref()
+                .and_then(|name| policy.secret(index, name, &server.homes));
+        }
         let ok = o.ret >= 0;
         let write = effects::is_write(o.flags);
         if secret.is_none() {
             if !ok {
                 return;
             }
-            // The runtime loading its own program, or what the noise list covers.
-            let own = !write && server.program_files.contains(&path);
+            // The runtime loading its own program (by either name), or what the noise
+            // list covers (by the path opened only: a symlink in a noise folder, such
+            // as a node_modules the server can write, must not hide its target).
+            let own = !write
+                && std::iter::once(path.as_str())
+                    .chain(other.asked.as_deref())
+                    .any(|p| server.program_files.iter().any(|f| f == p));
             if own || policy.is_noise(&path, &server.homes) {
                 server.attach_noise();
                 self.metrics.noise_opens.inc();
                 return;
             }
         }
-        self.effect(root, o.header.ts_ns, Effect::File { path, write, ok }, secret);
+        let effect = Effect::File {
+            path,
+            write,
+            ok,
+            other,
+        };
+        self.effect(root, o.header.ts_ns, effect, secret);
     }
 
     /// Gives an effect to the server's calls in flight (judged with the call); outside
@@ -1325,8 +1361,16 @@ impl Pipeline {
             .map(|c| json!({"pid": c.pid, "uid": c.uid, "exe": c.exe}));
         let starter_client = starter.and_then(|s| s.client.as_ref());
         let (kind, what) = match (&effect, secret) {
-            (Effect::File { path, write, ok }, Some(hit)) => {
-                let fields = json!({
+            (
+                Effect::File {
+                    path,
+                    write,
+                    ok,
+                    other,
+                },
+                Some(hit),
+            ) => {
+                let mut fields = json!({
                     "server": server_json,
                     "agent": agent,
                     "path": path,
@@ -1336,6 +1380,7 @@ impl Pipeline {
                     "rule": hit.rule,
                     "allowed_by": hit.allowed_by,
                 });
+                other.add_to(&mut fields);
                 let agent = agent_label(&self.metrics, server.label(), None, starter_client);
                 self.metrics
                     .secret_access

@@ -369,7 +369,7 @@ impl Script {
             ret: 3,
             ..OpenMeta::default()
         };
-        self.record(&encode::open(meta, path));
+        self.record(&encode::open(meta, path, &[]));
     }
 
     /// The once-a-second loss report (a second goes by), with the kernel's counters.

@@ -21,12 +21,13 @@ use aya_ebpf::{
 };
 use monitor_common::{
     AcceptRecord, CompatRecord, ConnectRecord, DataMeta, DataRecord, FdChangeRecord, MAX_CAPTURE_PER_SYSCALL,
-    MAX_CHUNK, MAX_SOCKADDR, OpenRecord, WatchState, data_flags, direction, kind, stat, watch_state,
+    MAX_CHUNK, MAX_PATH, MAX_SOCKADDR, OpenRecord, WatchState, data_flags, direction, kind, resolved, stat,
+    watch_state,
 };
 
 use super::{
     discover::{self, MAX_CANDIDATE_BYTES},
-    task, tls,
+    paths, task, tls,
 };
 use crate::{
     bounds::clamp,
@@ -667,16 +668,36 @@ fn open(pid_tgid: u64, regs: &Regs, dirfd: i64, path: u64, flags: u64, ret: i64)
     rec.meta.dirfd = dirfd as i32;
     rec.meta.flags = flags;
     rec.meta.ret = ret;
-    rec.meta._pad = 0;
     // Safety: user string into a bounded buffer.
-    rec.meta.path_len = match unsafe { bpf_probe_read_user_str_bytes(path as *const u8, &mut rec.path) } {
-        Ok(s) => s.len() as u32,
-        Err(_) => {
-            count(stat::READ_FAILED);
-            0
+    rec.meta.path_len =
+        match unsafe { bpf_probe_read_user_str_bytes(path as *const u8, &mut rec.path[..MAX_PATH]) } {
+            Ok(s) => s.len() as u32,
+            Err(_) => {
+                count(stat::READ_FAILED);
+                0
+            }
+        };
+    rec.meta.resolved = resolved::NONE;
+    rec.meta.resolved_len = 0;
+    rec.meta.ino = 0;
+    rec.meta.dev = 0;
+    rec.meta.mode = 0;
+    rec.meta.nlink = 0;
+    // What was opened, from the new fd's `struct file`: the path asked for may name
+    // something else by the time userspace looks (a symlink swapped, a chdir).
+    if let Some(file) = task::file_ptr(ret as i32) {
+        if let Some(info) = task::inode_of(file) {
+            rec.meta.ino = info.ino;
+            rec.meta.dev = info.dev;
+            rec.meta.mode = info.mode as u32;
         }
-    };
-    let len = core::mem::offset_of!(OpenRecord, path) + rec.meta.path_len as usize;
+        rec.meta.nlink = task::nlink_of(file);
+        let (state, len) = paths::resolve(file, rec.meta.path_len);
+        rec.meta.resolved = state;
+        rec.meta.resolved_len = len;
+    }
+    let len =
+        core::mem::offset_of!(OpenRecord, path) + rec.meta.path_len as usize + rec.meta.resolved_len as usize;
     output_within(rec as *const OpenRecord, len, stat::RINGBUF_FULL_OTHER);
 }
 

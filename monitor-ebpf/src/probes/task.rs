@@ -29,7 +29,7 @@ impl FileInfo {
 }
 
 #[inline(always)]
-fn read_u64(addr: u64) -> Option<u64> {
+pub fn read_u64(addr: u64) -> Option<u64> {
     // Safety: a kernel address from the current task's own structs; an unreadable one
     // is an error, never a fault.
     unsafe { bpf_probe_read_kernel(addr as *const u64) }.ok()
@@ -56,10 +56,10 @@ pub fn compat() -> bool {
     read_u32(task + off.task_status as u64).is_some_and(|s| s & TS_COMPAT != 0)
 }
 
-/// The file `fd` of the current process refers to now:
-/// `current->files->fdt->fd[fd]->f_inode`, checked against `max_fds`.
+/// The `struct file` behind `fd` of the current process now:
+/// `current->files->fdt->fd[fd]`, checked against `max_fds`.
 #[inline(always)]
-pub fn file_of(fd: i32) -> Option<FileInfo> {
+pub fn file_ptr(fd: i32) -> Option<u64> {
     let off = kernel_offsets();
     if off.valid == 0 || fd < 0 {
         return None;
@@ -73,7 +73,19 @@ pub fn file_of(fd: i32) -> Option<FileInfo> {
         return None;
     }
     let array = read_u64(fdt + off.fdt_fd as u64).filter(|&p| p != 0)?;
-    let file = read_u64(array + (fd as u64) * 8).filter(|&p| p != 0)?;
+    read_u64(array + (fd as u64) * 8).filter(|&p| p != 0)
+}
+
+/// The file `fd` of the current process refers to now (its `f_inode`).
+#[inline(always)]
+pub fn file_of(fd: i32) -> Option<FileInfo> {
+    inode_of(file_ptr(fd)?)
+}
+
+/// What a `struct file` refers to (its `f_inode`).
+#[inline(always)]
+pub fn inode_of(file: u64) -> Option<FileInfo> {
+    let off = kernel_offsets();
     let inode = read_u64(file + off.file_inode as u64).filter(|&p| p != 0)?;
     // Safety: as in `read_u64`.
     let mode: u16 = unsafe { bpf_probe_read_kernel((inode + off.inode_mode as u64) as *const u16) }.ok()?;
@@ -88,4 +100,14 @@ pub fn file_of(fd: i32) -> Option<FileInfo> {
         0
     };
     Some(FileInfo { mode, ino, dev, rdev })
+}
+
+/// Hard links to the inode of a `struct file` (0 if unreadable).
+#[inline(always)]
+pub fn nlink_of(file: u64) -> u32 {
+    let off = kernel_offsets();
+    read_u64(file + off.file_inode as u64)
+        .filter(|&p| p != 0)
+        .and_then(|inode| read_u32(inode + off.inode_nlink as u64))
+        .unwrap_or(0)
 }

@@ -8,6 +8,8 @@ use std::{
 
 use serde_json::{Value, json};
 
+use crate::kernel::records::{KernelPath, Opened};
+
 const AT_FDCWD: i32 = -100;
 const O_ACCMODE: u64 = 0o3;
 const O_WRONLY: u64 = 0o1;
@@ -15,14 +17,20 @@ const O_RDWR: u64 = 0o2;
 const O_CREAT: u64 = 0o100;
 const O_TRUNC: u64 = 0o1000;
 const EINPROGRESS: i64 = 115;
+const S_IFMT: u32 = 0o170000;
+const S_IFREG: u32 = 0o100000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Effect {
     File {
+        /// The file opened: the path the kernel reached when it resolved one, else the
+        /// path asked for (made absolute).
         path: String,
         write: bool,
         /// The open succeeded (failed attempts matter only for secrets).
         ok: bool,
+        /// Other names of the same file, which secrets are judged on too.
+        other: OtherNames,
     },
     Exec {
         path: String,
@@ -34,12 +42,66 @@ pub enum Effect {
     },
 }
 
+/// Names of an opened file besides the one the kernel reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct OtherNames {
+    /// The path asked for, when it is not the path opened: a symlink, a path through
+    /// `/proc/*/root`, a relative path whose folder changed.
+    pub asked: Option<String>,
+    /// A secret this file is a hard link of (same device and inode).
+    pub hard_link_of: Option<String>,
+}
+
+impl OtherNames {
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.asked.iter().chain(&self.hard_link_of).map(String::as_str)
+    }
+
+    /// `path` described with the name that made it a secret when that is another one.
+    pub fn describe(&self, path: &str, secret_name: &str) -> String {
+        if secret_name == path {
+            path.to_string()
+        } else if self.hard_link_of.as_deref() == Some(secret_name) {
+            format!("{path} (a hard link of {secret_name})")
+        } else {
+            format!("{path} (asked for as {secret_name})")
+        }
+    }
+
+    /// Adds `asked_path` and `hard_link_of` to an event's JSON when there are.
+    pub fn add_to(&self, v: &mut Value) {
+        if let Some(asked) = &self.asked {
+            v["asked_path"] = json!(asked);
+        }
+        if let Some(of) = &self.hard_link_of {
+            v["hard_link_of"] = json!(of);
+        }
+    }
+}
+
 impl Effect {
+    /// A file effect known by one name.
+    pub fn file(path: impl Into<String>, write: bool, ok: bool) -> Self {
+        Effect::File {
+            path: path.into(),
+            write,
+            ok,
+            other: OtherNames::default(),
+        }
+    }
+
     /// The effect as events show it; `ambiguous` when several calls were in flight.
     pub fn to_json(&self, ambiguous: bool) -> Value {
         let mut v = match self {
-            Effect::File { path, write, ok } => {
-                json!({"path": path, "access": if *write { "write" } else { "read" }, "ok": ok})
+            Effect::File {
+                path,
+                write,
+                ok,
+                other,
+            } => {
+                let mut v = json!({"path": path, "access": if *write { "write" } else { "read" }, "ok": ok});
+                other.add_to(&mut v);
+                v
             }
             Effect::Exec { path, argv } => json!({"path": path, "argv": argv}),
             Effect::Connect { address, ok } => json!({"address": address, "ok": ok}),
@@ -49,6 +111,30 @@ impl Effect {
         }
         v
     }
+}
+
+/// The path an open is judged by, and the path asked for when that is another: the
+/// kernel's path of the opened file when it walked it to the root, else `asked`.
+pub fn opened_path(asked: String, opened: Option<&Opened>) -> (String, OtherNames) {
+    let kernel = opened.and_then(|f| match &f.path {
+        KernelPath::Whole(p) => Some(String::from_utf8_lossy(p).into_owned()),
+        _ => None,
+    });
+    match kernel {
+        Some(path) if path != asked => (
+            path,
+            OtherNames {
+                asked: Some(asked),
+                hard_link_of: None,
+            },
+        ),
+        _ => (asked, OtherNames::default()),
+    }
+}
+
+/// Whether the opened file is a regular file with other names than this one.
+pub fn is_hard_linked(f: &Opened) -> bool {
+    f.mode & S_IFMT == S_IFREG && f.nlink > 1
 }
 
 /// Whether open flags ask for writing.

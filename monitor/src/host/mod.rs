@@ -8,6 +8,7 @@ pub mod identity;
 pub mod procs;
 pub mod program_files;
 pub mod reconcile;
+pub mod secret_inodes;
 pub mod tls;
 pub mod tls_probes;
 pub mod watch;

@@ -226,6 +226,13 @@ pub fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
         ("fdtable", "fd"),
         ("file", "f_inode"),
         ("inode", "i_sb"),
+        ("path", "dentry"),
+        ("path", "mnt"),
+        ("dentry", "d_parent"),
+        ("qstr", "name"),
+        ("mount", "mnt_parent"),
+        ("mount", "mnt_mountpoint"),
+        ("vfsmount", "mnt_root"),
     ] {
         if !btf.member_is_pointer(s, f) {
             bail!("{s}.{f} is not a pointer in this kernel's BTF");
@@ -244,6 +251,15 @@ pub fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
         inode_rdev: m("inode", "i_rdev")?,
         inode_sb: m("inode", "i_sb")?,
         sb_dev: m("super_block", "s_dev")?,
+        inode_nlink: m("inode", "i_nlink")?,
+        file_dentry: m("file", "f_path")? + m("path", "dentry")?,
+        file_vfsmount: m("file", "f_path")? + m("path", "mnt")?,
+        dentry_parent: m("dentry", "d_parent")?,
+        dentry_name: m("dentry", "d_name")? + m("qstr", "name")?,
+        mount_mnt: m("mount", "mnt")?,
+        mount_parent: m("mount", "mnt_parent")?,
+        mount_mountpoint: m("mount", "mnt_mountpoint")?,
+        vfsmount_root: m("vfsmount", "mnt_root")?,
         valid: 1,
     })
 }

@@ -235,7 +235,7 @@ fn struct_offsets() -> KernelOffsets {
     match super::btf::Btf::from_sys_fs().and_then(|btf| super::btf::kernel_offsets(&btf)) {
         Ok(o) => {
             info!(
-                "kernel struct offsets from BTF: thread_info.status {}, task_struct.files {}, files_struct.fdt {}, fdtable.max_fds {} .fd {}, file.f_inode {}, inode.i_mode {} .i_ino {} .i_rdev {} .i_sb {}, super_block.s_dev {}",
+                "kernel struct offsets from BTF: thread_info.status {}, task_struct.files {}, files_struct.fdt {}, fdtable.max_fds {} .fd {}, file.f_inode {}, inode.i_mode {} .i_ino {} .i_rdev {} .i_sb {} .i_nlink {}, super_block.s_dev {}, file.f_path {}/{}, dentry.d_parent {} .d_name.name {}, mount.mnt {} .mnt_parent {} .mnt_mountpoint {}, vfsmount.mnt_root {}",
                 o.task_status,
                 o.task_files,
                 o.files_fdt,
@@ -246,13 +246,22 @@ fn struct_offsets() -> KernelOffsets {
                 o.inode_ino,
                 o.inode_rdev,
                 o.inode_sb,
-                o.sb_dev
+                o.inode_nlink,
+                o.sb_dev,
+                o.file_dentry,
+                o.file_vfsmount,
+                o.dentry_parent,
+                o.dentry_name,
+                o.mount_mnt,
+                o.mount_parent,
+                o.mount_mountpoint,
+                o.vfsmount_root
             );
             o
         }
         Err(e) => {
             warn!(
-                "kernel struct offsets unavailable ({e:#}): 32-bit (compat) syscalls of watched processes are not detected, and fd kinds are read from /proc when records are handled"
+                "kernel struct offsets unavailable ({e:#}): 32-bit (compat) syscalls of watched processes are not detected, opened paths are not resolved in the kernel, and fd kinds are read from /proc when records are handled"
             );
             KernelOffsets::default()
         }

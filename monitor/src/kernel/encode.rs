@@ -9,7 +9,7 @@ use std::mem::{offset_of, size_of};
 
 use monitor_common::{
     CompatRecord, DataMeta, ExecMeta, ExecRecord, ExitRecord, FdChangeRecord, ForkRecord, Header, MAX_ARGV,
-    MAX_CHUNK, MAX_FILENAME, MAX_PATH, OpenMeta, OpenRecord, data_flags, kind,
+    MAX_CHUNK, MAX_FILENAME, MAX_PATH, MAX_RESOLVED, OpenMeta, OpenRecord, data_flags, kind,
 };
 
 /// The bytes of a plain `#[repr(C)]` value.
@@ -100,19 +100,34 @@ pub fn cut(meta: DataMeta) -> Vec<u8> {
     )
 }
 
-/// An open record: the fixed part, then `path`, cut after its used bytes.
-pub fn open(meta: OpenMeta, path: impl AsRef<[u8]>) -> Vec<u8> {
+/// An open record: the fixed part, then `path`, then `walk` (the kernel's components
+/// of the opened file's path, see [`walk_of`]; `meta.resolved` says how it ended).
+pub fn open(meta: OpenMeta, path: impl AsRef<[u8]>, walk: &[u8]) -> Vec<u8> {
     let path = path.as_ref();
     assert!(path.len() <= MAX_PATH, "path over MAX_PATH");
+    assert!(walk.len() <= MAX_RESOLVED, "walk over MAX_RESOLVED");
     let meta = OpenMeta {
         header: of_kind(kind::OPEN, meta.header),
         path_len: path.len() as u32,
+        resolved_len: walk.len() as u32,
         ..meta
     };
     let mut bytes = vec![0u8; offset_of!(OpenRecord, path)];
     bytes[..size_of::<OpenMeta>()].copy_from_slice(bytes_of(&meta));
     bytes.extend_from_slice(path);
+    bytes.extend_from_slice(walk);
     bytes
+}
+
+/// The components the kernel's walk writes for an absolute `path`: leaf first, each
+/// NUL-terminated.
+pub fn walk_of(path: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in path.split('/').filter(|p| !p.is_empty()).rev() {
+        out.extend_from_slice(part.as_bytes());
+        out.push(0);
+    }
+    out
 }
 
 /// A compat-syscall record: a watched process's first syscall through a 32-bit entry.
@@ -132,7 +147,8 @@ mod tests {
     use monitor_common::direction;
 
     use super::*;
-    use crate::kernel::records::{Data, Direction, Exec, Open, Record};
+    use crate::kernel::records::{Data, Direction, Exec, KernelPath, Open, Opened, Record};
+    use monitor_common::resolved;
 
     /// Each struct `bytes_of` is given is as large as its fields together.
     #[test]
@@ -143,7 +159,7 @@ mod tests {
         assert_eq!(size_of::<ExecMeta>(), 48);
         assert_eq!(size_of::<ForkRecord>(), 32);
         assert_eq!(size_of::<ExitRecord>(), 24);
-        assert_eq!(size_of::<OpenMeta>(), 56);
+        assert_eq!(size_of::<OpenMeta>(), 80);
         assert_eq!(offset_of!(OpenRecord, path), size_of::<OpenMeta>());
         assert_eq!(size_of::<FdChangeRecord>(), 32);
     }
@@ -200,7 +216,7 @@ mod tests {
                 },
             ),
             (
-                open(open_meta, "/etc/shadow"),
+                open(open_meta, "/etc/shadow", &[]),
                 Record::Open(Open {
                     header: of_kind(kind::OPEN, H),
                     syscall: 257,
@@ -208,6 +224,36 @@ mod tests {
                     flags: 0o2000000,
                     ret: 3,
                     path: b"/etc/shadow".to_vec(),
+                    opened: None,
+                }),
+            ),
+            (
+                open(
+                    OpenMeta {
+                        resolved: resolved::WHOLE,
+                        ino: 77,
+                        dev: 5 << 20 | 1,
+                        mode: 0o100640,
+                        nlink: 2,
+                        ..open_meta
+                    },
+                    "link-to-shadow",
+                    &walk_of("/etc/shadow"),
+                ),
+                Record::Open(Open {
+                    header: of_kind(kind::OPEN, H),
+                    syscall: 257,
+                    dirfd: -100,
+                    flags: 0o2000000,
+                    ret: 3,
+                    path: b"link-to-shadow".to_vec(),
+                    opened: Some(Opened {
+                        ino: 77,
+                        dev: 5 << 20 | 1,
+                        mode: 0o100640,
+                        nlink: 2,
+                        path: KernelPath::Whole(b"/etc/shadow".to_vec()),
+                    }),
                 }),
             ),
             (

@@ -5,8 +5,8 @@ use std::mem::{offset_of, size_of};
 
 use monitor_common::{
     AcceptRecord, CompatRecord, ConnectRecord, DataMeta, ExecMeta, ExecRecord, ExitRecord, FdChangeRecord,
-    ForkRecord, Header, LEGACY_DATA_META_SIZE, MAX_ARGV, MAX_CHUNK, MAX_FILENAME, MAX_PATH, OpenMeta,
-    OpenRecord, data_flags, direction, kind,
+    ForkRecord, Header, LEGACY_DATA_META_SIZE, LEGACY_OPEN_META_SIZE, MAX_ARGV, MAX_CHUNK, MAX_FILENAME,
+    MAX_PATH, MAX_RESOLVED, OpenMeta, data_flags, direction, kind, resolved,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,7 +164,62 @@ pub struct Open {
     pub dirfd: i32,
     pub flags: u64,
     pub ret: i64,
+    /// The path as asked for (relative to `dirfd` when not absolute).
     pub path: Vec<u8>,
+    /// What the kernel opened, from the new fd's `struct file`: None when the open
+    /// failed, or the programs had no struct offsets (or the recording predates it).
+    pub opened: Option<Opened>,
+}
+
+/// The file an open reached, as the kernel saw it at the syscall's exit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub ino: u64,
+    /// `s_dev`, kernel encoding (major << 20 | minor).
+    pub dev: u32,
+    pub mode: u32,
+    pub nlink: u32,
+    pub path: KernelPath,
+}
+
+/// The opened file's path from its dentries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelPath {
+    /// From the root of the process's mount namespace: `/a/b`.
+    Whole(Vec<u8>),
+    /// The leaf end only (`a/b`): the walk stopped before the root.
+    Partial(Vec<u8>),
+    /// Reachable from no root: a pipe, an anonymous inode, a mount out of the namespace.
+    Unreachable,
+    /// Not walked (offsets unknown).
+    Unknown,
+}
+
+impl KernelPath {
+    /// From the walk's components (leaf first, each NUL-terminated) and its outcome.
+    fn from_walk(state: u32, components: &[u8]) -> Result<Self, DecodeError> {
+        let joined = || {
+            let body = components.strip_suffix(&[0]).unwrap_or(components);
+            let mut parts: Vec<&[u8]> = if body.is_empty() {
+                Vec::new()
+            } else {
+                body.split(|&b| b == 0).collect()
+            };
+            parts.reverse();
+            parts.join(&b'/')
+        };
+        Ok(match state {
+            resolved::NONE => Self::Unknown,
+            resolved::WHOLE => {
+                let mut path = b"/".to_vec();
+                path.extend_from_slice(&joined());
+                Self::Whole(path)
+            }
+            resolved::PARTIAL => Self::Partial(joined()),
+            resolved::UNREACHABLE => Self::Unreachable,
+            _ => return Err(DecodeError::BadField("resolved")),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,9 +353,24 @@ impl TryFrom<&[u8]> for Record {
                 }))
             }
             kind::OPEN => {
-                let r: OpenMeta = read(buf, kind::OPEN)?;
-                let start = offset_of!(OpenRecord, path);
+                let (r, start) = open_meta(buf)?;
                 let path = tail(buf, start, r.path_len, MAX_PATH, "path_len")?.to_vec();
+                let components = tail(
+                    buf,
+                    start + path.len(),
+                    r.resolved_len,
+                    MAX_RESOLVED,
+                    "resolved_len",
+                )?;
+                let kernel_path = KernelPath::from_walk(r.resolved, components)?;
+                let opened =
+                    (r.ret >= 0 && (r.ino != 0 || kernel_path != KernelPath::Unknown)).then_some(Opened {
+                        ino: r.ino,
+                        dev: r.dev,
+                        mode: r.mode,
+                        nlink: r.nlink,
+                        path: kernel_path,
+                    });
                 Ok(Record::Open(Open {
                     header,
                     syscall: r.syscall,
@@ -308,6 +378,7 @@ impl TryFrom<&[u8]> for Record {
                     flags: r.flags,
                     ret: r.ret,
                     path,
+                    opened,
                 }))
             }
             kind::CONNECT => {
@@ -379,6 +450,26 @@ fn data_meta(buf: &[u8]) -> Result<(DataMeta, usize), DecodeError> {
         return Ok((r, LEGACY_DATA_META_SIZE));
     }
     Ok((read(buf, kind::DATA)?, full))
+}
+
+/// An open record's fixed part and its size: the current layout, or the shorter one of
+/// recordings made before the kernel resolved paths (the fixed part plus exactly
+/// `path_len` bytes; its `_pad` was always 0, which reads as `resolved::NONE`).
+fn open_meta(buf: &[u8]) -> Result<(OpenMeta, usize), DecodeError> {
+    let full = size_of::<OpenMeta>();
+    let len_at = std::mem::offset_of!(OpenMeta, path_len);
+    let legacy = buf
+        .get(len_at..len_at + 4)
+        .map(|l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize)
+        .is_some_and(|len| buf.len() == LEGACY_OPEN_META_SIZE + len);
+    if legacy {
+        let mut meta = vec![0u8; full];
+        meta[..LEGACY_OPEN_META_SIZE].copy_from_slice(&buf[..LEGACY_OPEN_META_SIZE]);
+        let mut r: OpenMeta = read(&meta, kind::OPEN)?;
+        r.resolved = resolved::NONE;
+        return Ok((r, LEGACY_OPEN_META_SIZE));
+    }
+    Ok((read(buf, kind::OPEN)?, full))
 }
 
 /// Whether `buf` is a legacy data record: 72 bytes of fixed part then `len` bytes.

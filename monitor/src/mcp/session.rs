@@ -714,11 +714,7 @@ mod tests {
     #[test]
     fn effects_go_to_the_calls_in_flight_and_are_ambiguous_when_several_are() {
         let mut s = Session::default();
-        let file = |p: &str| Effect::File {
-            path: p.into(),
-            write: false,
-            ok: true,
-        };
+        let file = |p: &str| Effect::file(p, false, true);
         // As the server does it: ambiguous when several calls are in flight.
         let attach = |s: &mut Session, e: Effect| {
             let ambiguous = s.tool_calls_in_flight() > 1;
@@ -843,11 +839,7 @@ mod tests {
 
     #[test]
     fn a_call_keeps_each_effect_once_and_counts_past_its_bound() {
-        let file = |p: &str| Effect::File {
-            path: p.to_string(),
-            write: false,
-            ok: true,
-        };
+        let file = |p: &str| Effect::file(p, false, true);
         let mut s = Session::default();
         c2s(
             &mut s,

@@ -29,6 +29,21 @@ impl Policy {
         self.noise.allowing(path, homes).is_some()
     }
 
+    /// The secret globs with `~` expanded for `homes`: what names secret files.
+    pub fn secret_globs(&self, homes: &Homes) -> Vec<String> {
+        self.secret_globs.expanded(homes)
+    }
+
+    /// `secret` for the first of a file's names that is one.
+    pub fn secret_named<'a>(
+        &self,
+        server: Option<usize>,
+        mut names: impl Iterator<Item = &'a str>,
+        homes: &Homes,
+    ) -> Option<(SecretHit, &'a str)> {
+        names.find_map(|n| self.secret(server, n, homes).map(|hit| (hit, n)))
+    }
+
     /// The secret class of `path`, and whether the server's entry allows it.
     pub fn secret(&self, server: Option<usize>, path: &str, homes: &Homes) -> Option<SecretHit> {
         let glob = self.secret_globs.detecting(path, homes)?;

@@ -132,6 +132,21 @@ impl PathGlobs {
     pub fn detecting(&self, path: &str, homes: &Homes) -> Option<&str> {
         homes.detection().find_map(|h| self.matching_home(path, h))
     }
+
+    /// The globs as detection reads them: `~` expanded to either home (left out
+    /// without one).
+    pub fn expanded(&self, homes: &Homes) -> Vec<String> {
+        let mut out = Vec::new();
+        for item in &self.items {
+            if !is_home_glob(item) {
+                out.push(item.clone());
+                continue;
+            }
+            out.extend(homes.detection().flatten().map(|h| expand_home(item, h)));
+        }
+        out.dedup();
+        out
+    }
 }
 
 fn is_home_glob(glob: &str) -> bool {

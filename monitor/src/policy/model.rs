@@ -9,7 +9,9 @@ pub const UNREGISTERED: &str = "unregistered";
 
 /// Files every runtime opens while it works (shared libraries, /proc, locale and time
 /// zone data, its own packages). They are counted, not listed, and `files` scopes need
-/// not repeat them. A policy's `noise:` replaces this list.
+/// not repeat them. A policy's `noise:` replaces this list. Judged on the path the
+/// kernel opened (a symlink's target), so the targets of the system's own symlinks
+/// are here too (Debian's /etc/ssl/certs, locale.alias, systemd's resolv.conf).
 pub const RUNTIME_NOISE: &[&str] = &[
     "/proc/**",
     "/sys/**",
@@ -29,6 +31,9 @@ pub const RUNTIME_NOISE: &[&str] = &[
     "/etc/pki/**",
     "/etc/ca-certificates/**",
     "/etc/mime.types",
+    "/etc/locale.alias",
+    "/usr/share/ca-certificates/**",
+    "/run/systemd/resolve/*.conf",
     "/etc/os-release",
     "/usr/lib/os-release",
     "/lib/**",

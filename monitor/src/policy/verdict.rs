@@ -41,27 +41,38 @@ pub fn judge(policy: &Policy, index: Option<usize>, homes: &Homes, caller: Calle
     for (effect, ambiguous) in &c.effects {
         let mut shown = effect.to_json(*ambiguous);
         match effect {
-            Effect::File { path, write, ok } => match policy.secret(index, path, homes) {
-                Some(hit) => {
-                    if hit.allowed_by.is_none() {
-                        let verb = if *write { "wrote" } else { "read" };
-                        let attempt = if *ok { "" } else { " (attempt failed)" };
-                        violations.push(Violation {
-                            kind: "secret_access",
-                            detail: format!("{verb} {path} ({}){attempt}", hit.class),
-                            rule: hit.rule.clone(),
-                        });
+            Effect::File {
+                path,
+                write,
+                ok,
+                other,
+            } => {
+                match policy.secret_named(index, std::iter::once(path.as_str()).chain(other.iter()), homes) {
+                    Some((hit, name)) => {
+                        if hit.allowed_by.is_none() {
+                            let verb = if *write { "wrote" } else { "read" };
+                            let attempt = if *ok { "" } else { " (attempt failed)" };
+                            violations.push(Violation {
+                                kind: "secret_access",
+                                detail: format!(
+                                    "{verb} {} ({}){attempt}",
+                                    other.describe(path, name),
+                                    hit.class
+                                ),
+                                rule: hit.rule.clone(),
+                            });
+                        }
+                        annotate_secret(&mut shown, &hit);
+                        secrets.push(shown);
                     }
-                    annotate_secret(&mut shown, &hit);
-                    secrets.push(shown);
+                    // A failed open matters only when it was for a secret.
+                    None if !ok => {}
+                    None => {
+                        file_paths.push(path.clone());
+                        files.push(shown);
+                    }
                 }
-                // A failed open matters only when it was for a secret.
-                None if !ok => {}
-                None => {
-                    file_paths.push(path.clone());
-                    files.push(shown);
-                }
-            },
+            }
             Effect::Exec { path, .. } => {
                 exec_paths.push(path.clone());
                 exec.push(shown);
