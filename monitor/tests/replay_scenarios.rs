@@ -25,7 +25,7 @@ use monitor::{
     record::{Frame, Header, Writer},
     replay,
 };
-use monitor_common::{DataMeta, ExecMeta, ExitRecord, ForkRecord, MAX_CHUNK, OpenMeta, direction};
+use monitor_common::{DataMeta, ExecMeta, ExitRecord, ForkRecord, MAX_CHUNK, OpenMeta, direction, resolved};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------
@@ -370,6 +370,24 @@ impl Script {
             ..OpenMeta::default()
         };
         self.record(&encode::open(meta, path, &[]));
+    }
+
+    /// An open of `asked` that the kernel resolved to the file at `opened`.
+    fn open_reached(&mut self, pid: u32, asked: &str, opened: &str) {
+        let ts = self.tick_clock();
+        let meta = OpenMeta {
+            header: encode::header(pid, pid, ts),
+            syscall: 257,
+            dirfd: -100,
+            ret: 3,
+            resolved: resolved::WHOLE,
+            ino: 1234,
+            dev: 8 << 20 | 1,
+            mode: 0o100644,
+            nlink: 1,
+            ..OpenMeta::default()
+        };
+        self.record(&encode::open(meta, asked, &encode::walk_of(opened)));
     }
 
     /// The once-a-second loss report (a second goes by), with the kernel's counters.
@@ -1012,6 +1030,44 @@ fn a_reload_mid_call_judges_the_call_by_the_policy_it_started_under() {
     assert_eq!(count("scn-v1", "beta", "violation"), 1.0, "{}", r.metrics);
     assert_eq!(count("scn-v2", "beta", "allow"), 1.0);
     assert_eq!(count("scn-v2", "alpha", "violation"), 1.0);
+}
+
+#[test]
+fn a_symlink_in_a_noise_folder_does_not_hide_its_target() {
+    let mut h = test_header();
+    h.policy = Some(
+        "servers:\n  scn:\n    match: { cmdline: \"*scenario-server*\" }\n    files: [\"/srv/app/**\"]\nunregistered_servers: ignore\n"
+            .to_string(),
+    );
+    h.policy_path = Some(POLICY_PATH.into());
+    let mut s = started("noise-symlink", h);
+    s.read(SERVER, &call(1, "load"));
+    // Its own package, really under node_modules: noise.
+    s.open_reached(
+        SERVER,
+        "node_modules/pkg/index.js",
+        "/srv/app/node_modules/pkg/index.js",
+    );
+    // A link under node_modules to a file out of scope: that file.
+    s.open_reached(
+        SERVER,
+        "/srv/app/node_modules/x/data.csv",
+        "/srv/private/data.csv",
+    );
+    s.write(SERVER, &result(1, "loaded"));
+    s.exit(SERVER);
+    let r = s.replay();
+    let calls = r.tool_calls();
+    assert_eq!(calls.len(), 1, "{:#?}", r.events);
+    let c = calls[0];
+    assert_eq!(c["effects"]["noise"], 1, "{c:#}");
+    assert_eq!(
+        c["effects"]["files"],
+        json!([{"path": "/srv/private/data.csv", "access": "read", "ok": true,
+                "asked_path": "/srv/app/node_modules/x/data.csv"}]),
+        "{c:#}"
+    );
+    assert_eq!(c["violations"][0]["kind"], "file_out_of_scope", "{c:#}");
 }
 
 // ---------------------------------------------------------------------------------------
