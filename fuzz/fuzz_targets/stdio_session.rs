@@ -49,11 +49,7 @@ fuzz_target!(|data: &[u8]| {
             match op.stream {
                 0 => drop(server.close(ts)),
                 1 => {
-                    let effect = Effect::File {
-                        path: String::from_utf8_lossy(op.bytes).into_owned(),
-                        write: op.to_client,
-                        ok: true,
-                    };
+                    let effect = Effect::file(String::from_utf8_lossy(op.bytes), op.to_client, true);
                     server.attach(&effect);
                 }
                 2 => server.attach_noise(),

@@ -410,6 +410,8 @@ pub struct KernelOffsets {
     pub inode_sb: u32,
     pub sb_dev: u32,
     pub inode_nlink: u32,
+    /// `file.f_mode` (`FMODE_READ`, `FMODE_WRITE`).
+    pub file_fmode: u32,
     /// `file.f_path.dentry` and `file.f_path.mnt` (a `struct vfsmount` inside a
     /// `struct mount` at `mount_mnt`).
     pub file_dentry: u32,
@@ -490,6 +492,21 @@ pub struct TlsCall {
     pub _pad: u32,
 }
 
+/// Key of `STREAM_OFFSETS`: one direction of one stream of a process. The value is the
+/// offset its next transfer starts at (bytes claimed so far, copied or not); userspace
+/// reads it when the process exits, to find bytes lost at the end of a stream.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StreamKey {
+    pub pid: u32,
+    pub fd: i32,
+    /// A [`direction`] value.
+    pub direction: u32,
+    pub _pad: u32,
+    /// TLS plaintext: the `SSL*` (fd is then -1); 0 for syscalls.
+    pub conn: u64,
+}
+
 /// The local end of a TCP connection a process opened, as `CONNECTS` keys it: the
 /// process that connected, recorded in the kernel as it connects, so that a server's
 /// accepted connection names its client however briefly it lived.
@@ -512,6 +529,8 @@ pub const AF_INET6: u16 = 10;
 mod user {
     // Safety: plain `#[repr(C)]` integers and bytes, no padding.
     unsafe impl aya::Pod for super::ConnectKey {}
+    // Safety: plain `#[repr(C)]` integers, no padding.
+    unsafe impl aya::Pod for super::StreamKey {}
     // Safety: plain `#[repr(C)]` integers, no padding.
     unsafe impl aya::Pod for super::TracepointOffsets {}
     // Safety: plain `#[repr(C)]` integers, no padding.

@@ -5,7 +5,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     AcceptRecord, ConnectKey, ConnectRecord, DataRecord, ExecRecord, KernelOffsets, OpenRecord, ProbeState,
-    TlsCall, TracepointOffsets, WatchState, stat,
+    StreamKey, TlsCall, TracepointOffsets, WatchState, stat,
 };
 
 /// Every record for userspace.
@@ -99,6 +99,7 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     inode_sb: 0,
     sb_dev: 0,
     inode_nlink: 0,
+    file_fmode: 0,
     file_dentry: 0,
     file_vfsmount: 0,
     dentry_parent: 0,
@@ -141,17 +142,6 @@ pub fn offsets() -> TracepointOffsets {
     // Safety: a global that userspace patches before load; volatile so the
     // compiler does not fold the defaults above into the code.
     unsafe { core::ptr::read_volatile(&TP_OFFSETS) }
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct StreamKey {
-    pub pid: u32,
-    pub fd: i32,
-    pub direction: u32,
-    pub _pad: u32,
-    /// TLS plaintext: the `SSL*` (fd is then -1); 0 for syscalls.
-    pub conn: u64,
 }
 
 #[inline(always)]

@@ -171,6 +171,10 @@ impl Kernel for NoKernel {
     fn watched_set(&self) -> Vec<(u32, u32)> {
         Vec::new()
     }
+
+    fn stream_end(&self, _pid: u32, _fd: i32, _write: bool) -> Option<u64> {
+        None
+    }
 }
 
 fn run() -> anyhow::Result<()> {

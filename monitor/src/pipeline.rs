@@ -781,6 +781,7 @@ impl Pipeline {
     /// on its pid): forgotten everywhere; a server's open calls end incomplete.
     fn process_gone(&mut self, pid: u32, ts_ns: u64) {
         self.release_held(|k| k.0 == pid);
+        self.trailing_gaps(pid, ts_ns);
         self.http_misses.remove(&pid);
         self.hostile.forget(pid);
         self.tls_probes.exited(&mut *self.kernel, pid);
@@ -809,6 +810,49 @@ impl Pipeline {
         }
         self.fds.forget_process(pid);
         self.streams.retain(|&(p, _, _), _| p != pid);
+    }
+
+    /// Bytes the kernel claimed on a stream of `pid` that never arrived, not even as a
+    /// cut marker (the ring was full): all its records are in by its exit, so what the
+    /// kernel's count holds beyond the stream's position is lost. Each becomes a cut
+    /// marker, counted like any gap, so that the call whose response it held ends
+    /// `lost` rather than unanswered.
+    fn trailing_gaps(&mut self, pid: u32, ts_ns: u64) {
+        let mut ends: Vec<(i32, Direction, u64)> = self
+            .streams
+            .iter()
+            .filter_map(|(&(p, id, dir), &expected)| match id {
+                StreamId::Fd(fd) if p == pid => Some((fd, dir, expected)),
+                _ => None,
+            })
+            .collect();
+        ends.sort_by_key(|&(fd, dir, _)| (fd, dir));
+        for (fd, direction, expected) in ends {
+            let end = self.kernel.stream_end(pid, fd, direction == Direction::Write);
+            let Some(missing) = end.and_then(|end| end.checked_sub(expected)).filter(|&m| m > 0) else {
+                continue;
+            };
+            log::debug!("pid {pid} fd {fd} {direction:?}: {missing} bytes lost at the end of the stream");
+            self.data(Data {
+                header: monitor_common::Header {
+                    kind: monitor_common::kind::DATA,
+                    pid,
+                    tid: pid,
+                    _pad: 0,
+                    ts_ns,
+                },
+                fd,
+                syscall: 0,
+                direction,
+                truncated: true,
+                total: missing,
+                chunk_offset: 0,
+                stream_offset: expected,
+                tls_conn: None,
+                file: None,
+                bytes: Vec::new(),
+            });
+        }
     }
 
     fn data(&mut self, d: Data) {

@@ -259,13 +259,33 @@ impl Script {
     }
 
     /// The exit record of `pid`; its streams end with it.
+    /// `pid` exits; the pipeline asks where the kernel's count of each of its streams
+    /// stands (to find bytes lost at their end).
     fn exit(&mut self, pid: u32) -> u64 {
         let ts = self.tick_clock();
         self.record(&encode::exit(ExitRecord {
             header: encode::header(pid, pid, ts),
         }));
+        let mut ends: Vec<_> = self
+            .offsets
+            .iter()
+            .filter(|&(&(p, _, _), _)| p == pid)
+            .map(|(&(_, fd, dir), &end)| (fd, dir, end))
+            .collect();
+        ends.sort();
+        for (fd, dir, end) in ends {
+            let write = dir == direction::WRITE;
+            self.fact(&format!("kernel.stream_end/{pid}/{fd}/{write}"), json!(end));
+        }
         self.offsets.retain(|&(p, _, _), _| p != pid);
         ts
+    }
+
+    /// A write to stdout whose records the kernel could not queue, cut marker included
+    /// (the ring was full): its bytes count in the kernel's stream offset only.
+    fn write_lost(&mut self, pid: u32, len: usize) {
+        self.tick_clock();
+        *self.offsets.entry((pid, 1, direction::WRITE)).or_default() += len as u64;
     }
 
     /// An exit the kernel could not queue (the ring buffer was full): the process is
@@ -625,6 +645,28 @@ fn a_response_cut_short_is_counted_and_the_next_call_is_read_whole() {
     assert_eq!(exited["requests"]["tools/call"], 2);
     assert_eq!(r.metric("mcp_tool_calls_total", &[("tool", "second_tool")]), 1.0);
     assert_eq!(r.metric("mcp_tool_calls_total", &[("tool", "first_tool")]), 1.0);
+}
+
+#[test]
+fn a_response_lost_with_its_cut_marker_at_the_end_is_a_counted_gap_and_the_call_lost() {
+    let mut s = started("trailing", test_header());
+    s.read(SERVER, &call(1, "answered"));
+    s.write(SERVER, &result(1, "fine"));
+    s.read(SERVER, &call(2, "unlucky"));
+    let lost = result(2, &"b".repeat(500));
+    s.write_lost(SERVER, lost.len());
+    s.exit(SERVER);
+    s.tick();
+    let r = s.replay();
+    assert_one_server(&r);
+    assert_eq!(r.call("answered")["outcome"], "ok");
+    let unlucky = r.call("unlucky");
+    assert_eq!(unlucky["outcome"], "lost", "{unlucky:#}");
+    let losses = r.losses();
+    assert_eq!(losses.len(), 1, "{:#?}", r.events);
+    assert_eq!(losses[0]["stream_gaps"], 1, "{:#}", losses[0]);
+    assert_eq!(losses[0]["bytes_missing"], lost.len(), "{:#}", losses[0]);
+    assert_eq!(r.lost("userspace_stream_gap"), 1.0, "{}", r.metrics);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ MODE:
           it into stdout: the bytes move inside the kernel;
   sendfile  likewise, with sendfile;
   vmsplice  the tools/call response goes into stdout with vmsplice (user pages);
+  vmsplice_in  every request is read from stdin with vmsplice (the pipe's read end:
+          the kernel copies into user memory, as readv would);
   io_uring  on initialize it sets up an io_uring (io_uring_setup), kept open;
   mmsg    stdin and stdout are sockets: it reads with recvmmsg and writes with
           sendmmsg, one message per call;
@@ -108,6 +110,12 @@ def mmsg(fd, buf, size, send, parts=1):
 
 
 def read_in():
+    if mode == "vmsplice_in":
+        buf = ctypes.create_string_buffer(65536)
+        iov = Iovec(ctypes.addressof(buf), 65536)
+        n = libc.vmsplice(ctypes.c_int(0), ctypes.byref(iov), ctypes.c_size_t(1), ctypes.c_uint(0))
+        assert n >= 0, ctypes.get_errno()
+        return buf.raw[:n]
     if not mode.startswith("mmsg"):
         return os.read(0, 65536)
     buf = ctypes.create_string_buffer(65536)

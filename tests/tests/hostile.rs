@@ -366,6 +366,14 @@ fn a_response_sent_with_vmsplice_is_captured() {
     echo_is_reported(&unique_tag("vmsplice"), "vmsplice", None);
 }
 
+/// vmsplice on a pipe's read end copies out of it, as readv would: requests read so
+/// are the client's, not writes into the server's own stdin.
+#[test]
+fn requests_read_with_vmsplice_are_captured_as_reads() {
+    let tag = unique_tag("vmsplicein");
+    echo_is_reported(&tag, "vmsplice_in", None);
+}
+
 /// A response that moved inside the kernel (from a file into the stdout pipe): its
 /// bytes are missing, counted, and the call ends lost rather than incomplete.
 fn a_response_moved_in_the_kernel_is_lost_and_counted(mode: &str) {

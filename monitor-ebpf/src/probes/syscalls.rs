@@ -21,8 +21,8 @@ use aya_ebpf::{
 };
 use monitor_common::{
     AcceptRecord, CompatRecord, ConnectRecord, DataMeta, DataRecord, FdChangeRecord, MAX_CAPTURE_PER_SYSCALL,
-    MAX_CHUNK, MAX_PATH, MAX_SOCKADDR, OpenRecord, WatchState, data_flags, direction, kind, resolved, stat,
-    watch_state,
+    MAX_CHUNK, MAX_PATH, MAX_SOCKADDR, OpenRecord, StreamKey, WatchState, data_flags, direction, kind,
+    resolved, stat, watch_state,
 };
 
 use super::{
@@ -33,8 +33,8 @@ use crate::{
     bounds::clamp,
     emit::{header, output, output_within, payload_fits},
     maps::{
-        ACCEPT_SCRATCH, CONNECT_SCRATCH, COPY_STATE, DATA_SCRATCH, OPEN_SCRATCH, STREAM_OFFSETS, StreamKey,
-        WATCHED, count, discovery,
+        ACCEPT_SCRATCH, CONNECT_SCRATCH, COPY_STATE, DATA_SCRATCH, OPEN_SCRATCH, STREAM_OFFSETS, WATCHED,
+        count, discovery,
     },
 };
 
@@ -143,10 +143,16 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
         SYS_WRITE | SYS_PWRITE64 | SYS_SENDTO => Some((args[0], args[1], 0, direction::WRITE)),
         SYS_READV | SYS_PREADV | SYS_PREADV2 => Some((args[0], args[1], args[2], direction::READ)),
         SYS_WRITEV | SYS_PWRITEV | SYS_PWRITEV2 => Some((args[0], args[1], args[2], direction::WRITE)),
-        // User pages into a pipe (the usual use: its write end). Taking from a pipe's
-        // read end into user memory (also vmsplice) would need the file's mode: not
-        // told apart, reported as written.
-        SYS_VMSPLICE => Some((args[0], args[1], args[2], direction::WRITE)),
+        // User pages into a pipe's write end; on its read end, a copy out of the pipe
+        // into user memory (as readv): told apart by the file's mode.
+        SYS_VMSPLICE => {
+            let dir = if task::writable(args[0] as i32) {
+                direction::WRITE
+            } else {
+                direction::READ
+            };
+            Some((args[0], args[1], args[2], dir))
+        }
         SYS_RECVMSG | SYS_SENDMSG => {
             // struct msghdr: msg_iov at 16, msg_iovlen at 24.
             let msg = args[1];

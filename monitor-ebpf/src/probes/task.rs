@@ -102,6 +102,19 @@ pub fn inode_of(file: u64) -> Option<FileInfo> {
     Some(FileInfo { mode, ino, dev, rdev })
 }
 
+/// `FMODE_WRITE` in `struct file`'s `f_mode`.
+const FMODE_WRITE: u32 = 0x2;
+
+/// Whether `fd` was opened for writing (a pipe's write end); unknown offsets or an
+/// unreadable file count as writing.
+#[inline(always)]
+pub fn writable(fd: i32) -> bool {
+    let off = kernel_offsets();
+    file_ptr(fd)
+        .and_then(|file| read_u32(file + off.file_fmode as u64))
+        .is_none_or(|mode| mode & FMODE_WRITE != 0)
+}
+
 /// Hard links to the inode of a `struct file` (0 if unreadable).
 #[inline(always)]
 pub fn nlink_of(file: u64) -> u32 {

@@ -267,6 +267,9 @@ mod tests {
         fn watched_set(&self) -> Vec<(u32, u32)> {
             Vec::new()
         }
+        fn stream_end(&self, _: u32, _: i32, _: bool) -> Option<u64> {
+            None
+        }
     }
 
     /// Feeds the kernel's answers back; what they gave.

@@ -252,6 +252,7 @@ pub fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
         inode_sb: m("inode", "i_sb")?,
         sb_dev: m("super_block", "s_dev")?,
         inode_nlink: m("inode", "i_nlink")?,
+        file_fmode: m("file", "f_mode")?,
         file_dentry: m("file", "f_path")? + m("path", "dentry")?,
         file_vfsmount: m("file", "f_path")? + m("path", "mnt")?,
         dentry_parent: m("dentry", "d_parent")?,

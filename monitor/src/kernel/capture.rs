@@ -12,8 +12,8 @@ use aya::{
 };
 use log::{info, warn};
 use monitor_common::{
-    AF_INET, AF_INET6, ConnectKey, KernelOffsets, MAX_PROBE_TRIES, ProbeState, TracepointOffsets, WatchState,
-    stat, watch_state,
+    AF_INET, AF_INET6, ConnectKey, KernelOffsets, MAX_PROBE_TRIES, ProbeState, StreamKey, TracepointOffsets,
+    WatchState, direction, stat, watch_state,
 };
 
 use super::{
@@ -45,6 +45,7 @@ pub struct Capture {
     pub watched: HashMap<MapData, u32, WatchState>,
     probes: HashMap<MapData, u32, ProbeState>,
     connects: HashMap<MapData, ConnectKey, u32>,
+    stream_offsets: HashMap<MapData, StreamKey, u64>,
     stats: PerCpuArray<MapData, u64>,
     /// (program name, kernel program id) of what was attached.
     pub attached: Vec<(String, u32)>,
@@ -124,6 +125,17 @@ impl Kernel for Capture {
             },
         };
         self.connects.get(&key, 0).ok()
+    }
+
+    fn stream_end(&self, pid: u32, fd: i32, write: bool) -> Option<u64> {
+        let key = StreamKey {
+            pid,
+            fd,
+            direction: u32::from(if write { direction::WRITE } else { direction::READ }),
+            _pad: 0,
+            conn: 0,
+        };
+        self.stream_offsets.get(&key, 0).ok()
     }
 }
 
@@ -333,12 +345,14 @@ impl Capture {
         let stats = PerCpuArray::try_from(take_map(&mut ebpf, "STATS")?)?;
         let probes = HashMap::try_from(take_map(&mut ebpf, "PROBES")?)?;
         let connects = HashMap::try_from(take_map(&mut ebpf, "CONNECTS")?)?;
+        let stream_offsets = HashMap::try_from(take_map(&mut ebpf, "STREAM_OFFSETS")?)?;
         Ok((
             Self {
                 uprobes: Uprobes::start(ebpf)?,
                 watched,
                 probes,
                 connects,
+                stream_offsets,
                 stats,
                 attached,
             },

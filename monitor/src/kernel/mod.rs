@@ -40,6 +40,9 @@ pub trait Kernel {
     fn connector(&self, local: std::net::SocketAddr) -> Option<u32>;
     /// The kernel's watched set: (pid, `monitor_common::watch_state`).
     fn watched_set(&self) -> Vec<(u32, u32)>;
+    /// Where the kernel's count of `pid`'s bytes on `fd` (written or read) stands: the
+    /// end of the stream as far as the kernel claimed it, copied or not.
+    fn stream_end(&self, pid: u32, fd: i32, write: bool) -> Option<u64>;
 }
 
 /// Kernel-side loss counters, summed over CPUs (see `monitor_common::stat`).

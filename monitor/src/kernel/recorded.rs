@@ -113,4 +113,11 @@ impl Kernel for FactKernel {
             || self.live.as_ref().map(|k| k.watched_set()).unwrap_or_default(),
         )
     }
+
+    fn stream_end(&self, pid: u32, fd: i32, write: bool) -> Option<u64> {
+        self.facts.look(
+            || format!("kernel.stream_end/{pid}/{fd}/{write}"),
+            || self.live.as_ref()?.stream_end(pid, fd, write),
+        )
+    }
 }
