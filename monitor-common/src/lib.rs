@@ -431,6 +431,11 @@ pub struct KernelOffsets {
 /// (x86_64 `TS_COMPAT`).
 pub const TS_COMPAT: u32 = 0x0002;
 
+/// 64-bit words of `WATCHED_BITS`, the filter in front of `WATCHED`: one bit per pid
+/// below 4,194,304 (`PID_MAX_LIMIT` on 64-bit), 512 KiB. A pid beyond (a kernel built
+/// otherwise) is always looked up.
+pub const WATCHED_BITS_WORDS: u32 = 65536;
+
 /// Values of [`WatchState::pending`].
 pub mod watch_state {
     /// Watched: everything it transfers is captured; its children are followed.

@@ -4,6 +4,7 @@
 #![no_main]
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
+mod atomics;
 mod bounds;
 mod emit;
 mod maps;

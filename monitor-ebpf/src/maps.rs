@@ -1,11 +1,12 @@
 //! Maps shared by the probes. Sizes are defaults; userspace may resize the ring buffer.
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
     AcceptRecord, ConnectKey, ConnectRecord, DataRecord, ExecRecord, KernelOffsets, OpenRecord, ProbeState,
-    StreamKey, TlsCall, TracepointOffsets, WatchState, stat,
+    StreamKey, TlsCall, TracepointOffsets, WATCHED_BITS_WORDS, WatchState, stat,
 };
 
 /// Every record for userspace.
@@ -15,6 +16,16 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 /// Watched thread-group ids. Userspace adds servers; the kernel adds their children.
 #[map]
 pub static WATCHED: HashMap<u32, WatchState> = HashMap::with_max_entries(16384, 0);
+
+/// The filter in front of `WATCHED`: bit `pid` is set whenever `pid` may have an
+/// entry there, so that a syscall of an unwatched process costs a bit test (an array
+/// lookup the verifier inlines) instead of a hash lookup. What keeps it right: every
+/// insert into `WATCHED` sets the bit after it (userspace through its mmap of the
+/// map, atomically too); the bit is cleared at the process's exit, or by `sys_exit`
+/// after a lookup found no entry, which then looks again and sets it back if an entry
+/// appeared meanwhile. A stale bit only costs that lookup.
+#[map]
+pub static WATCHED_BITS: Array<u64> = Array::with_max_entries(WATCHED_BITS_WORDS, BPF_F_MMAPABLE);
 
 /// Protocol probes made per unwatched process since its exec (see `probes::discover`).
 #[map]
@@ -127,6 +138,31 @@ pub static DISCOVERY: u32 = 1;
 pub fn discovery() -> bool {
     // Safety: a global that userspace patches before load (see `offsets`).
     unsafe { core::ptr::read_volatile(&DISCOVERY) != 0 }
+}
+
+/// Whether `pid` may be in `WATCHED` (see `WATCHED_BITS`).
+#[inline(always)]
+pub fn may_be_watched(pid: u32) -> bool {
+    match WATCHED_BITS.get(pid >> 6) {
+        Some(word) => *word & (1 << (pid & 63)) != 0,
+        None => true,
+    }
+}
+
+/// Sets `pid`'s bit: after every insert into `WATCHED`.
+#[inline(always)]
+pub fn mark_watched(pid: u32) {
+    if let Some(word) = WATCHED_BITS.get_ptr_mut(pid >> 6) {
+        crate::atomics::or(word, 1 << (pid & 63));
+    }
+}
+
+/// Clears `pid`'s bit: it has no entry in `WATCHED` (see `WATCHED_BITS`).
+#[inline(always)]
+pub fn unmark_watched(pid: u32) {
+    if let Some(word) = WATCHED_BITS.get_ptr_mut(pid >> 6) {
+        crate::atomics::and(word, !(1 << (pid & 63)));
+    }
 }
 
 /// The generation a new `WATCHED` entry starts at: not 0, but the clock's low bits, so

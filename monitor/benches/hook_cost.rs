@@ -1,15 +1,19 @@
 //! What the daemon's capture hook costs processes that are NOT watched.
 //!
-//! One process, one run, as root. Five configurations:
+//! One process, one run, as root. Six configurations:
 //! (a) no program attached (bare kernel);
 //! (b) `sys_exit_empty`, an empty tp_btf program on `sys_exit` (the daemon's hook type);
-//! (c) before this change: `sys_exit_raw_lookup`, a raw tracepoint that looks the
-//!     process up in `WATCHED` and leaves, which is what the capture program did for
-//!     unwatched processes before discovery (and before it moved to tp_btf);
+//! (c) before the pid bitmap: `sys_exit_raw_lookup`, a raw tracepoint that looks the
+//!     process up in the `WATCHED` hash and leaves, which is what the capture program
+//!     did for unwatched processes before `WATCHED_BITS` (and before discovery and
+//!     tp_btf);
 //! (d) the real `sys_exit` (tp_btf) loaded with `DISCOVERY=0`;
 //! (e) the same loaded with `DISCOVERY=1`, the default: an unwatched syscall also has
 //!     two registers loaded (plain loads through the BTF pointer) and compared; only
 //!     reads of fd 0 (and of fds marked by a dup of it or an accept) read user memory.
+//!
+//! (f) `sys_enter_pid_filter`, a raw tracepoint on `sys_enter` that gets the pid,
+//!     compares it with one value and leaves: the least any per-process monitor does.
 //!
 //! (d) and (e) are two loads of the same object that differ only in the `DISCOVERY`
 //! global; one configuration is attached at a time, and this process is never in the
@@ -65,28 +69,32 @@ enum Config {
     Before,
     DiscoveryOff,
     DiscoveryOn,
+    MinimalFilter,
 }
 
 impl Config {
-    const ALL: [Config; 5] = [
+    const ALL: [Config; 6] = [
         Config::Bare,
         Config::Empty,
         Config::Before,
         Config::DiscoveryOff,
         Config::DiscoveryOn,
+        Config::MinimalFilter,
     ];
 
     fn label(self) -> &'static str {
         match self {
             Config::Bare => "(a) no program (bare kernel)",
             Config::Empty => "(b) sys_exit_empty (tp_btf) attached",
-            Config::Before => "(c) before: raw_tp, WATCHED lookup",
+            Config::Before => "(c) before: raw_tp, WATCHED hash lookup",
             Config::DiscoveryOff => "(d) sys_exit, discovery off",
             Config::DiscoveryOn => "(e) sys_exit, discovery on (default)",
+            Config::MinimalFilter => "(f) minimal pid filter, raw_tp sys_enter",
         }
     }
 
-    /// The program and the load (`DISCOVERY_OFF` or `DISCOVERY_ON`) it comes from.
+    /// The program, the load (`DISCOVERY_OFF` or `DISCOVERY_ON`) it comes from, and the
+    /// raw tracepoint it attaches to when it is one.
     fn program(self) -> Option<(&'static str, usize)> {
         match self {
             Config::Bare => None,
@@ -94,6 +102,15 @@ impl Config {
             Config::Before => Some(("sys_exit_raw_lookup", DISCOVERY_OFF)),
             Config::DiscoveryOff => Some(("sys_exit", DISCOVERY_OFF)),
             Config::DiscoveryOn => Some(("sys_exit", DISCOVERY_ON)),
+            Config::MinimalFilter => Some(("sys_enter_pid_filter", DISCOVERY_OFF)),
+        }
+    }
+
+    /// The raw tracepoint a raw_tp program of this configuration attaches to.
+    fn raw_hook(self) -> &'static str {
+        match self {
+            Config::MinimalFilter => "sys_enter",
+            _ => HOOK,
         }
     }
 }
@@ -257,7 +274,7 @@ fn run() -> anyhow::Result<()> {
     let series = |i: usize, w: usize| -> [f64; ROUNDS] { std::array::from_fn(|r| samples[r][i][w]) };
     let med: [[f64; NW]; NC] = std::array::from_fn(|i| std::array::from_fn(|w| median(series(i, w))));
     let (bare, empty) = (med[0], med[1]);
-    const LABEL: usize = 36;
+    const LABEL: usize = 42;
     const GROUP: usize = 34;
     println!();
     let mut titles = format!("{:<LABEL$}", "");
@@ -297,32 +314,42 @@ fn run() -> anyhow::Result<()> {
          +ns bare / +ns empt: extra ns per hooked syscall versus (a) / versus (b)"
     );
     println!(
-        "(c) is the unwatched path before discovery (raw tracepoint, one lookup); (e) is what every \
-         unwatched process pays now; (d) is (e) without discovery"
+        "(c) is the unwatched path before the pid bitmap (one hash lookup); (e) is what every \
+         unwatched process pays now; (d) is (e) without discovery; (f) is the least a \
+         per-process monitor can do (one hook, get the pid, compare, leave)"
     );
-    let (off, on) = (Config::Before as usize, Config::DiscoveryOn as usize);
-    let versus = Workload::ALL
-        .into_iter()
-        .enumerate()
-        .map(|(w, workload)| {
-            let (c, d) = (med[off][w], med[on][w]);
-            // Paired: both ran in the same round, so a round's drift cancels out.
-            let paired = median(std::array::from_fn(|r| samples[r][on][w] - samples[r][off][w]));
-            format!(
-                "{} x{:.3} {} ns/syscall (paired {})",
-                workload.short(),
-                c / d,
-                extra(d, c, workload),
-                extra(paired, 0.0, workload)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" | ");
-    println!("UNWATCHED PATH, NOW (e) vs BEFORE THIS CHANGE (c): rate (c)/(e), +ns per syscall: {versus}");
+    // Paired: both ran in the same round, so a round's drift cancels out.
+    let compare = |a: Config, b: Config| {
+        let (a, b) = (a as usize, b as usize);
+        Workload::ALL
+            .into_iter()
+            .enumerate()
+            .map(|(w, workload)| {
+                let paired = median(std::array::from_fn(|r| samples[r][a][w] - samples[r][b][w]));
+                format!(
+                    "{} x{:.3} ({} ns/syscall, paired {})",
+                    workload.short(),
+                    med[b][w] / med[a][w],
+                    extra(med[a][w], med[b][w], workload),
+                    extra(paired, 0.0, workload)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
     println!(
-        "  (paired: median over rounds of that round's (e) - (c), per syscall; the two ran in \
-         the same round)"
+        "UNWATCHED PATH (e) vs EMPTY PROGRAM ON THE SAME HOOK (b), rate (b)/(e): {}",
+        compare(Config::DiscoveryOn, Config::Empty)
     );
+    println!(
+        "UNWATCHED PATH (e) vs MINIMAL PID FILTER (f), rate (f)/(e): {}",
+        compare(Config::DiscoveryOn, Config::MinimalFilter)
+    );
+    println!(
+        "UNWATCHED PATH (e) vs BEFORE THE PID BITMAP (c), rate (c)/(e): {}",
+        compare(Config::DiscoveryOn, Config::Before)
+    );
+    println!("  (paired: median over rounds of that round's difference, per syscall)");
     println!("per-round ns (write | pipe 1 B round trip | pipe {LONG} B round trip):");
     let show = |v: &[f64; ROUNDS]| v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(" ");
     for (i, config) in Config::ALL.into_iter().enumerate() {
@@ -387,7 +414,7 @@ fn attach(ebpf: &mut [Ebpf; 2], config: Config) -> anyhow::Result<Option<Link>> 
         .program_mut(name)
         .with_context(|| format!("the eBPF object has no program `{name}`"))?;
     let link = match prog {
-        Program::RawTracePoint(p) => Link::Raw(p.attach(HOOK)?),
+        Program::RawTracePoint(p) => Link::Raw(p.attach(config.raw_hook())?),
         Program::BtfTracePoint(p) => Link::Btf(p.attach()?),
         _ => bail!("program `{name}` is neither a raw tracepoint nor tp_btf"),
     };

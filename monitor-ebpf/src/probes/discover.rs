@@ -20,7 +20,7 @@ use aya_ebpf::{
 use monitor_common::{ProbeState, WatchState, watch_state};
 
 use super::task;
-use crate::maps::{PROBES, WATCHED, first_generation};
+use crate::maps::{PROBES, WATCHED, first_generation, mark_watched};
 
 /// The shortest JSON-RPC request an MCP peer sends is about 40 bytes
 /// (`{"jsonrpc":"2.0","id":1,"method":"ping"}`); an HTTP request head is longer.
@@ -47,6 +47,16 @@ const F_DUPFD_CLOEXEC: u64 = 1030;
 
 /// A read to capture: (fd, buffer, syscall).
 pub type Candidate = (u64, u64, u64);
+
+/// Whether syscall `nr` of an unwatched process may be looked at (`unwatched`): the
+/// cheap test in front of it.
+#[inline(always)]
+pub fn may_matter(nr: u64) -> bool {
+    matches!(
+        nr,
+        SYS_READ | SYS_DUP | SYS_DUP2 | SYS_DUP3 | SYS_FCNTL | SYS_ACCEPT | SYS_ACCEPT4
+    )
+}
 
 /// A syscall of a process that is not in `WATCHED`.
 #[inline(always)]
@@ -162,6 +172,7 @@ fn candidate(
                 ..WatchState::default()
             };
             WATCHED.insert(pid, s, BPF_NOEXIST as u64).ok()?;
+            mark_watched(pid);
         }
     }
     Some((fd, buf, nr))
@@ -181,7 +192,9 @@ fn start(pid: u32, stdin_fds: u64, new_conns: u64) {
         ..WatchState::default()
     };
     // A full map only means this process is not found by what it speaks.
-    let _ = WATCHED.insert(pid, s, BPF_NOEXIST as u64);
+    if WATCHED.insert(pid, s, BPF_NOEXIST as u64).is_ok() {
+        mark_watched(pid);
+    }
 }
 
 /// The mark of an fd: fds from 64 on are not followed.

@@ -18,7 +18,10 @@ use aya_ebpf::bindings::BPF_NOEXIST;
 use crate::{
     bounds::clamp,
     emit::{header, output},
-    maps::{EXEC_ARGS, EXEC_SCRATCH, PROBES, WATCHED, count, first_generation, offsets},
+    maps::{
+        EXEC_ARGS, EXEC_SCRATCH, PROBES, WATCHED, count, first_generation, mark_watched, offsets,
+        unmark_watched,
+    },
 };
 
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -145,6 +148,8 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
             };
             if WATCHED.insert(pid, state, BPF_NOEXIST as u64).is_err() {
                 count(stat::WATCH_FULL);
+            } else {
+                mark_watched(pid);
             }
         }
     }
@@ -190,6 +195,7 @@ pub fn task_newtask(ctx: TracePointContext) -> u32 {
             ..WatchState::default()
         };
         if WATCHED.insert(child as u32, state, 0).is_ok() {
+            mark_watched(child as u32);
             watched = 1;
         } else {
             count(stat::WATCH_FULL);
@@ -216,7 +222,10 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
-    let _ = WATCHED.remove((pid_tgid >> 32) as u32);
+    let pid = (pid_tgid >> 32) as u32;
+    let _ = WATCHED.remove(pid);
+    // No syscall of this process follows; its pid's next holder is marked when needed.
+    unmark_watched(pid);
     let rec = ExitRecord {
         header: header(kind::EXIT, pid_tgid),
     };

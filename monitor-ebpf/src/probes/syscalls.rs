@@ -34,7 +34,7 @@ use crate::{
     emit::{header, output, output_within, payload_fits},
     maps::{
         ACCEPT_SCRATCH, CONNECT_SCRATCH, COPY_STATE, DATA_SCRATCH, OPEN_SCRATCH, STREAM_OFFSETS, WATCHED,
-        count, discovery,
+        count, discovery, mark_watched, may_be_watched, unmark_watched,
     },
 };
 
@@ -102,12 +102,45 @@ pub struct Regs {
 
 #[btf_tracepoint(function = "sys_exit")]
 pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
+    // The path every syscall of the host takes is kept here, small and without a call
+    // to a subprogram: a helper call, a bit test and, with discovery on, a comparison
+    // of the syscall number. Anything more is out of line.
     let pid_tgid = bpf_get_current_pid_tgid();
+    let pid = (pid_tgid >> 32) as u32;
+    if !may_be_watched(pid) {
+        let regs: *const pt_regs = ctx.arg(0);
+        // Safety: a BTF pointer to the task's saved registers (tp_btf): a plain load.
+        if discovery() && discover::may_matter(unsafe { (*regs).orig_rax }) {
+            unwatched(&ctx, pid_tgid);
+        }
+        return 0;
+    }
+    marked(&ctx, pid_tgid)
+}
+
+/// A syscall of an unwatched process that discovery looks at (a read, dup or accept).
+#[inline(never)]
+fn unwatched(ctx: &BtfTracePointContext, pid_tgid: u64) {
+    let ret: i64 = ctx.arg(1);
+    let regs: *const pt_regs = ctx.arg(0);
+    let pid = (pid_tgid >> 32) as u32;
+    capture_candidate(pid_tgid, ret, discover::unwatched(regs, pid, ret));
+}
+
+/// A syscall of a process whose bit is set in `WATCHED_BITS`: probed, pending or
+/// watched, or released since (a stale bit).
+#[inline(never)]
+fn marked(ctx: &BtfTracePointContext, pid_tgid: u64) -> i32 {
     let pid = (pid_tgid >> 32) as u32;
     let ret: i64 = ctx.arg(1);
     let regs: *const pt_regs = ctx.arg(0);
     let Some(state) = WATCHED.get_ptr_mut(pid) else {
-        // Unwatched: only a read that could carry a request is looked at.
+        // A stale bit: the entry went (userspace released the process). Cleared, then
+        // set back if an entry appeared meanwhile.
+        unmark_watched(pid);
+        if WATCHED.get_ptr(pid).is_some() {
+            mark_watched(pid);
+        }
         if discovery() {
             capture_candidate(pid_tgid, ret, discover::unwatched(regs, pid, ret));
         }
@@ -527,36 +560,7 @@ fn claim_offsets(key: &StreamKey, total: u64) -> Option<u64> {
         let _ = STREAM_OFFSETS.insert(key, 0, BPF_NOEXIST as u64);
     }
     let p = STREAM_OFFSETS.get_ptr_mut(key)?;
-    Some(fetch_add(p, total))
-}
-
-/// `*p += n`, atomically; returns the old value. The bpf target has no atomics in
-/// `core`, so this is the instruction itself (BPF_ATOMIC | BPF_FETCH, kernel 5.12+).
-#[inline(always)]
-fn fetch_add(p: *mut u64, n: u64) -> u64 {
-    #[cfg(target_arch = "bpf")]
-    {
-        let mut v = n;
-        // Safety: `p` is a map value pointer, aligned for u64; the kernel keeps it alive
-        // for the program's run (an LRU eviction meanwhile only loses this position).
-        unsafe {
-            core::arch::asm!(
-                "{v} = atomic_fetch_add((u64 *)({p} + 0), {v})",
-                v = inout(reg) v,
-                p = in(reg) p,
-            );
-        }
-        v
-    }
-    #[cfg(not(target_arch = "bpf"))]
-    {
-        // Safety: as above; only the bpf build runs.
-        unsafe {
-            let old = *p;
-            *p = old.wrapping_add(n);
-            old
-        }
-    }
+    Some(crate::atomics::fetch_add(p, total))
 }
 
 /// The transfer's copy stopped before its end: a record without bytes says from where

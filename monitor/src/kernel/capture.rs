@@ -19,6 +19,7 @@ use monitor_common::{
 use super::{
     Kernel, KernelStats, TlsAttached,
     uprobes::{TLS_ENTRY, TLS_RETURN, Uprobes},
+    watched_bits::WatchedBits,
 };
 
 /// The eBPF object built by monitor/build.rs.
@@ -43,6 +44,8 @@ pub struct Capture {
     // attached); dropping it detaches everything.
     uprobes: Uprobes,
     pub watched: HashMap<MapData, u32, WatchState>,
+    /// Set for every pid put in `watched`: the kernel only looks up pids marked here.
+    watched_bits: WatchedBits,
     probes: HashMap<MapData, u32, ProbeState>,
     connects: HashMap<MapData, ConnectKey, u32>,
     stream_offsets: HashMap<MapData, StreamKey, u64>,
@@ -67,7 +70,9 @@ impl Kernel for Capture {
             ..WatchState::default()
         };
         // Only when the kernel has no entry for it yet (BPF_NOEXIST).
-        let _ = self.watched.insert(pid, state, 1);
+        if self.watched.insert(pid, state, 1).is_ok() {
+            self.watched_bits.mark(pid);
+        }
     }
 
     fn stop_probing(&mut self, pid: u32) {
@@ -342,6 +347,7 @@ impl Capture {
         }
         let events = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?)?;
         let watched = HashMap::try_from(take_map(&mut ebpf, "WATCHED")?)?;
+        let watched_bits = WatchedBits::new(take_map(&mut ebpf, "WATCHED_BITS")?)?;
         let stats = PerCpuArray::try_from(take_map(&mut ebpf, "STATS")?)?;
         let probes = HashMap::try_from(take_map(&mut ebpf, "PROBES")?)?;
         let connects = HashMap::try_from(take_map(&mut ebpf, "CONNECTS")?)?;
@@ -350,6 +356,7 @@ impl Capture {
             Self {
                 uprobes: Uprobes::start(ebpf)?,
                 watched,
+                watched_bits,
                 probes,
                 connects,
                 stream_offsets,
@@ -382,7 +389,9 @@ impl Capture {
                 },
                 0,
             )
-            .with_context(|| format!("adding pid {pid} to the watched set"))
+            .with_context(|| format!("adding pid {pid} to the watched set"))?;
+        self.watched_bits.mark(pid);
+        Ok(())
     }
 
     /// Drops a process from the watched set (a pending one that is no server).

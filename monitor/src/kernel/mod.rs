@@ -8,6 +8,7 @@ pub mod encode;
 pub mod recorded;
 pub mod records;
 pub mod uprobes;
+pub mod watched_bits;
 
 /// What the pipeline asks of the kernel side: add a process to the watched set, read
 /// the loss counters, name the attached programs. `Capture` is the real one; benches
