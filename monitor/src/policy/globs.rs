@@ -1,6 +1,6 @@
 //! Globs of a policy: names (tools, addresses) and paths, where `~` is a home folder
 //! and `DIR/**` covers `DIR` itself.
-use std::{cell::RefCell, collections::HashMap};
+use std::{cell::RefCell, collections::HashMap, rc::Rc};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
@@ -68,8 +68,9 @@ pub struct PathGlobs {
     compiled: RefCell<HashMap<Option<String>, CompiledGlobs>>,
 }
 
-/// A compiled set, and for each of its globs the item it came from.
-type CompiledGlobs = (GlobSet, Vec<usize>);
+/// A compiled set, and for each of its globs the item it came from. Shared, not
+/// copied, by each lookup: a copy of a `GlobSet` also starts its regex caches cold.
+type CompiledGlobs = Rc<(GlobSet, Vec<usize>)>;
 
 /// Homes compiled for at once: a server's `HOME` comes from whoever started it, so the
 /// cache is emptied past this rather than grown (recompiling is the cost).
@@ -107,7 +108,7 @@ impl PathGlobs {
             b.add(path_glob(&expanded)?);
             origin.push(i);
         }
-        let set = (b.build()?, origin);
+        let set = Rc::new((b.build()?, origin));
         let mut compiled = self.compiled.borrow_mut();
         if compiled.len() >= MAX_COMPILED_HOMES {
             compiled.clear();
@@ -118,7 +119,8 @@ impl PathGlobs {
 
     /// The first glob matching `path`, `~` standing for `home`.
     fn matching_home(&self, path: &str, home: Option<&str>) -> Option<&str> {
-        let (set, origin) = self.set_for(home).ok()?;
+        let compiled = self.set_for(home).ok()?;
+        let (set, origin) = &*compiled;
         let first = set.matches(path).into_iter().map(|g| origin[g]).min()?;
         Some(self.items[first].as_str())
     }
