@@ -11,6 +11,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
 use log::info;
 use tokio::{
     io::unix::AsyncFd,
@@ -28,6 +29,23 @@ use crate::{
 /// Records handled before the event loop looks at its other work (about a ms' worth):
 /// /metrics and the signals wait at most that long under a flood.
 const DRAIN_BATCH: usize = 1024;
+
+/// Handles up to `DRAIN_BATCH` queued records; returns how many.
+fn drain(rb: &mut RingBuf<MapData>, state: &mut Pipeline, facts: &Facts) -> usize {
+    let mut drained = 0;
+    while drained < DRAIN_BATCH
+        && let Some(item) = rb.next()
+    {
+        facts.begin_record(&item);
+        state.handle(&item);
+        drained += 1;
+    }
+    drained
+}
+
+/// How often the ring is drained when the kernel has not woken the loop: the most a
+/// lone record waits (the kernel wakes it at once only past `WAKEUP_QUEUED` bytes).
+const DRAIN_TICK: Duration = Duration::from_millis(5);
 
 /// After SIGTERM, what is queued is drained for at most this long: a watched process
 /// that keeps writing would otherwise keep the daemon from ever stopping.
@@ -130,17 +148,21 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Uprobe attaches are answered by their own thread: looked at before every record,
     // and this often when no record comes.
     let mut tls_tick = tokio::time::interval(Duration::from_millis(100));
+    // The kernel wakes this loop only once records pile up (see `WAKEUP_QUEUED` in
+    // monitor-ebpf's emit.rs): lone records are drained on this tick.
+    let mut drain_tick = tokio::time::interval(DRAIN_TICK);
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = drain_tick.tick() => {
+                if drain(ring.get_mut(), &mut state, &facts) > 0 {
+                    state.events.flush();
+                    facts.flush();
+                }
+            }
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                let rb = guard.get_inner_mut();
-                let mut drained = 0;
-                while drained < DRAIN_BATCH && let Some(item) = rb.next() {
-                    facts.begin_record(&item);
-                    state.handle(&item);
-                    drained += 1;
-                }
+                let drained = drain(guard.get_inner_mut(), &mut state, &facts);
                 if drained < DRAIN_BATCH {
                     guard.clear_ready();
                 }

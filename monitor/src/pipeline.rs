@@ -196,6 +196,9 @@ pub struct Pipeline {
     hostile: hostile::Hostile,
     /// Secret files by inode, for hard links to them.
     secret_inodes: SecretInodes,
+    /// Whether processes are found by what they speak (`--no-discovery`: only by the
+    /// watch patterns and the policy).
+    discovery: bool,
 }
 
 /// The kernel's watched set is checked against userspace every this many ticks (1 s).
@@ -264,6 +267,7 @@ impl Pipeline {
             http_misses: HashMap::new(),
             hostile: hostile::Hostile::default(),
             secret_inodes: SecretInodes::default(),
+            discovery: settings.discovery,
         };
         p.watch_existing(settings.discovery);
         Ok(p)
@@ -874,8 +878,10 @@ impl Pipeline {
         if !self.procs.get(pid).is_some_and(|p| p.watched) {
             // A read the kernel found worth a look (or one of a process pending at its
             // exec that is no server): a server from here when it is MCP, else dropped.
+            // Without discovery, a read captured while the process was pending at its
+            // exec (the kernel waits for the decision) is no reason to watch it.
             match candidate {
-                Some(c) if self.discover(&d, c) => {}
+                Some(c) if self.discovery && self.discover(&d, c) => {}
                 _ => return,
             }
         } else if candidate == Some(Candidate::Stdio) && self.server_root(pid).is_some_and(|root| root != pid)

@@ -258,7 +258,6 @@ impl Script {
         ts
     }
 
-    /// The exit record of `pid`; its streams end with it.
     /// `pid` exits; the pipeline asks where the kernel's count of each of its streams
     /// stands (to find bytes lost at their end).
     fn exit(&mut self, pid: u32) -> u64 {
