@@ -177,11 +177,39 @@ pub fn bounded(v: &Value, max: usize) -> (Value, bool) {
 }
 
 fn bounded_owned(v: Value, max: usize) -> (Value, bool) {
-    let text = v.to_string();
-    if text.len() <= max {
+    // Serialised only as far as the bound: a 64 KiB argument is not written out whole
+    // to learn that it is over 4 KiB.
+    let mut capped = Capped {
+        bytes: Vec::with_capacity(max.min(4096) + 1),
+        cap: max + 1,
+    };
+    if serde_json::to_writer(&mut capped, &v).is_ok() && capped.bytes.len() <= max {
         return (v, false);
     }
+    let text = String::from_utf8_lossy(&capped.bytes);
     (Value::String(truncate_str(&text, max)), true)
+}
+
+/// Keeps the first `cap` bytes written, then refuses more (which ends serialisation).
+struct Capped {
+    bytes: Vec<u8>,
+    cap: usize,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = self.cap - self.bytes.len();
+        if room == 0 {
+            return Err(std::io::Error::other("over the bound"));
+        }
+        let n = buf.len().min(room);
+        self.bytes.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary, with `…` when cut.
@@ -199,6 +227,22 @@ pub fn truncate_str(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Serialising only up to the bound gives what serialising all, then cutting, gave:
+    /// at every bound, multibyte characters across it included.
+    #[test]
+    fn bounded_is_the_whole_text_cut_at_the_bound() {
+        let v = json!({"a": "é€😀 text", "b": [1, 2, {"c": "ünïcødé"}], "d": null});
+        let whole = v.to_string();
+        for max in 0..whole.len() + 2 {
+            let expected = if whole.len() <= max {
+                (v.clone(), false)
+            } else {
+                (Value::String(truncate_str(&whole, max)), true)
+            };
+            assert_eq!(bounded(&v, max), expected, "max {max}");
+        }
+    }
 
     #[test]
     fn programs_started_show_their_argv_redacted_and_say_so() {
