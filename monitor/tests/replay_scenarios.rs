@@ -380,25 +380,12 @@ impl Script {
     }
 
     fn open(&mut self, pid: u32, path: &str) {
-        let ts = self.tick_clock();
-        let meta = OpenMeta {
-            header: encode::header(pid, pid, ts),
-            syscall: 257,
-            dirfd: -100,
-            ret: 3,
-            ..OpenMeta::default()
-        };
-        self.record(&encode::open(meta, path, &[]));
+        self.open_as(pid, path, OpenMeta::default(), &[]);
     }
 
     /// An open of `asked` that the kernel resolved to the file at `opened`.
     fn open_reached(&mut self, pid: u32, asked: &str, opened: &str) {
-        let ts = self.tick_clock();
-        let meta = OpenMeta {
-            header: encode::header(pid, pid, ts),
-            syscall: 257,
-            dirfd: -100,
-            ret: 3,
+        let found = OpenMeta {
             resolved: resolved::WHOLE,
             ino: 1234,
             dev: 8 << 20 | 1,
@@ -406,7 +393,20 @@ impl Script {
             nlink: 1,
             ..OpenMeta::default()
         };
-        self.record(&encode::open(meta, asked, &encode::walk_of(opened)));
+        self.open_as(pid, asked, found, &encode::walk_of(opened));
+    }
+
+    /// A successful openat of `path` (fd 3), with what the kernel found in `found`.
+    fn open_as(&mut self, pid: u32, path: &str, found: OpenMeta, walk: &[u8]) {
+        let ts = self.tick_clock();
+        let meta = OpenMeta {
+            header: encode::header(pid, pid, ts),
+            syscall: 257,
+            dirfd: -100,
+            ret: 3,
+            ..found
+        };
+        self.record(&encode::open(meta, path, walk));
     }
 
     /// The once-a-second loss report (a second goes by), with the kernel's counters.
