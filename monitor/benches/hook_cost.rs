@@ -350,6 +350,36 @@ fn run() -> anyhow::Result<()> {
         compare(Config::DiscoveryOn, Config::Before)
     );
     println!("  (paired: median over rounds of that round's difference, per syscall)");
+    // For `cargo xtask bench`'s summary table.
+    let (write, pipe) = (Workload::Write as usize, Workload::Pipe as usize);
+    let row = |what: &str, w: usize, a: Config, b: Config, budget: &str| {
+        let (now, base) = (med[a as usize][w], med[b as usize][w]);
+        println!(
+            "summary | {what} | {now:.1} ns | {base:.1} ns | x{:.3} | {budget}",
+            base / now
+        );
+    };
+    row(
+        "unwatched 1-byte write(): sys_exit vs an empty program on the same hook",
+        write,
+        Config::DiscoveryOn,
+        Config::Empty,
+        ">= x0.95",
+    );
+    row(
+        "unwatched 1-byte write(): sys_exit vs a minimal raw sys_enter pid filter",
+        write,
+        Config::DiscoveryOn,
+        Config::MinimalFilter,
+        ">= x0.95",
+    );
+    row(
+        "unwatched pipe ping-pong: sys_exit vs a minimal raw sys_enter pid filter",
+        pipe,
+        Config::DiscoveryOn,
+        Config::MinimalFilter,
+        ">= x0.95",
+    );
     println!("per-round ns (write | pipe 1 B round trip | pipe {LONG} B round trip):");
     let show = |v: &[f64; ROUNDS]| v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(" ");
     for (i, config) in Config::ALL.into_iter().enumerate() {

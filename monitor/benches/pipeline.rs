@@ -223,6 +223,7 @@ fn run() -> anyhow::Result<()> {
         "workload", "calls/s", "us/call", "MB/s data", "MB/s recs", "calls/s per round"
     );
     println!("{}", "-".repeat(37 + 3 + 46 + 3 + 24));
+    let mut summaries = Vec::new();
     for (w, workload) in WORKLOADS.iter().enumerate() {
         let b = &batches[w];
         let calls = (b.calls * workload.batches) as f64;
@@ -241,6 +242,17 @@ fn run() -> anyhow::Result<()> {
             (b.record_bytes * workload.batches as u64) as f64 / t / 1e6,
             per_round.join(" ")
         );
+        // For `cargo xtask bench`'s summary table.
+        let (figure, budget) = if w == 0 {
+            (format!("{:.0} calls/s", calls / t), ">= 200000 calls/s")
+        } else {
+            let mb = (b.payload_bytes * workload.batches as u64) as f64 / t / 1e6;
+            (format!("{mb:.0} MB/s"), ">= 1000 MB/s")
+        };
+        summaries.push(format!(
+            "summary | userspace pipeline, {}, one core | {figure} | - | - | {budget}",
+            workload.label
+        ));
     }
     println!();
     println!(
@@ -248,6 +260,7 @@ fn run() -> anyhow::Result<()> {
          MB/s recs: the same with the {}-byte record headers; MB = 10^6 bytes",
         size_of::<DataMeta>()
     );
+    summaries.iter().for_each(|line| println!("{line}"));
     let counted = pipeline.tool_calls_counted();
     println!(
         "tool calls counted by the pipeline: {counted} for {} calls fed",

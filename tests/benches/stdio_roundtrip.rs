@@ -259,6 +259,16 @@ fn run() -> anyhow::Result<()> {
                 (p[0] - bare[0]) / 1e3,
             );
         }
+        if layout == Layout::Pinned {
+            // For `cargo xtask bench`'s summary table.
+            let watched = pct[Config::Watched as usize][0];
+            println!(
+                "summary | watched stdio tools/call round trip, 200 B, p50, pinned | {:.1} us | {:.1} us | x{:.3} | <= x1.15",
+                watched / 1e3,
+                bare[0] / 1e3,
+                watched / bare[0]
+            );
+        }
     }
     println!();
     println!(

@@ -496,29 +496,94 @@ fn bench() -> anyhow::Result<()> {
         bail!("the benchmark loads and attaches eBPF programs: run `cargo xtask bench` as root");
     }
     let env = setup()?;
-    step("cargo bench --package monitor --bench hook_cost");
-    run_cmd(
-        env.cargo()
-            .args(["bench", "--package", "monitor", "--bench", "hook_cost"]),
-    )?;
-    step("cargo bench --package monitor --bench pipeline");
-    run_cmd(
-        env.cargo()
-            .args(["bench", "--package", "monitor", "--bench", "pipeline"]),
-    )?;
+    let mut summary = Vec::new();
+    for bench in ["hook_cost", "pipeline"] {
+        step(&format!("cargo bench --package monitor --bench {bench}"));
+        summary.extend(run_bench(env.cargo().args([
+            "bench",
+            "--package",
+            "monitor",
+            "--bench",
+            bench,
+        ]))?);
+    }
     // These start the real daemon: build it first, as `test()` does.
     build(&env)?;
     for bench in ["stdio_roundtrip", "exec_storm", "tls_cost", "hostile_peer"] {
         step(&format!(
             "cargo bench --package integration-tests --bench {bench}"
         ));
-        run_cmd(
+        summary.extend(run_bench(
             env.cargo()
                 .args(["bench", "--package", "integration-tests", "--bench", bench])
                 .env("MCP_MONITOR_BIN", daemon_binary()),
-        )?;
+        )?);
     }
+    print_summary(&summary);
     Ok(())
+}
+
+/// Runs a bench, passing its output through; returns its `summary | ...` lines (what,
+/// now, baseline, ratio, budget), the rows of the table `cargo xtask bench` ends with.
+fn run_bench(cmd: &mut Command) -> anyhow::Result<Vec<Vec<String>>> {
+    use std::io::{BufRead as _, BufReader};
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {shown}"))?;
+    let stdout = child.stdout.take().context("bench stdout")?;
+    let mut rows = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(row) = line.strip_prefix("summary | ") {
+            rows.push(row.split(" | ").map(str::to_string).collect());
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(rows)
+}
+
+/// One table of every bench's headline figures against the performance budget.
+fn print_summary(rows: &[Vec<String>]) {
+    let header = ["what", "now", "baseline, same run", "ratio", "budget"];
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[&str]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    println!();
+    println!(
+        "SUMMARY (medians of interleaved rounds; ratio as its budget is stated: for times per \
+         operation, the baseline's over now's (the rate relative to it); for latencies, now's \
+         over the baseline's)"
+    );
+    println!("{}", line(&header));
+    println!(
+        "{}",
+        "-".repeat(widths.iter().sum::<usize>() + 3 * (widths.len() - 1))
+    );
+    for r in rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        println!("{}", line(&cells));
+    }
 }
 
 /// Runs `cargo test`, passing its output through, and adds up its `test result:` lines
