@@ -1344,9 +1344,8 @@ impl Pipeline {
             return;
         };
         let index = policy.server_index(server.rule.as_deref());
-        let names = || std::iter::once(path.as_str()).chain(other.iter());
         let mut secret = policy
-            .secret_named(index, names(), &server.homes)
+            .secret_named(index, other.with(&path), &server.homes)
             .map(|(hit, _)| hit);
         if secret.is_none()
             && let Some(f) = o.opened.as_ref().filter(|f| effects::is_hard_linked(f))

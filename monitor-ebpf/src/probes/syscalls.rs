@@ -142,7 +142,7 @@ fn marked(ctx: &BtfTracePointContext, pid_tgid: u64) -> i32 {
             mark_watched(pid);
         }
         if discovery() {
-            capture_candidate(pid_tgid, ret, discover::unwatched(regs, pid, ret));
+            unwatched(ctx, pid_tgid);
         }
         return 0;
     };

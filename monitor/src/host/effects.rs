@@ -53,8 +53,9 @@ pub struct OtherNames {
 }
 
 impl OtherNames {
-    pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.asked.iter().chain(&self.hard_link_of).map(String::as_str)
+    /// Every name of the file: `path` (the one opened), then these.
+    pub fn with<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a str> {
+        std::iter::once(path).chain(self.asked.iter().chain(&self.hard_link_of).map(String::as_str))
     }
 
     /// `path` described with the name that made it a secret when that is another one.

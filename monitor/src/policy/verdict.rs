@@ -47,7 +47,7 @@ pub fn judge(policy: &Policy, index: Option<usize>, homes: &Homes, caller: Calle
                 ok,
                 other,
             } => {
-                match policy.secret_named(index, std::iter::once(path.as_str()).chain(other.iter()), homes) {
+                match policy.secret_named(index, other.with(path), homes) {
                     Some((hit, name)) => {
                         if hit.allowed_by.is_none() {
                             let verb = if *write { "wrote" } else { "read" };
