@@ -75,6 +75,8 @@ pub struct Server {
     pub pid: u32,
     pub exe: String,
     pub cmdline: String,
+    /// `cmdline` as events show it (credentials redacted), worked out at first use.
+    pub shown_cmdline: std::sync::OnceLock<String>,
     pub uid: u32,
     pub stdio: StdioTransport,
     /// HTTP connections its tree accepted, by number.
@@ -146,6 +148,7 @@ impl Server {
             pid: p.pid,
             exe: p.exe.clone(),
             cmdline: p.cmdline_string(),
+            shown_cmdline: std::sync::OnceLock::new(),
             uid: p.uid,
             sessions: HashMap::from([(stdio.key().clone(), session)]),
             stdio,
@@ -507,9 +510,10 @@ impl Server {
         out
     }
 
-    /// Requests by method over all sessions.
-    pub fn request_stats(&self) -> HashMap<String, u64> {
-        let mut all: HashMap<String, u64> = HashMap::new();
+    /// Requests by method over all its sessions, in method order (events stay the same
+    /// from run to run).
+    pub fn request_stats(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut all = std::collections::BTreeMap::<String, u64>::new();
         for SessionStats { requests, .. } in self.sessions.values().map(|s| &s.stats) {
             for (m, n) in requests {
                 *all.entry(m.clone()).or_default() += n;

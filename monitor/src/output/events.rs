@@ -15,7 +15,8 @@ use std::{
 
 use log::{info, warn};
 use prometheus::IntCounterVec;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 
 /// Why events were dropped: the `reason` label of `mcp_monitor_events_dropped_total`.
 pub const DROP_REASONS: &[&str] = &["broken_pipe", "no_space", "io_error"];
@@ -111,8 +112,8 @@ impl EventWriter {
     }
 
     /// Queues one event; `type` and `ts` come first so lines read well.
-    pub fn emit(&mut self, kind: &str, ts: String, fields: Value) {
-        line_into(&mut self.buf, kind, ts, fields);
+    pub fn emit(&mut self, kind: &str, ts: String, fields: impl Serialize) {
+        line_into(&mut self.buf, kind, &ts, &fields);
         self.buffered += 1;
         if self.buf.len() >= BUFFER_BYTES {
             self.flush();
@@ -191,7 +192,7 @@ impl EventWriter {
             "by_reason": self.unreported,
             "dropped_since_start": self.dropped_total.values().sum::<u64>(),
         });
-        line_into(&mut line, "monitor_status", self.now(), fields);
+        line_into(&mut line, "monitor_status", &self.now(), &fields);
         Some(line)
     }
 
@@ -245,16 +246,34 @@ fn open_append(path: &std::path::Path) -> io::Result<File> {
     Ok(f)
 }
 
-/// One event as a JSON line.
-fn line_into(buf: &mut Vec<u8>, kind: &str, ts: String, fields: Value) {
-    let mut obj = serde_json::Map::new();
-    obj.insert("type".into(), Value::String(kind.into()));
-    obj.insert("ts".into(), Value::String(ts));
-    if let Value::Object(rest) = fields {
-        obj.extend(rest);
+/// One event as a JSON line: `type` and `ts` first, then the members of `fields` (an
+/// object; anything else is left out). Written straight into `buf`, with no map built
+/// to put the two first.
+fn line_into(buf: &mut Vec<u8>, kind: &str, ts: &str, fields: &impl Serialize) {
+    let line_start = buf.len();
+    buf.extend_from_slice(b"{\"type\":");
+    // Writing into a Vec fails only when a Serialize impl does; the line is then undone.
+    let head = serde_json::to_writer(&mut *buf, kind).and_then(|()| {
+        buf.extend_from_slice(b",\"ts\":");
+        serde_json::to_writer(&mut *buf, ts)
+    });
+    let at = buf.len();
+    if head.is_err() {
+        buf.truncate(line_start);
+        return;
     }
-    // Writing a Value into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *buf, &Value::Object(obj));
+    match serde_json::to_writer(&mut *buf, fields) {
+        Ok(()) if buf.len() > at + 2 && buf[at] == b'{' => buf[at] = b',',
+        Ok(()) if buf.get(at) == Some(&b'{') => {
+            // `{}`: nothing to add.
+            buf.truncate(at);
+            buf.push(b'}');
+        }
+        _ => {
+            buf.truncate(at);
+            buf.push(b'}');
+        }
+    }
     buf.push(b'\n');
 }
 
@@ -358,7 +377,8 @@ mod tests {
         let got = lines(&f);
         // n=1, n=2 whole, half of n=3 on a line of its own, the report, n=6.
         assert_eq!(got.len(), 5, "{got:#?}");
-        let parsed: Vec<Option<Value>> = got.iter().map(|l| serde_json::from_str(l).ok()).collect();
+        let parsed: Vec<Option<serde_json::Value>> =
+            got.iter().map(|l| serde_json::from_str(l).ok()).collect();
         assert_eq!(parsed[0].as_ref().unwrap()["n"], 1);
         assert_eq!(parsed[1].as_ref().unwrap()["n"], 2);
         assert!(parsed[2].is_none(), "the torn line stays alone: {}", got[2]);

@@ -1,9 +1,16 @@
 //! Rendering: the JSON fields of events about servers and their calls.
-use serde_json::{Value, json};
+//!
+//! A call event is serialised straight into the event line (`CallEvent`), without a
+//! `Value` tree in between: at hundreds of thousands of calls a second, building and
+//! dropping that tree was most of the pipeline's time.
+use std::borrow::Cow;
+
+use serde::{Serialize, Serializer, ser::SerializeMap};
+use serde_json::{Value, json, value::RawValue};
 
 use super::redact::{redact_argv, redact_json, redact_text};
 use crate::{
-    mcp::session::{Completed, Session},
+    mcp::session::{Completed, PeerInfo, Session},
     policy::{ArgumentsMode, Homes, Policy, verdict::Verdict},
     servers::Server,
     transport::SessionKey,
@@ -11,18 +18,46 @@ use crate::{
 
 /// A server as events name it: its policy entry (or `unregistered`), process, serverInfo.
 pub fn server_json(server: &Server) -> Value {
-    server_json_named(server, server.label())
+    serde_json::to_value(ServerFields {
+        server,
+        name: server.label(),
+    })
+    .unwrap_or(Value::Null)
 }
 
-/// `server_json` under a given entry name (a call judged under an older policy).
-pub fn server_json_named(server: &Server, name: &str) -> Value {
-    json!({
-        "name": name,
-        "pid": server.pid,
-        "exe": server.exe,
-        "cmdline": cmdline(&server.cmdline),
-        "info": server.info().map(|s| json!({"name": s.name, "version": s.version})),
-    })
+/// A server under a given entry name (a call judged under an older policy).
+struct ServerFields<'a> {
+    server: &'a Server,
+    name: &'a str,
+}
+
+impl Serialize for ServerFields<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let server = self.server;
+        let mut m = s.serialize_map(Some(5))?;
+        m.serialize_entry("name", self.name)?;
+        m.serialize_entry("pid", &server.pid)?;
+        m.serialize_entry("exe", &server.exe)?;
+        // Redacted once per server, not once per event.
+        m.serialize_entry(
+            "cmdline",
+            server.shown_cmdline.get_or_init(|| cmdline(&server.cmdline)),
+        )?;
+        m.serialize_entry("info", &server.info().map(Info))?;
+        m.end()
+    }
+}
+
+/// serverInfo or clientInfo as events show it.
+struct Info<'a>(&'a PeerInfo);
+
+impl Serialize for Info<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("name", &self.0.name)?;
+        m.serialize_entry("version", &self.0.version)?;
+        m.end()
+    }
 }
 
 /// A process's command line as events show it: credentials in it (`--api-key=...`,
@@ -31,45 +66,47 @@ pub fn cmdline(s: &str) -> String {
     redact_text(s).0.into_owned()
 }
 
+/// The fields of a `tool_call` (or `resource_read`, `prompt_get`) event of a call in a
+/// session, ready to be serialised into the event line (see `call_fields`).
+pub struct CallEvent<'a> {
+    server: ServerFields<'a>,
+    key: &'a SessionKey,
+    session: &'a Session,
+    c: &'a Completed,
+    client: Option<&'a PeerInfo>,
+    verdict: Option<&'a Verdict>,
+    target_key: &'static str,
+    target: Option<Cow<'a, str>>,
+    arguments: Arguments,
+    redacted: usize,
+    error: Option<(String, usize)>,
+    /// The verdict's effects, with credentials in started programs' argv redacted.
+    effects: Option<Cow<'a, Value>>,
+}
+
+/// What an event carries of a call's arguments.
+enum Arguments {
+    /// Their JSON text, within the bound.
+    Whole(Box<RawValue>),
+    /// The start of their JSON text, cut at the bound (`arguments_truncated`).
+    Cut(String),
+    /// Their size only (`arguments: drop`).
+    Bytes(usize),
+}
+
 /// The fields of a `tool_call` (or `resource_read`, `prompt_get`) event of a call in
 /// `session`. `entry` is the server's name under `policy`, the policy the call was
 /// judged by, whose `arguments:` says what the event carries of the arguments.
-pub fn call_fields(
-    server: &Server,
-    (key, session): (&SessionKey, &Session),
-    c: &Completed,
-    entry: &str,
+pub fn call_fields<'a>(
+    server: &'a Server,
+    (key, session): (&'a SessionKey, &'a Session),
+    c: &'a Completed,
+    entry: &'a str,
     max_field_bytes: usize,
-    verdict: Option<&Verdict>,
+    verdict: Option<&'a Verdict>,
     policy: &Policy,
-) -> Value {
-    let client = c.client.as_ref().or(session.client.as_ref());
-    let mut agent = json!({
-        "name": verdict.and_then(|v| v.agent.clone()),
-        "client": client.map(|i| json!({"name": i.name, "version": i.version})),
-        "pid": session.peer.as_ref().map(|p| p.pid),
-        "uid": session.peer.as_ref().map(|p| p.uid),
-        "exe": session.peer.as_ref().map(|p| p.exe.clone()),
-    });
-    if let Some(addr) = &session.peer_addr {
-        agent["address"] = json!(addr);
-    }
-    if let Some(b) = &c.bearer {
-        agent["token"] = b.to_json();
-    }
+) -> CallEvent<'a> {
     let mode = policy.arguments;
-    let mut fields = json!({
-        "server": server_json_named(server, entry),
-        "agent": agent,
-        "transport": key.transport(),
-        "tls": session.tls,
-        "session": key.to_string(),
-        "protocol": {
-            "version": session.protocol_version,
-            "era": session.era.map(|e| e.as_str()),
-        },
-        "request_id": c.id.to_value(),
-    });
     let target_key = match c.method.as_str() {
         "tools/call" => "tool",
         "resources/read" => "uri",
@@ -77,60 +114,164 @@ pub fn call_fields(
     };
     // Redacted first, cut second: a cut must not leave half a token unrecognised.
     let mut redacted = 0;
-    fields[target_key] = match (&c.target, target_key, mode) {
+    let target = match (&c.target, target_key, mode) {
         (Some(uri), "uri", ArgumentsMode::Redact | ArgumentsMode::Drop) => {
             let (uri, n) = redact_text(uri);
             redacted += n;
-            json!(uri)
+            Some(uri)
         }
-        (target, _, _) => json!(target),
+        (target, _, _) => target.as_deref().map(Cow::Borrowed),
     };
-    match mode {
-        ArgumentsMode::Keep => set_arguments(&mut fields, c.arguments.clone(), max_field_bytes),
+    let arguments = match mode {
+        ArgumentsMode::Keep => bounded_text(&c.arguments, max_field_bytes),
         ArgumentsMode::Redact => {
             let mut arguments = c.arguments.clone();
             let is_secret = |s: &str| secret_path(policy, &server.homes, s);
             redacted += redact_json(&mut arguments, &is_secret);
-            set_arguments(&mut fields, arguments, max_field_bytes);
+            bounded_text(&arguments, max_field_bytes)
         }
-        ArgumentsMode::Drop => {
-            let bytes = match &c.arguments {
-                Value::Null => 0,
-                a => a.to_string().len(),
-            };
-            fields["arguments_bytes"] = json!(bytes);
-        }
-    }
-    if redacted > 0 {
-        fields["arguments_redacted"] = json!(redacted);
-    }
-    fields["duration_ms"] = json!(c.end_ts_ns.saturating_sub(c.start_ts_ns) as f64 / 1e6);
-    fields["outcome"] = json!(c.outcome.as_str());
-    if let Some(e) = &c.error {
+        ArgumentsMode::Drop => Arguments::Bytes(match &c.arguments {
+            Value::Null => 0,
+            a => json_len(a),
+        }),
+    };
+    let error = c.error.as_ref().map(|e| {
         let (text, n) = match mode {
-            ArgumentsMode::Keep => (std::borrow::Cow::Borrowed(e.as_str()), 0),
+            ArgumentsMode::Keep => (Cow::Borrowed(e.as_str()), 0),
             _ => redact_text(e),
         };
-        fields["error"] = json!(truncate_str(&text, max_field_bytes));
-        if n > 0 {
-            fields["error_redacted"] = json!(n);
+        (truncate_str(&text, max_field_bytes), n)
+    });
+    let effects = verdict.map(|v| {
+        if has_exec_argv(&v.effects) {
+            let mut effects = v.effects.clone();
+            redact_exec_argv(&mut effects);
+            Cow::Owned(effects)
+        } else {
+            Cow::Borrowed(&v.effects)
         }
+    });
+    CallEvent {
+        server: ServerFields { server, name: entry },
+        key,
+        session,
+        c,
+        client: c.client.as_ref().or(session.client.as_ref()),
+        verdict,
+        target_key,
+        target,
+        arguments,
+        redacted,
+        error,
+        effects,
     }
-    if let Some(v) = verdict {
-        fields["effects"] = v.effects.clone();
-        redact_exec_argv(&mut fields["effects"]);
-        fields["decision"] = json!(v.decision());
-        fields["violations"] = json!(v.violations);
-    }
-    fields
 }
 
-/// `arguments` (cut to `max` bytes of JSON, then a string, with `arguments_truncated`).
-fn set_arguments(fields: &mut Value, arguments: Value, max: usize) {
-    let (arguments, truncated) = bounded_owned(arguments, max);
-    fields["arguments"] = arguments;
-    if truncated {
-        fields["arguments_truncated"] = json!(true);
+impl Serialize for CallEvent<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (session, c) = (self.session, self.c);
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("server", &self.server)?;
+        m.serialize_entry("agent", &Agent(self))?;
+        m.serialize_entry("transport", self.key.transport())?;
+        m.serialize_entry("tls", &session.tls)?;
+        m.serialize_entry("session", &self.key.to_string())?;
+        m.serialize_entry("protocol", &Protocol(session))?;
+        m.serialize_entry("request_id", &RawValue::from_string(c.id.0.clone()).ok())?;
+        m.serialize_entry(self.target_key, &self.target)?;
+        match &self.arguments {
+            Arguments::Whole(raw) => m.serialize_entry("arguments", raw)?,
+            Arguments::Cut(text) => {
+                m.serialize_entry("arguments", text)?;
+                m.serialize_entry("arguments_truncated", &true)?;
+            }
+            Arguments::Bytes(n) => m.serialize_entry("arguments_bytes", n)?,
+        }
+        if self.redacted > 0 {
+            m.serialize_entry("arguments_redacted", &self.redacted)?;
+        }
+        let duration_ms = c.end_ts_ns.saturating_sub(c.start_ts_ns) as f64 / 1e6;
+        m.serialize_entry("duration_ms", &duration_ms)?;
+        m.serialize_entry("outcome", c.outcome.as_str())?;
+        if let Some((text, n)) = &self.error {
+            m.serialize_entry("error", text)?;
+            if *n > 0 {
+                m.serialize_entry("error_redacted", n)?;
+            }
+        }
+        if let (Some(v), Some(effects)) = (self.verdict, &self.effects) {
+            m.serialize_entry("effects", effects.as_ref())?;
+            m.serialize_entry("decision", v.decision())?;
+            m.serialize_entry("violations", &v.violations)?;
+        }
+        m.end()
+    }
+}
+
+/// The `agent` of a call event: who called, as far as the call and its session say.
+struct Agent<'a>(&'a CallEvent<'a>);
+
+impl Serialize for Agent<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (e, peer) = (self.0, self.0.session.peer.as_ref());
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("name", &e.verdict.and_then(|v| v.agent.as_deref()))?;
+        m.serialize_entry("client", &e.client.map(Info))?;
+        m.serialize_entry("pid", &peer.map(|p| p.pid))?;
+        m.serialize_entry("uid", &peer.map(|p| p.uid))?;
+        m.serialize_entry("exe", &peer.map(|p| &p.exe))?;
+        if let Some(addr) = &e.session.peer_addr {
+            m.serialize_entry("address", addr)?;
+        }
+        if let Some(b) = &e.c.bearer {
+            m.serialize_entry("token", &b.to_json())?;
+        }
+        m.end()
+    }
+}
+
+/// The `protocol` of a call event: the version and era its session negotiated.
+struct Protocol<'a>(&'a Session);
+
+impl Serialize for Protocol<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("version", &self.0.protocol_version)?;
+        m.serialize_entry("era", &self.0.era.map(|e| e.as_str()))?;
+        m.end()
+    }
+}
+
+/// `v`'s JSON text when it is at most `max` bytes; otherwise its start, cut there.
+fn bounded_text(v: &Value, max: usize) -> Arguments {
+    let (text, whole) = capped_json(v, max);
+    if whole {
+        // serde_json wrote it: valid JSON, so this cannot fail.
+        if let Ok(raw) = RawValue::from_string(text) {
+            return Arguments::Whole(raw);
+        }
+        return Arguments::Cut(String::new());
+    }
+    Arguments::Cut(truncate_str(&text, max))
+}
+
+/// Bytes of `v`'s JSON text, counted without keeping it.
+fn json_len(v: &Value) -> usize {
+    let mut counter = Counter(0);
+    let _ = serde_json::to_writer(&mut counter, v);
+    counter.0
+}
+
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -142,6 +283,14 @@ fn secret_path(policy: &Policy, homes: &Homes, s: &str) -> bool {
         _ => s.to_string(),
     };
     policy.secret(None, &expanded, homes).is_some()
+}
+
+/// Whether the effects list programs started with an argv (which may hold credentials).
+fn has_exec_argv(effects: &Value) -> bool {
+    effects
+        .get("exec")
+        .and_then(Value::as_array)
+        .is_some_and(|exec| exec.iter().any(|e| e.get("argv").is_some()))
 }
 
 /// Credentials in the argv of the programs a call started: each `exec` effect whose
@@ -173,21 +322,27 @@ pub fn event_type(method: &str) -> &'static str {
 /// `v` itself when its JSON is at most `max` bytes; otherwise the start of its JSON
 /// text as a string, and `true`.
 pub fn bounded(v: &Value, max: usize) -> (Value, bool) {
-    bounded_owned(v.clone(), max)
+    let (text, whole) = capped_json(v, max);
+    if whole {
+        return (v.clone(), false);
+    }
+    (Value::String(truncate_str(&text, max)), true)
 }
 
-fn bounded_owned(v: Value, max: usize) -> (Value, bool) {
-    // Serialised only as far as the bound: a 64 KiB argument is not written out whole
-    // to learn that it is over 4 KiB.
+/// `v`'s JSON text up to `max` bytes (lossy at a cut character), and whether that is
+/// all of it. Serialised only as far as the bound: a 64 KiB argument is not written
+/// out whole to learn that it is over 4 KiB.
+fn capped_json(v: &Value, max: usize) -> (String, bool) {
     let mut capped = Capped {
         bytes: Vec::with_capacity(max.min(4096) + 1),
         cap: max + 1,
     };
-    if serde_json::to_writer(&mut capped, &v).is_ok() && capped.bytes.len() <= max {
-        return (v, false);
-    }
-    let text = String::from_utf8_lossy(&capped.bytes);
-    (Value::String(truncate_str(&text, max)), true)
+    let whole = serde_json::to_writer(&mut capped, v).is_ok() && capped.bytes.len() <= max;
+    let text = match String::from_utf8(capped.bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
+    (text, whole)
 }
 
 /// Keeps the first `cap` bytes written, then refuses more (which ends serialisation).
