@@ -300,7 +300,14 @@ fn test() -> anyhow::Result<()> {
 }
 
 /// The cargo-fuzz targets (fuzz/fuzz_targets/<name>.rs).
-const FUZZ_TARGETS: &[&str] = &["records", "stdio_session", "http", "policy", "recording"];
+const FUZZ_TARGETS: &[&str] = &[
+    "records",
+    "stdio_session",
+    "http",
+    "jsonrpc",
+    "policy",
+    "recording",
+];
 /// Seconds each fuzz target runs in `cargo xtask test`.
 const FUZZ_TEST_SECONDS: u64 = 15;
 const CARGO_FUZZ_VERSION: &str = "0.13.2";

@@ -1,6 +1,12 @@
 //! JSON-RPC 2.0 messages as MCP peers send them: one JSON value per line, an object
 //! (or, from older peers, a batch array of objects).
-use serde_json::Value;
+use std::borrow::Cow;
+
+use serde::{
+    Deserialize, Deserializer,
+    de::{Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor, value::SeqAccessDeserializer},
+};
+use serde_json::{Value, value::RawValue};
 
 /// A request id, kept as its JSON text so `1` and `"1"` stay distinct.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -62,29 +68,97 @@ impl std::fmt::Display for ParseError {
 
 /// Parses one line: an object gives one message, a batch array gives one per element
 /// (each element's error on its own).
+///
+/// Only what a decision needs becomes a `Value`: the envelope's members are read into
+/// their own slots, and a result keeps only the members the session reads
+/// (`serverInfo`, `_meta`, `protocolVersion`, `isError`, and `content` when `isError`
+/// is true); the rest of a result is checked as JSON and skipped. A member given twice
+/// counts as its last copy, as `JSON.parse` and Python's `json` take it. Skipped
+/// members are checked as JSON syntax only: a number beyond f64 or bytes that are not
+/// UTF-8 there do not hide the message (peers read those as infinity and replacement
+/// characters). The `jsonrpc` fuzz target holds this to `parse_line_whole`.
 pub fn parse_line(line: &[u8]) -> Vec<Result<Message, ParseError>> {
-    match serde_json::from_slice::<Value>(line) {
+    let mut de = serde_json::Deserializer::from_slice(line);
+    let parsed = Line::deserialize(&mut de).and_then(|l| de.end().map(|()| l));
+    match parsed {
         Err(e) => vec![Err(ParseError::NotJson(e.to_string()))],
-        Ok(Value::Array(items)) if !items.is_empty() => items.into_iter().map(parse_value).collect(),
-        Ok(v) => vec![parse_value(v)],
+        Ok(Line::One(m)) => vec![m],
+        Ok(Line::Batch(items)) if !items.is_empty() => items,
+        Ok(Line::Batch(_) | Line::NotObject) => vec![Err(ParseError::NotJsonRpc("not an object"))],
     }
 }
 
+/// What `parse_line` gives, the slow way: the whole line as a `Value`, then each
+/// result cut down to the members the session reads. The fuzzer and the tests hold
+/// `parse_line` to it.
+#[doc(hidden)]
+pub fn parse_line_whole(line: &[u8]) -> Vec<Result<Message, ParseError>> {
+    let trimmed = |m: Result<Message, ParseError>| match m {
+        Ok(Message::Response { id, result }) => Ok(Message::Response {
+            id,
+            result: trim_result(result),
+        }),
+        other => other,
+    };
+    match serde_json::from_slice::<Value>(line) {
+        Err(e) => vec![Err(ParseError::NotJson(e.to_string()))],
+        Ok(Value::Array(items)) if !items.is_empty() => {
+            items.into_iter().map(parse_value).map(trimmed).collect()
+        }
+        Ok(v) => vec![trimmed(parse_value(v))],
+    }
+}
+
+/// A result object with only the members the session reads, in the order given.
+fn trim_result(result: Value) -> Value {
+    let Value::Object(mut all) = result else {
+        return result;
+    };
+    let is_error = all.get("isError").and_then(Value::as_bool) == Some(true);
+    let content = all.remove("content");
+    all.retain(|k, _| RESULT_MEMBERS.contains(&k.as_str()));
+    if let (true, Some(content)) = (is_error, content) {
+        all.insert("content".into(), content);
+    }
+    Value::Object(all)
+}
+
+/// A message as a JSON value (tests, and peers already parsed).
 pub fn parse_value(v: Value) -> Result<Message, ParseError> {
     let Value::Object(mut obj) = v else {
         return Err(ParseError::NotJsonRpc("not an object"));
     };
-    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+    message(Envelope {
+        jsonrpc: obj.remove("jsonrpc"),
+        id: obj.remove("id"),
+        method: obj.remove("method"),
+        params: obj.remove("params"),
+        result: obj.remove("result"),
+        error: obj.remove("error"),
+    })
+}
+
+/// The members of a JSON-RPC object, each as its last copy in the text.
+#[derive(Default)]
+struct Envelope {
+    jsonrpc: Option<Value>,
+    id: Option<Value>,
+    method: Option<Value>,
+    params: Option<Value>,
+    result: Option<Value>,
+    error: Option<Value>,
+}
+
+fn message(e: Envelope) -> Result<Message, ParseError> {
+    if e.jsonrpc.as_ref().and_then(Value::as_str) != Some("2.0") {
         return Err(ParseError::NotJsonRpc("missing \"jsonrpc\": \"2.0\""));
     }
-    let id = obj.remove("id");
-    let id = id.as_ref();
-    if let Some(method) = obj.get("method") {
-        let method = method
-            .as_str()
-            .ok_or(ParseError::NotJsonRpc("method is not a string"))?
-            .to_string();
-        let params = obj.remove("params").unwrap_or(Value::Null);
+    let id = e.id.as_ref();
+    if let Some(method) = e.method {
+        let Value::String(method) = method else {
+            return Err(ParseError::NotJsonRpc("method is not a string"));
+        };
+        let params = e.params.unwrap_or(Value::Null);
         return match id {
             None => Ok(Message::Notification { method, params }),
             Some(id) => {
@@ -94,7 +168,7 @@ pub fn parse_value(v: Value) -> Result<Message, ParseError> {
             }
         };
     }
-    if let Some(error) = obj.remove("error") {
+    if let Some(error) = e.error {
         let id = id.and_then(Id::from_value);
         let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
         let message = error
@@ -110,7 +184,7 @@ pub fn parse_value(v: Value) -> Result<Message, ParseError> {
             data,
         });
     }
-    if let Some(result) = obj.remove("result") {
+    if let Some(result) = e.result {
         let id = id
             .and_then(Id::from_value)
             .ok_or(ParseError::NotJsonRpc("response id is not a number or string"))?;
@@ -119,6 +193,212 @@ pub fn parse_value(v: Value) -> Result<Message, ParseError> {
     Err(ParseError::NotJsonRpc(
         "neither a request, a notification nor a response",
     ))
+}
+
+/// A line: one object, a batch, or some other JSON value.
+enum Line {
+    One(Result<Message, ParseError>),
+    Batch(Vec<Result<Message, ParseError>>),
+    NotObject,
+}
+
+impl<'de> Deserialize<'de> for Line {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LineVisitor { batch: true })
+    }
+}
+
+/// A batch element: an object is a message; anything else is an error of its own.
+struct Item(Result<Message, ParseError>);
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Item(match d.deserialize_any(LineVisitor { batch: false })? {
+            Line::One(m) => m,
+            _ => Err(ParseError::NotJsonRpc("not an object")),
+        }))
+    }
+}
+
+/// Reads a line's value; `batch`: an array is a batch (only at the top: a nested array
+/// is just not an object).
+struct LineVisitor {
+    batch: bool,
+}
+
+impl<'de> Visitor<'de> for LineVisitor {
+    type Value = Line;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Line, A::Error> {
+        let mut e = Envelope::default();
+        while let Some(key) = map.next_key::<Member>()? {
+            match key {
+                Member::Jsonrpc => e.jsonrpc = Some(map.next_value()?),
+                Member::Id => e.id = Some(map.next_value()?),
+                Member::Method => e.method = Some(map.next_value()?),
+                Member::Params => e.params = Some(map.next_value()?),
+                Member::Result => e.result = Some(map.next_value::<ResultView>()?.0),
+                Member::Error => e.error = Some(map.next_value()?),
+                Member::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Line::One(message(e)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Line, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Item(m)) = seq.next_element::<Item>()? {
+            items.push(m);
+        }
+        Ok(if self.batch {
+            Line::Batch(items)
+        } else {
+            Line::NotObject
+        })
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Line, E> {
+        Ok(Line::NotObject)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Line, E> {
+        Ok(Line::NotObject)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Line, E> {
+        Ok(Line::NotObject)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Line, E> {
+        Ok(Line::NotObject)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Line, E> {
+        Ok(Line::NotObject)
+    }
+
+    fn visit_unit<E>(self) -> Result<Line, E> {
+        Ok(Line::NotObject)
+    }
+}
+
+/// A member name of the envelope (any other is skipped).
+enum Member {
+    Jsonrpc,
+    Id,
+    Method,
+    Params,
+    Result,
+    Error,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(MemberVisitor)
+    }
+}
+
+struct MemberVisitor;
+
+impl<'de> Visitor<'de> for MemberVisitor {
+    type Value = Member;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E>(self, name: &str) -> Result<Member, E> {
+        Ok(match name {
+            "jsonrpc" => Member::Jsonrpc,
+            "id" => Member::Id,
+            "method" => Member::Method,
+            "params" => Member::Params,
+            "result" => Member::Result,
+            "error" => Member::Error,
+            _ => Member::Other,
+        })
+    }
+}
+
+/// A result as the session reads it: an object keeps the members named below (the
+/// others are checked and skipped); anything else is kept whole.
+struct ResultView(Value);
+
+/// Result members the session reads (`content` only when `isError` is true).
+const RESULT_MEMBERS: [&str; 4] = ["serverInfo", "_meta", "protocolVersion", "isError"];
+
+impl<'de> Deserialize<'de> for ResultView {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ResultVisitor)
+    }
+}
+
+struct ResultVisitor;
+
+impl<'de> Visitor<'de> for ResultVisitor {
+    type Value = ResultView;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ResultView, A::Error> {
+        let mut kept = serde_json::Map::new();
+        let mut content: Option<&'de RawValue> = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "content" {
+                content = Some(map.next_value()?);
+            } else if RESULT_MEMBERS.contains(&key.as_ref()) {
+                kept.insert(key.into_owned(), map.next_value()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        if kept.get("isError").and_then(Value::as_bool) == Some(true)
+            && let Some(raw) = content
+        {
+            let content = serde_json::from_str(raw.get()).map_err(A::Error::custom)?;
+            kept.insert("content".into(), content);
+        }
+        Ok(ResultView(Value::Object(kept)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ResultView, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(seq)).map(ResultView)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<ResultView, E> {
+        Ok(ResultView(Value::Bool(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<ResultView, E> {
+        Ok(ResultView(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<ResultView, E> {
+        Ok(ResultView(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<ResultView, E> {
+        Ok(ResultView(
+            serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+        ))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<ResultView, E> {
+        Ok(ResultView(Value::String(v.to_string())))
+    }
+
+    fn visit_unit<E>(self) -> Result<ResultView, E> {
+        Ok(ResultView(Value::Null))
+    }
 }
 
 #[cfg(test)]
@@ -193,6 +473,45 @@ mod tests {
         let v = parse_line(br#"[{"jsonrpc":"2.0","id":1,"method":"a"},3,{"jsonrpc":"2.0","method":"b"}]"#);
         assert_eq!(v.len(), 3);
         assert!(v[0].is_ok() && v[1].is_err() && v[2].is_ok());
+    }
+
+    /// The member-by-member parse gives what parsing the whole line and cutting the
+    /// results down gives, on lines that probe its edges.
+    #[test]
+    fn parse_line_is_the_whole_parse_cut_down() {
+        let lines: &[&[u8]] = &[
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":[1,{"b":null}]}}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"hi"}],"structuredContent":{"x":1}}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"bad"}],"isError":true}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":"not a list","isError":false}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"isError":false,"content":[],"isError":true,"content":[{"text":"last"}]}}"#,
+            br#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","serverInfo":{"name":"s","version":"1"},"capabilities":{"tools":{}},"_meta":{"k":[1]}}}"#,
+            br#"{"jsonrpc":"2.0","id":2,"result":[1,"two",{"three":3}]}"#,
+            br#"{"jsonrpc":"2.0","id":2,"result":"text"}"#,
+            br#"{"jsonrpc":"2.0","id":2,"result":null}"#,
+            br#"{"jsonrpc":"2.0","id":2,"result":-1.5e3}"#,
+            br#"{"id":3,"jsonrpc":"1.0","jsonrpc":"2.0","method":"a","method":"b","id":"4"}"#,
+            br#"{"jsonrpc":"2.0","\u0069d":5,"m\u0065thod":"tools/list","x":{"deep":[[[]]]}}"#,
+            br#"{"jsonrpc":"2.0","id":6,"error":{"code":-32000,"message":"m","data":{"d":1}},"result":{}}"#,
+            br#"  [{"jsonrpc":"2.0","id":1,"method":"a"}, 3, [1], "s", null, {"jsonrpc":"2.0","id":1,"result":{"isError":true}}]  "#,
+            br#"[[{"jsonrpc":"2.0","id":1,"method":"a"}]]"#,
+            br#"[]"#,
+            br#"{}"#,
+            br#"true"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":{}} trailing"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[1,}]}}"#,
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"content\":\"\xff\"}}",
+            br#"{"jsonrpc":"2.0","id":{"o":1},"result":{}}"#,
+            br#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#,
+        ];
+        for line in lines {
+            assert_eq!(
+                parse_line(line),
+                parse_line_whole(line),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
     }
 
     #[test]

@@ -121,6 +121,10 @@ impl PathGlobs {
     fn matching_home(&self, path: &str, home: Option<&str>) -> Option<&str> {
         let compiled = self.set_for(home).ok()?;
         let (set, origin) = &*compiled;
+        // Most paths match nothing: the yes/no test stops early and allocates nothing.
+        if !set.is_match(path) {
+            return None;
+        }
         let first = set.matches(path).into_iter().map(|g| origin[g]).min()?;
         Some(self.items[first].as_str())
     }
