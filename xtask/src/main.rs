@@ -37,7 +37,7 @@ enum Task {
     /// Set up, then fmt, clippy, unit tests, the root integration tests and each fuzz
     /// target for 15 s.
     Test,
-    /// Set up, then run the hook-cost benchmark as root (monitor/benches/hook_cost.rs).
+    /// Set up, then run every benchmark as root and print one summary table (BENCHMARKS.md).
     Bench,
     /// Set up (cargo-fuzz too), build the fuzz targets (fuzz/) and run each for SECONDS.
     Fuzz {
@@ -452,6 +452,34 @@ fn unmount_tracefs() -> anyhow::Result<()> {
     bail!("{} is still mounted after 4 umounts", tracefs.display())
 }
 
+/// Each `(command, Debian package)` whose command is missing, installed with apt-get.
+fn ensure_debian_tools(tools: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|(command, _)| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {command}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|&(_, package)| package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    step(&format!(
+        "installing {} (apt-get update, install)",
+        missing.join(", ")
+    ));
+    run_cmd(Command::new("apt-get").arg("update"))?;
+    run_cmd(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
 /// Debian's `prometheus` package (prometheus, promtool) for tests/tests/prometheus.rs;
 /// skipped when `promtool --version` works. Installed without starting its service.
 fn ensure_prometheus() -> anyhow::Result<()> {
@@ -516,7 +544,19 @@ fn bench() -> anyhow::Result<()> {
     }
     // These start the real daemon: build it first, as `test()` does.
     build(&env)?;
-    for bench in ["stdio_roundtrip", "exec_storm", "tls_cost", "hostile_peer"] {
+    step("real MCP peers for the benches (tests/mcp/setup.sh: npm ci, Python venv)");
+    run_cmd(Command::new("bash").arg(workspace_root().join("tests/mcp/setup.sh")))?;
+    // real_server compares with strace -f and a C relay it compiles.
+    ensure_debian_tools(&[("strace", "strace"), ("cc", "gcc")])?;
+    let benches = [
+        "stdio_roundtrip",
+        "real_server",
+        "exec_storm",
+        "load",
+        "tls_cost",
+        "hostile_peer",
+    ];
+    for bench in benches {
         step(&format!(
             "cargo bench --package integration-tests --bench {bench}"
         ));
