@@ -42,7 +42,7 @@ use std::{
     fs::File,
     io::{Read as _, Write as _},
     path::{Path, PathBuf},
-    process::{ChildStdin, ChildStdout, Command, ExitCode, Stdio},
+    process::{ChildStdin, ChildStdout, ExitCode},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -54,7 +54,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use integration_tests::{
     Daemon, Killed,
-    bench::{built_daemon, cpu_time, event_file, kernel_release, main_as_root, online_cpus},
+    bench::{built_daemon, cpu_time, event_file, jsonrpc_peer, kernel_release, main_as_root, online_cpus},
     metrics::{Sample, scrape, sum},
     unique_tag,
 };
@@ -186,13 +186,7 @@ struct Server {
 
 impl Server {
     fn spawn(tag: &str) -> anyhow::Result<Self> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pipe-peer"))
-            .args(["--tag", tag, "jsonrpc"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting pipe-peer")?;
+        let mut child = jsonrpc_peer(env!("CARGO_BIN_EXE_pipe-peer"), tag)?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         Ok(Self {

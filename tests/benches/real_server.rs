@@ -34,8 +34,8 @@ use anyhow::{Context as _, bail};
 use integration_tests::{
     Daemon, Killed,
     bench::{
-        Layout, TempDir, built_daemon, event_file, kernel_release, main_as_root, online_cpus, percentile,
-        set_affinity,
+        Layout, TempDir, built_daemon, event_file, events_after_exit, kernel_release, main_as_root,
+        online_cpus, percentile, set_affinity,
     },
     mcp::mcp_dir,
     unique_tag,
@@ -602,14 +602,7 @@ fn measure(
     let Some(d) = daemon else {
         return Ok(());
     };
-    d.wait_for(WAIT, |e| {
-        e["type"] == "server_exited" && e["server"]["pid"] == pid
-    })
-    .with_context(|| format!("no server_exited for the server; stderr:\n{}", d.stderr()))?;
-    let (status, _, events) = d.stop(WAIT)?;
-    if !status.success() {
-        bail!("the daemon exited with {status}");
-    }
+    let events = events_after_exit(d, pid, true, WAIT)?;
     let calls: Vec<&Value> = events
         .iter()
         .filter(|e| e["type"] == "tool_call" && e["server"]["pid"] == pid)

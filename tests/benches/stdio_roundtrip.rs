@@ -20,7 +20,7 @@
 use std::{
     io::{Read as _, Write as _},
     path::Path,
-    process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio},
+    process::{Child, ChildStdin, ChildStdout, ExitCode},
     time::{Duration, Instant},
 };
 
@@ -28,7 +28,8 @@ use anyhow::{Context as _, bail};
 use integration_tests::{
     Daemon,
     bench::{
-        Layout, built_daemon, event_file, kernel_release, main_as_root, online_cpus, percentile, set_affinity,
+        Layout, built_daemon, event_file, events_after_exit, jsonrpc_peer, kernel_release, main_as_root,
+        online_cpus, percentile, set_affinity,
     },
     unique_tag,
 };
@@ -75,13 +76,7 @@ struct Peer {
 
 impl Peer {
     fn spawn(tag: &str) -> anyhow::Result<Self> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pipe-peer"))
-            .args(["--tag", tag, "jsonrpc"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting pipe-peer")?;
+        let mut child = jsonrpc_peer(env!("CARGO_BIN_EXE_pipe-peer"), tag)?;
         let stdin = child.stdin.take().context("peer stdin")?;
         let stdout = child.stdout.take().context("peer stdout")?;
         Ok(Self {
@@ -345,16 +340,7 @@ fn measure(
     let Some(d) = daemon else {
         return Ok(());
     };
-    if config == Config::Watched {
-        d.wait_for(WAIT, |e| {
-            e["type"] == "server_exited" && e["server"]["pid"] == pid
-        })
-        .with_context(|| format!("no server_exited for the server; stderr:\n{}", d.stderr()))?;
-    }
-    let (status, _, events) = d.stop(WAIT)?;
-    if !status.success() {
-        bail!("the daemon exited with {status}");
-    }
+    let events = events_after_exit(d, pid, config == Config::Watched, WAIT)?;
     let count = |kind: &str| {
         events
             .iter()

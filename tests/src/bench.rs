@@ -146,3 +146,37 @@ pub fn percentile(sorted: &[u64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1] as f64
 }
+
+/// `pipe-peer --tag TAG jsonrpc` (`pipe_peer`: the bench's `CARGO_BIN_EXE_pipe-peer`),
+/// a minimal stdio MCP server, with its stdin and stdout piped to this process.
+pub fn jsonrpc_peer(pipe_peer: &str, tag: &str) -> anyhow::Result<std::process::Child> {
+    use std::process::{Command, Stdio};
+    Command::new(pipe_peer)
+        .args(["--tag", tag, "jsonrpc"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting pipe-peer")
+}
+
+/// Stops the daemon once it has seen server `pid` exit (when `watched`), and returns
+/// every event it wrote; an error when it did not see the exit or did not exit cleanly.
+pub fn events_after_exit(
+    d: crate::Daemon,
+    pid: u64,
+    watched: bool,
+    wait: Duration,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    if watched {
+        d.wait_for(wait, |e| {
+            e["type"] == "server_exited" && e["server"]["pid"] == pid
+        })
+        .with_context(|| format!("no server_exited for the server; stderr:\n{}", d.stderr()))?;
+    }
+    let (status, _, events) = d.stop(wait)?;
+    if !status.success() {
+        bail!("the daemon exited with {status}");
+    }
+    Ok(events)
+}
