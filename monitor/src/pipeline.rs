@@ -1455,7 +1455,7 @@ impl Pipeline {
     }
 
     fn emit_outputs(&mut self, server: &Server, outputs: Vec<(SessionKey, Output)>) {
-        for (key, Output::Completed(c)) in outputs {
+        for (key, Output::Completed(mut c)) in outputs {
             let Some(session) = server.sessions.get(&key) else {
                 continue;
             };
@@ -1472,10 +1472,12 @@ impl Pipeline {
                 let client = c.client.as_ref().or(session.client.as_ref());
                 count_call(&self.metrics, entry, client, &c, v);
             }
+            let arguments = std::mem::take(&mut c.arguments);
             let fields = render::call_fields(
                 server,
                 (&key, session),
                 &c,
+                arguments,
                 entry,
                 self.max_field_bytes,
                 verdict.as_ref(),

@@ -383,7 +383,7 @@ impl Session {
     fn complete(
         &self,
         id: Id,
-        req: Pending,
+        mut req: Pending,
         outcome: Outcome,
         error: Option<String>,
         end_ts_ns: u64,
@@ -396,7 +396,12 @@ impl Session {
             "resources/read" => field("uri"),
             _ => field("name"),
         };
-        let arguments = req.params.get("arguments").cloned().unwrap_or(Value::Null);
+        // Moved, not copied: the request is done with.
+        let arguments = req
+            .params
+            .as_object_mut()
+            .and_then(|p| p.remove("arguments"))
+            .unwrap_or(Value::Null);
         Some(Output::Completed(Completed {
             method: req.method,
             id,

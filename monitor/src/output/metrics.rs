@@ -103,8 +103,9 @@ pub struct Metrics {
     pub io_uring: IntCounter,
     pub ready: Arc<AtomicBool>,
     max_label_values: usize,
-    /// Distinct values seen per (server, label name).
-    seen: Mutex<HashMap<(String, &'static str), HashSet<String>>>,
+    /// Distinct values seen per server and label name (looked up by `&str`: no key is
+    /// built per call).
+    seen: Mutex<HashMap<String, HashMap<&'static str, HashSet<String>>>>,
 }
 
 /// Methods counted under their own name; anything else a peer sends is `other`.
@@ -333,7 +334,13 @@ impl Metrics {
     /// label (or used this one before); otherwise `__other__`, counted.
     pub fn bounded(&self, server: &str, label: &'static str, value: &str) -> String {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let values = seen.entry((server.to_string(), label)).or_default();
+        if !seen.contains_key(server) {
+            seen.insert(server.to_string(), HashMap::new());
+        }
+        let Some(per_label) = seen.get_mut(server) else {
+            return OTHER.to_string();
+        };
+        let values = per_label.entry(label).or_default();
         if values.contains(value) {
             return value.to_string();
         }

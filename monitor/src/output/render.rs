@@ -95,12 +95,15 @@ enum Arguments {
 }
 
 /// The fields of a `tool_call` (or `resource_read`, `prompt_get`) event of a call in
-/// `session`. `entry` is the server's name under `policy`, the policy the call was
-/// judged by, whose `arguments:` says what the event carries of the arguments.
+/// `session`, with `arguments` (taken out of `c`: redacted in place, not copied).
+/// `entry` is the server's name under `policy`, the policy the call was judged by,
+/// whose `arguments:` says what the event carries of the arguments.
+#[allow(clippy::too_many_arguments)]
 pub fn call_fields<'a>(
     server: &'a Server,
     (key, session): (&'a SessionKey, &'a Session),
     c: &'a Completed,
+    mut arguments: Value,
     entry: &'a str,
     max_field_bytes: usize,
     verdict: Option<&'a Verdict>,
@@ -123,14 +126,13 @@ pub fn call_fields<'a>(
         (target, _, _) => target.as_deref().map(Cow::Borrowed),
     };
     let arguments = match mode {
-        ArgumentsMode::Keep => bounded_text(&c.arguments, max_field_bytes),
+        ArgumentsMode::Keep => bounded_text(&arguments, max_field_bytes),
         ArgumentsMode::Redact => {
-            let mut arguments = c.arguments.clone();
             let is_secret = |s: &str| secret_path(policy, &server.homes, s);
             redacted += redact_json(&mut arguments, &is_secret);
             bounded_text(&arguments, max_field_bytes)
         }
-        ArgumentsMode::Drop => Arguments::Bytes(match &c.arguments {
+        ArgumentsMode::Drop => Arguments::Bytes(match &arguments {
             Value::Null => 0,
             a => json_len(a),
         }),

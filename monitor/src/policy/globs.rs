@@ -64,9 +64,13 @@ impl Homes {
 #[derive(Debug, Default)]
 pub struct PathGlobs {
     pub items: Vec<String>,
-    /// Per home (None: no home, `~` globs left out).
-    compiled: RefCell<HashMap<Option<String>, CompiledGlobs>>,
+    /// Per home (`NO_HOME`: no home, `~` globs left out).
+    compiled: RefCell<HashMap<String, CompiledGlobs>>,
 }
+
+/// The key of the set compiled without a home (no home holds a NUL: environment
+/// strings end at one).
+const NO_HOME: &str = "\0";
 
 /// A compiled set, and for each of its globs the item it came from. Shared, not
 /// copied, by each lookup: a copy of a `GlobSet` also starts its regex caches cold.
@@ -87,8 +91,9 @@ impl PathGlobs {
     }
 
     fn set_for(&self, home: Option<&str>) -> Result<CompiledGlobs, globset::Error> {
-        let key = home.map(str::to_string);
-        if let Some(s) = self.compiled.borrow().get(&key) {
+        // Looked up by `&str`, with no key built: this runs for every path checked.
+        let key = home.unwrap_or(NO_HOME);
+        if let Some(s) = self.compiled.borrow().get(key) {
             return Ok(s.clone());
         }
         let mut b = GlobSetBuilder::new();
@@ -113,7 +118,7 @@ impl PathGlobs {
         if compiled.len() >= MAX_COMPILED_HOMES {
             compiled.clear();
         }
-        compiled.insert(key, set.clone());
+        compiled.insert(key.to_string(), set.clone());
         Ok(set)
     }
 
