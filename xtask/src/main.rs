@@ -279,6 +279,8 @@ fn test() -> anyhow::Result<()> {
     step("real MCP peers for the tests (tests/mcp/setup.sh: npm ci, Python venv)");
     run_cmd(Command::new("bash").arg(workspace_root().join("tests/mcp/setup.sh")))?;
     ensure_prometheus()?;
+    // tests/tests/deploy.rs checks the unit's system call filter with strace.
+    ensure_debian_tools(&[("strace", "strace")])?;
     // One release build serves the daemon binary and every test below.
     build(&env)?;
     if env::var_os("CI").is_some_and(|v| v == "true") {
