@@ -23,6 +23,7 @@ use crate::{
         secret_inodes::SecretInodes,
         tls_probes::TlsProbes,
         watch::{DetectedBy, WatchPatterns},
+        workload::{self, Workload},
     },
     kernel::{
         Kernel, KernelStats,
@@ -413,14 +414,19 @@ impl Pipeline {
                 .iter()
                 .map(|&pid| json!({"pid": pid, "exe": self.procs.get(pid).map(|p| p.exe.clone())}))
                 .collect();
-            json!({"pid": c.pid, "uid": c.uid, "exe": c.exe, "cmdline": render::cmdline(&c.cmdline), "parents": parents})
+            let mut client = json!({"pid": c.pid, "uid": c.uid, "exe": c.exe, "cmdline": render::cmdline(&c.cmdline), "parents": parents});
+            if let Some(w) = &c.workload {
+                client["workload"] = json!(w);
+            }
+            client
         });
         let policy = self.policy().clone();
         let host = self
             .facts
             .look(|| format!("server_host/{}", p.pid), || ServerHost::read(p));
         let mut server = Server::new(p, stdio, client, host, self.max_message_bytes, self.epoch());
-        server.rule = policy.entry_name(&server.cmdline, &p.exe);
+        server.workload = workload_of(&self.facts, p.pid);
+        server.rule = policy.entry_name(&server.cmdline, &p.exe, server.workload.as_ref());
         server.named = matches!(found, Found::Pattern { .. });
         let mut server_json = render::server_json(&server);
         server_json["uid"] = json!(p.uid);
@@ -489,7 +495,7 @@ impl Pipeline {
                 self.policy().clone()
             }
         };
-        let index = policy.match_server(&server.cmdline, &server.exe);
+        let index = policy.match_server(&server.cmdline, &server.exe, server.workload.as_ref());
         (policy, index)
     }
 
@@ -541,7 +547,7 @@ impl Pipeline {
                 let epoch = self.epoch() + 1;
                 for s in self.servers.values_mut() {
                     s.set_epoch(epoch);
-                    s.rule = policy.entry_name(&s.cmdline, &s.exe);
+                    s.rule = policy.entry_name(&s.cmdline, &s.exe, s.workload.as_ref());
                 }
                 let summary = policy.summary();
                 self.policies.insert(epoch, Rc::new(policy));
@@ -573,15 +579,18 @@ impl Pipeline {
             None => Vec::new(),
         };
         let pid = identity::pick_client(&candidates, server.ppid)?;
-        match self.procs.get(pid) {
-            Some(p) => Some(ClientProcess::from_process(p)),
-            None => Some(ClientProcess {
+        let mut client = match self.procs.get(pid) {
+            Some(p) => ClientProcess::from_process(p),
+            None => ClientProcess {
                 pid,
                 uid: 0,
                 exe: String::new(),
                 cmdline: String::new(),
-            }),
-        }
+                workload: None,
+            },
+        };
+        client.workload = workload_of(&self.facts, pid);
+        Some(client)
     }
 
     /// The nearest process in `pid`'s ancestry (itself included) that is a server; else,
@@ -1405,9 +1414,13 @@ impl Pipeline {
         let ts = self.events.kernel_time(ts_ns);
         let server_json = render::server_json(server);
         let starter = server.stdio_session();
-        let agent = starter
-            .and_then(|s| s.peer.as_ref())
-            .map(|c| json!({"pid": c.pid, "uid": c.uid, "exe": c.exe}));
+        let agent = starter.and_then(|s| s.peer.as_ref()).map(|c| {
+            let mut agent = json!({"pid": c.pid, "uid": c.uid, "exe": c.exe});
+            if let Some(w) = &c.workload {
+                agent["workload"] = json!(w);
+            }
+            agent
+        });
         let starter_client = starter.and_then(|s| s.client.as_ref());
         let (kind, what) = match (&effect, secret) {
             (
@@ -1681,10 +1694,21 @@ fn tcp_client(
                 || identity::socket_holder(Path::new("/proc"), peer, exclude),
             )
         });
-    let process = pid
-        .and_then(|pid| procs.get(pid))
-        .map(ClientProcess::from_process);
+    let process = pid.and_then(|pid| procs.get(pid)).map(|p| ClientProcess {
+        workload: workload_of(facts, p.pid),
+        ..ClientProcess::from_process(p)
+    });
     (process, address)
+}
+
+/// Where `pid` runs (cgroup, container, pod): its cgroup path from /proc, recorded as
+/// a fact and parsed on every run, so a replay parses it the same way.
+fn workload_of(facts: &Facts, pid: u32) -> Option<Workload> {
+    let path = facts.look(
+        || format!("cgroup/{pid}"),
+        || workload::cgroup_path(Path::new("/proc"), pid),
+    );
+    Workload::from_path(&path)
 }
 
 /// Who connected from `local`; an IPv4 client of a server on `::` shows as `::ffff:a.b.c.d`.

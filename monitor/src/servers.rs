@@ -7,6 +7,7 @@ use crate::{
         effects::Effect,
         identity::{ClientProcess, Stdio},
         procs::Process,
+        workload::Workload,
     },
     mcp::{
         jsonrpc::{self, ParseError},
@@ -78,6 +79,8 @@ pub struct Server {
     /// `cmdline` as events show it (credentials redacted), worked out at first use.
     pub shown_cmdline: std::sync::OnceLock<String>,
     pub uid: u32,
+    /// Its cgroup, container and pod, when known.
+    pub workload: Option<Workload>,
     pub stdio: StdioTransport,
     /// HTTP connections its tree accepted, by number.
     pub http: HashMap<u64, HttpConnection>,
@@ -150,6 +153,7 @@ impl Server {
             cmdline: p.cmdline_string(),
             shown_cmdline: std::sync::OnceLock::new(),
             uid: p.uid,
+            workload: None,
             sessions: HashMap::from([(stdio.key().clone(), session)]),
             stdio,
             http: HashMap::new(),

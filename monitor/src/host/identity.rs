@@ -10,7 +10,7 @@ use netlink_packet_sock_diag::{
 };
 use netlink_sys::{Socket, SocketAddr as NetlinkAddr, protocols::NETLINK_SOCK_DIAG};
 
-use crate::host::{fds::FdKind, procs::Process};
+use crate::host::{fds::FdKind, procs::Process, workload::Workload};
 
 /// The inodes of a server's stdin and stdout, when they are pipes or sockets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -291,6 +291,8 @@ pub struct ClientProcess {
     pub uid: u32,
     pub exe: String,
     pub cmdline: String,
+    /// Its cgroup, container and pod (looked up by the pipeline, which records it).
+    pub workload: Option<Workload>,
 }
 
 impl ClientProcess {
@@ -300,6 +302,7 @@ impl ClientProcess {
             uid: p.uid,
             exe: p.exe.clone(),
             cmdline: p.cmdline_string(),
+            workload: None,
         }
     }
 }

@@ -34,7 +34,7 @@ struct ServerFields<'a> {
 impl Serialize for ServerFields<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let server = self.server;
-        let mut m = s.serialize_map(Some(5))?;
+        let mut m = s.serialize_map(None)?;
         m.serialize_entry("name", self.name)?;
         m.serialize_entry("pid", &server.pid)?;
         m.serialize_entry("exe", &server.exe)?;
@@ -44,6 +44,9 @@ impl Serialize for ServerFields<'_> {
             server.shown_cmdline.get_or_init(|| cmdline(&server.cmdline)),
         )?;
         m.serialize_entry("info", &server.info().map(Info))?;
+        if let Some(w) = &server.workload {
+            m.serialize_entry("workload", w)?;
+        }
         m.end()
     }
 }
@@ -222,6 +225,9 @@ impl Serialize for Agent<'_> {
         m.serialize_entry("pid", &peer.map(|p| p.pid))?;
         m.serialize_entry("uid", &peer.map(|p| p.uid))?;
         m.serialize_entry("exe", &peer.map(|p| &p.exe))?;
+        if let Some(w) = peer.and_then(|p| p.workload.as_ref()) {
+            m.serialize_entry("workload", w)?;
+        }
         if let Some(addr) = &e.session.peer_addr {
             m.serialize_entry("address", addr)?;
         }

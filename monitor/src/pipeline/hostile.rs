@@ -200,7 +200,13 @@ impl Pipeline {
         );
         let fields = json!({
             "server": render::server_json(server),
-            "agent": starter.and_then(|s| s.peer.as_ref()).map(|c| json!({"pid": c.pid, "uid": c.uid, "exe": c.exe})),
+            "agent": starter.and_then(|s| s.peer.as_ref()).map(|c| {
+                let mut agent = json!({"pid": c.pid, "uid": c.uid, "exe": c.exe});
+                if let Some(w) = &c.workload {
+                    agent["workload"] = json!(w);
+                }
+                agent
+            }),
             "kind": "stdin_forged",
             "detail": detail,
             "rule": null,

@@ -4,19 +4,22 @@ use super::{
     globs::Homes,
     model::{CallFacts, EffectKind, Policy, SecretHit, Unregistered, Violation},
 };
+use crate::host::workload::Workload;
 
 impl Policy {
-    /// The server entry whose `match` fits this process, first in file order.
-    pub fn match_server(&self, cmdline: &str, exe: &str) -> Option<usize> {
+    /// The server entry whose `match` fits this process (command line, exe, and where
+    /// it runs), first in file order.
+    pub fn match_server(&self, cmdline: &str, exe: &str, workload: Option<&Workload>) -> Option<usize> {
         self.servers.iter().position(|s| {
             s.cmdline_glob.as_ref().is_none_or(|g| g.is_match(cmdline))
                 && s.exe_glob.as_ref().is_none_or(|g| g.is_match(exe))
+                && s.workload.matches(workload)
         })
     }
 
     /// The name of the server entry that fits this process (what `Server::rule` holds).
-    pub fn entry_name(&self, cmdline: &str, exe: &str) -> Option<String> {
-        self.match_server(cmdline, exe)
+    pub fn entry_name(&self, cmdline: &str, exe: &str, workload: Option<&Workload>) -> Option<String> {
+        self.match_server(cmdline, exe, workload)
             .map(|i| self.servers[i].name.clone())
     }
 
@@ -99,15 +102,17 @@ impl Policy {
                     .as_ref()
                     .is_none_or(|g| call.client_exe.is_some_and(|e| g.is_match(e)))
                 && a.token.matches(call.token)
+                && a.workload.matches(call.client_workload)
         });
         if !s.agents.is_empty() && agent.is_none() {
             out.push(Violation {
                 kind: "unknown_agent",
                 detail: format!(
-                    "no agent entry matches client {:?} (uid {}, exe {:?}{})",
+                    "no agent entry matches client {:?} (uid {}, exe {:?}{}{})",
                     call.client_name.unwrap_or("?"),
                     call.client_uid.map_or("?".to_string(), |u| u.to_string()),
                     call.client_exe.unwrap_or("?"),
+                    container_detail(call.client_workload),
                     token_detail(call.token)
                 ),
                 rule: format!("{base}.agents"),
@@ -206,6 +211,12 @@ impl Policy {
     }
 }
 
+/// `, container "0123..."` for a client in a container.
+fn container_detail(w: Option<&Workload>) -> String {
+    w.and_then(Workload::container_id)
+        .map_or(String::new(), |id| format!(", container {id:?}"))
+}
+
 /// `, token sub "alice" iss "https://idp"` for a caller with token claims.
 fn token_detail(token: Option<&crate::transport::bearer::Claims>) -> String {
     let Some(c) = token else {
@@ -266,6 +277,7 @@ servers:
             client_name: Some(client),
             client_uid: Some(uid),
             client_exe: Some("/usr/bin/node"),
+            client_workload: None,
             token: None,
             homes: &HOMES,
             files: &[],
@@ -280,9 +292,10 @@ servers:
         let s = p.match_server(
             "node /x/server-filesystem/dist/index.js /srv/docs",
             "/usr/bin/node",
+            None,
         );
         assert_eq!(s, Some(0));
-        assert_eq!(p.match_server("python3 other.py", "/usr/bin/python3"), None);
+        assert_eq!(p.match_server("python3 other.py", "/usr/bin/python3", None), None);
         let (agent, v) = p.check_call(s, &facts("list_directory", "claude-code", 1000));
         assert_eq!((agent.as_deref(), v.len()), (Some("claude-code"), 0));
         let (_, v) = p.check_call(s, &facts("read_text_file", "claude-code", 1000));
@@ -306,6 +319,65 @@ servers:
         );
         let (_, v) = p.check_call(s, &facts("list_directory", "claude-code", 0));
         assert_eq!(v[0].kind, "unknown_agent", "uid must match too");
+    }
+
+    #[test]
+    fn servers_and_agents_match_on_container_pod_and_cgroup() {
+        const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let p = Policy::parse(
+            "p.yaml",
+            r#"
+servers:
+  in-pod:
+    match: { pod: "1234abcd-*", cmdline: "*srv*" }
+  by-container:
+    match: { container: "0123456789ab*" }
+    agents:
+      ci: { cgroup: "/system.slice/docker-*.scope" }
+      k8s: { container: "fedcba*", tools: [read] }
+  by-cgroup:
+    match: { cgroup: "/machine.slice/**" }
+"#,
+        )
+        .unwrap();
+        let w = |path: &str| crate::host::workload::Workload::from_path(path).unwrap();
+        let docker = w(&format!("/system.slice/docker-{ID}.scope"));
+        let pod = w(&format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234abcd_56ef_7890_abcd_ef1234567890.slice/cri-containerd-{ID}.scope"
+        ));
+        let host = w("/user.slice/user-1000.slice/session-2.scope");
+        let machine = w("/machine.slice/machine-qemu.scope");
+        assert_eq!(p.match_server("x srv", "/x", Some(&pod)), Some(0));
+        assert_eq!(
+            p.match_server("x", "/x", Some(&pod)),
+            Some(1),
+            "cmdline must match too"
+        );
+        assert_eq!(p.match_server("x srv", "/x", Some(&docker)), Some(1));
+        assert_eq!(p.match_server("x", "/x", Some(&machine)), Some(2));
+        assert_eq!(p.match_server("x srv", "/x", Some(&host)), None);
+        assert_eq!(
+            p.match_server("x srv", "/x", None),
+            None,
+            "unknown matches no glob"
+        );
+        let call = |w| CallFacts {
+            client_workload: w,
+            ..facts("read", "c", 1)
+        };
+        let (agent, v) = p.check_call(Some(1), &call(Some(&docker)));
+        assert_eq!((agent.as_deref(), v.len()), (Some("ci"), 0));
+        let k8s = w(&format!("/docker/{}", "fedcba9876543210".repeat(4)));
+        let (agent, v) = p.check_call(Some(1), &call(Some(&k8s)));
+        assert_eq!((agent.as_deref(), v.len()), (Some("k8s"), 0));
+        let (agent, v) = p.check_call(Some(1), &call(Some(&host)));
+        assert_eq!((agent, v[0].kind), (None, "unknown_agent"));
+        let (_, v) = p.check_call(Some(1), &call(Some(&pod)));
+        assert!(
+            v[0].detail.contains(&format!("container \"{ID}\"")),
+            "{}",
+            v[0].detail
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::{
     globs::{NameList, PathGlobs, expand_home, path_glob},
     model::{
         AgentRule, ArgumentsMode, Policy, RUNTIME_NOISE, SecretRule, ServerRule, TokenMatch, UNREGISTERED,
-        Unregistered,
+        Unregistered, WorkloadMatch,
     },
     secrets::secret_class,
 };
@@ -192,10 +192,31 @@ fn unsafe_policy_file(path: &Path, meta: &std::fs::Metadata, euid: u32) -> Optio
 
 const TOP_KEYS: &[&str] = &["secrets", "noise", "unregistered_servers", "arguments", "servers"];
 const SERVER_KEYS: &[&str] = &["match", "tools", "files", "secrets", "exec", "connect", "agents"];
-const MATCH_KEYS: &[&str] = &["cmdline", "exe"];
-const AGENT_KEYS: &[&str] = &["client", "uid", "exe", "sub", "iss", "client_id", "tools"];
+const MATCH_KEYS: &[&str] = &["cmdline", "exe", "container", "pod", "cgroup"];
+const AGENT_KEYS: &[&str] = &[
+    "client",
+    "uid",
+    "exe",
+    "sub",
+    "iss",
+    "client_id",
+    "container",
+    "pod",
+    "cgroup",
+    "tools",
+];
 /// Agent keys that match a caller; an agent needs one.
-const AGENT_MATCHERS: &[&str] = &["client", "uid", "exe", "sub", "iss", "client_id"];
+const AGENT_MATCHERS: &[&str] = &[
+    "client",
+    "uid",
+    "exe",
+    "sub",
+    "iss",
+    "client_id",
+    "container",
+    "pod",
+    "cgroup",
+];
 const SECRET_KEYS: &[&str] = &["path", "class"];
 
 struct Validator {
@@ -535,7 +556,7 @@ impl Validator {
             return None;
         };
         self.unknown_keys(map, &base, SERVER_KEYS);
-        let (mut cmdline, mut exe) = (None, None);
+        let (mut cmdline, mut exe, mut workload) = (None, None, WorkloadMatch::default());
         match map.get_node("match") {
             None => self.err(
                 map.span(),
@@ -547,7 +568,7 @@ impl Validator {
                 None => self.err(
                     m.span(),
                     &format!("{base}.match"),
-                    "must be a mapping with `cmdline` and/or `exe`",
+                    "must be a mapping with `cmdline`, `exe`, `container`, `pod` and/or `cgroup`",
                     None,
                 ),
                 Some(mm) => {
@@ -558,11 +579,12 @@ impl Validator {
                     if let Some(n) = mm.get_node("exe") {
                         exe = self.glob_matcher(n, &format!("{base}.match.exe"));
                     }
-                    if mm.get_node("cmdline").is_none() && mm.get_node("exe").is_none() {
+                    workload = self.workload_match(mm, &format!("{base}.match"));
+                    if MATCH_KEYS.iter().all(|k| mm.get_node(k).is_none()) {
                         self.err(
                             mm.span(),
                             &format!("{base}.match"),
-                            "needs `cmdline` or `exe`",
+                            "needs `cmdline`, `exe`, `container`, `pod` or `cgroup`",
                             None,
                         );
                     }
@@ -609,6 +631,7 @@ impl Validator {
             cmdline_glob: cmdline.map(|c| c.1),
             exe: exe.as_ref().map(|c| c.0.clone()),
             exe_glob: exe.map(|c| c.1),
+            workload,
             tools,
             files,
             secrets,
@@ -616,6 +639,19 @@ impl Validator {
             connect,
             agents,
         })
+    }
+
+    /// `container`, `pod` and `cgroup` globs of a server's `match` or an agent.
+    fn workload_match(&mut self, map: &marked_yaml::types::MarkedMappingNode, field: &str) -> WorkloadMatch {
+        let mut glob = |key: &str| {
+            map.get_node(key)
+                .and_then(|n| self.glob_matcher(n, &format!("{field}.{key}")))
+        };
+        WorkloadMatch {
+            container: glob("container"),
+            pod: glob("pod"),
+            cgroup: glob("cgroup"),
+        }
     }
 
     fn agent(&mut self, base: &str, name: &str, node: &Node) -> Option<AgentRule> {
@@ -660,13 +696,14 @@ impl Validator {
             iss: glob("iss"),
             client_id: glob("client_id"),
         };
+        let workload = self.workload_match(map, &field);
         if AGENT_MATCHERS.iter().all(|k| map.get_node(k).is_none()) {
             self.err(
                 map.span(),
                 &field,
                 "an agent needs a matcher",
                 Some(
-                    "give `client` (clientInfo name glob), `uid`, `exe`, or a bearer-token claim glob: `sub`, `iss`, `client_id`"
+                    "give `client` (clientInfo name glob), `uid`, `exe`, a bearer-token claim glob (`sub`, `iss`, `client_id`), or where the client runs (`container`, `pod`, `cgroup`)"
                         .into(),
                 ),
             );
@@ -682,6 +719,7 @@ impl Validator {
             exe: exe.as_ref().map(|c| c.0.clone()),
             exe_glob: exe.map(|c| c.1),
             token,
+            workload,
             tools,
         })
     }
@@ -707,6 +745,29 @@ mod tests {
             [(5, "servers.fs.agents.a.sub"), (6, "servers.fs.agents.b.iss")],
             "{e:#?}"
         );
+    }
+
+    #[test]
+    fn workload_globs_are_validated_with_their_line_and_field() {
+        let text = "servers:\n  fs:\n    match: { container: \"[abc\", pod: 7 }\n    agents:\n      a: { cgroup: [x] }\n      b: { containr: \"x\" }\n";
+        let got: Vec<_> = errors(text)
+            .iter()
+            .map(|e| (e.line, e.field.clone(), e.message.clone()))
+            .collect();
+        assert_eq!(got.len(), 4, "{got:#?}");
+        assert_eq!((got[0].0, got[0].1.as_str()), (3, "servers.fs.match.container"));
+        assert!(got[0].2.starts_with("bad glob \"[abc\""), "{got:#?}");
+        // A YAML number is a scalar: a glob that matches the text `7`.
+        assert_eq!(
+            (got[1].0, got[1].1.as_str(), got[1].2.as_str()),
+            (5, "servers.fs.agents.a.cgroup", "must be a glob string")
+        );
+        assert!(
+            got.contains(&(6, "servers.fs.agents.b.containr".into(), "unknown key".into())),
+            "{got:#?}"
+        );
+        let p = Policy::parse("p.yaml", "servers:\n  c:\n    match: { container: \"abc*\" }\n").unwrap();
+        assert_eq!(p.servers[0].workload.container.as_ref().unwrap().0, "abc*");
     }
 
     #[test]
@@ -765,11 +826,17 @@ mod tests {
         assert_eq!(
             fields,
             [
-                ("servers.x.match", "needs `cmdline` or `exe`"),
+                (
+                    "servers.x.match",
+                    "needs `cmdline`, `exe`, `container`, `pod` or `cgroup`"
+                ),
                 ("servers.x.match.command", "unknown key")
             ]
         );
-        assert_eq!(e[1].hint.as_deref(), Some("known keys: cmdline, exe"));
+        assert_eq!(
+            e[1].hint.as_deref(),
+            Some("known keys: cmdline, exe, container, pod, cgroup")
+        );
         let e = errors("- a\n- b\n");
         assert_eq!(e[0].field, "(document)");
         let e = errors("servers: {a: {match: {cmdline: x}}}\nservers: {}\n");

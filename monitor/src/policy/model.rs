@@ -1,7 +1,7 @@
 //! The policy as loaded: server entries with their scopes and agents, secret rules,
 //! runtime noise, and the facts and findings the evaluation works with.
 use super::globs::{Homes, NameList, PathGlobs};
-use crate::transport::bearer::Claims;
+use crate::{host::workload::Workload, transport::bearer::Claims};
 
 /// The server name in events and the `server` label in metrics of a server that no
 /// policy entry matches; reserved, so no entry can take it.
@@ -104,7 +104,30 @@ pub struct AgentRule {
     pub(super) exe_glob: Option<globset::GlobMatcher>,
     /// Globs on the caller's bearer-token claims.
     pub token: TokenMatch,
+    /// Globs on the client process's cgroup, container id and pod UID.
+    pub workload: WorkloadMatch,
     pub tools: Option<NameList>,
+}
+
+/// Globs on where a process runs: `container` (its id), `pod` (the pod UID), `cgroup`
+/// (the cgroup v2 path). A glob given matches nothing when that is unknown.
+#[derive(Debug, Default)]
+pub struct WorkloadMatch {
+    pub container: Option<(String, globset::GlobMatcher)>,
+    pub pod: Option<(String, globset::GlobMatcher)>,
+    pub cgroup: Option<(String, globset::GlobMatcher)>,
+}
+
+impl WorkloadMatch {
+    pub fn matches(&self, w: Option<&Workload>) -> bool {
+        let ok = |glob: &Option<(String, globset::GlobMatcher)>, value: Option<&str>| {
+            glob.as_ref()
+                .is_none_or(|(_, g)| value.is_some_and(|v| g.is_match(v)))
+        };
+        ok(&self.container, w.and_then(Workload::container_id))
+            && ok(&self.pod, w.and_then(Workload::pod_uid))
+            && ok(&self.cgroup, w.map(|w| w.cgroup.as_str()))
+    }
 }
 
 /// An agent's globs on token claims: `sub`, `iss`, `client_id` (or `azp`).
@@ -139,6 +162,7 @@ pub struct ServerRule {
     pub(super) cmdline_glob: Option<globset::GlobMatcher>,
     pub exe: Option<String>,
     pub(super) exe_glob: Option<globset::GlobMatcher>,
+    pub workload: WorkloadMatch,
     pub tools: Option<NameList>,
     pub files: Option<PathGlobs>,
     pub secrets: PathGlobs,
@@ -174,6 +198,8 @@ pub struct CallFacts<'a> {
     pub client_name: Option<&'a str>,
     pub client_uid: Option<u32>,
     pub client_exe: Option<&'a str>,
+    /// Where the client process runs (cgroup, container, pod).
+    pub client_workload: Option<&'a Workload>,
     /// The claims of the caller's bearer token (unverified).
     pub token: Option<&'a Claims>,
     /// What `~` stands for in path globs.

@@ -89,6 +89,7 @@ pub fn judge(policy: &Policy, index: Option<usize>, homes: &Homes, caller: Calle
         client_name: client.map(|i| i.name.as_str()),
         client_uid: caller.process.map(|p| p.uid),
         client_exe: caller.process.map(|p| p.exe.as_str()),
+        client_workload: caller.process.and_then(|p| p.workload.as_ref()),
         token: c.bearer.as_ref().and_then(|b| b.claims.as_ref()),
         homes,
         files: &file_paths,
