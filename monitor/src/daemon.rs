@@ -53,6 +53,8 @@ const FINAL_DRAIN: Duration = Duration::from_secs(1);
 
 pub struct Options {
     pub events: String,
+    /// `--format`: JSON, text, or text on a terminal.
+    pub format: crate::output::text::Format,
     pub metrics_addr: SocketAddr,
     pub ring_buffer_bytes: u32,
     /// Distinct tool and client names per server in metric labels.
@@ -90,7 +92,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
-    let mut events = EventWriter::open(&opts.events)?;
+    let mut events = EventWriter::open_as(&opts.events, opts.format)?;
     let metrics = Metrics::new(opts.max_label_values)?;
     events.count_drops_in(metrics.events_dropped.clone());
     let metrics_addr = metrics.serve(opts.metrics_addr).await?;

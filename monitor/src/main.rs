@@ -43,6 +43,9 @@ enum Command {
         /// Where JSON events go: a file (appended to) or `-` for stdout.
         #[arg(long, value_name = "PATH|-", default_value = "-")]
         events: String,
+        /// `json`, `text`, or `auto` (text on a terminal's stdout), as for `run`.
+        #[arg(long, value_name = "FORMAT", default_value = "auto", value_parser = ["auto", "text", "json"])]
+        format: String,
     },
 }
 
@@ -68,6 +71,11 @@ struct RunArgs {
     /// Where JSON events go: a file (appended to) or `-` for stdout.
     #[arg(long, value_name = "PATH|-", default_value = "-")]
     events: String,
+    /// How events are written: `json` (one object per line), `text` (one readable
+    /// line, coloured on a terminal unless NO_COLOR is set), or `auto`: text when they
+    /// go to stdout and it is a terminal, else JSON.
+    #[arg(long, value_name = "FORMAT", default_value = "auto", value_parser = ["auto", "text", "json"])]
+    format: String,
     /// Address of the Prometheus /metrics endpoint.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
     metrics_addr: SocketAddr,
@@ -121,7 +129,15 @@ fn main() -> ExitCode {
             print!("{}", monitor::policy::DEFAULT_POLICY);
             return ExitCode::SUCCESS;
         }
-        Command::Replay { file, policy, events } => replay::main(&file, policy, &events),
+        Command::Replay {
+            file,
+            policy,
+            events,
+            format,
+        } => format
+            .parse()
+            .map_err(anyhow::Error::msg)
+            .and_then(|format| replay::main(&file, policy, &events, format)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -140,6 +156,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     log::info!("{}", policy.summary());
     let opts = daemon::Options {
         events: args.events,
+        format: args.format.parse().map_err(anyhow::Error::msg)?,
         metrics_addr: args.metrics_addr,
         ring_buffer_bytes: args.ring_buffer_mb * 1024 * 1024,
         max_label_values: args.max_label_values,

@@ -118,12 +118,17 @@ pub fn run(opts: Options) -> anyhow::Result<(Pipeline, Summary)> {
 }
 
 /// `mcp-monitor replay FILE`: events to `events` (a file or `-`), a summary to stderr.
-pub fn main(recording: &Path, policy: Option<PathBuf>, events: &str) -> anyhow::Result<()> {
+pub fn main(
+    recording: &Path,
+    policy: Option<PathBuf>,
+    events: &str,
+    format: crate::output::text::Format,
+) -> anyhow::Result<()> {
     let header_labels = Reader::open(recording)?.1.max_label_values;
     let (_, summary) = run(Options {
         recording: recording.to_path_buf(),
         policy,
-        events: EventWriter::open(events)?,
+        events: EventWriter::open_as(events, format)?,
         metrics: Metrics::new(header_labels)?,
     })?;
     eprintln!(

@@ -18,6 +18,8 @@ use prometheus::IntCounterVec;
 use serde::Serialize;
 use serde_json::json;
 
+use super::text::{self, Format, Style};
+
 /// Why events were dropped: the `reason` label of `mcp_monitor_events_dropped_total`.
 pub const DROP_REASONS: &[&str] = &["broken_pipe", "no_space", "io_error"];
 
@@ -42,19 +44,38 @@ pub struct EventWriter {
     boot_epoch: SystemTime,
     /// Nanoseconds since the epoch now (a recording's, in replay); None: the system's.
     clock: Option<Box<dyn Fn() -> u64>>,
+    /// `--format text`: each line is turned into a readable one as it is queued.
+    text: Option<Style>,
 }
 
 impl EventWriter {
-    /// `-` is stdout; anything else a file opened for appending.
+    /// `-` is stdout; anything else a file opened for appending. JSON lines.
     pub fn open(target: &str) -> anyhow::Result<Self> {
+        Self::open_as(target, Format::Json)
+    }
+
+    /// As `open`, in `format`: `auto` is text when `target` is a terminal's stdout.
+    pub fn open_as(target: &str, format: Format) -> anyhow::Result<Self> {
         if target == "-" {
             // Straight to fd 1: std's stdout is line-buffered and would split our writes.
             let fd = io::stdout().as_fd().try_clone_to_owned()?;
-            return Ok(Self::new(Box::new(File::from(fd)), None));
+            let out = File::from(fd);
+            let style = format.resolve_for(true, &out);
+            let mut w = Self::new(Box::new(out), None);
+            w.text = style;
+            return Ok(w);
         }
         let path = PathBuf::from(target);
         let f = open_append(&path).map_err(|e| anyhow::anyhow!("opening event file {target}: {e}"))?;
-        Ok(Self::new(Box::new(f), Some(path)))
+        let style = format.resolve_for(false, &f);
+        let mut w = Self::new(Box::new(f), Some(path));
+        w.text = style;
+        Ok(w)
+    }
+
+    /// Readable lines (`--format text`) instead of JSON from now on, or JSON (None).
+    pub fn set_text(&mut self, style: Option<Style>) {
+        self.text = style;
     }
 
     /// Events to any writer (a bench's sink, a test's buffer).
@@ -74,6 +95,7 @@ impl EventWriter {
             dropped_counter: None,
             boot_epoch: boot_epoch(),
             clock: None,
+            text: None,
         }
     }
 
@@ -113,7 +135,9 @@ impl EventWriter {
 
     /// Queues one event; `type` and `ts` come first so lines read well.
     pub fn emit(&mut self, kind: &str, ts: String, fields: impl Serialize) {
+        let start = self.buf.len();
         line_into(&mut self.buf, kind, &ts, &fields);
+        as_text(&mut self.buf, start, self.text);
         self.buffered += 1;
         if self.buf.len() >= BUFFER_BYTES {
             self.flush();
@@ -193,6 +217,7 @@ impl EventWriter {
             "dropped_since_start": self.dropped_total.values().sum::<u64>(),
         });
         line_into(&mut line, "monitor_status", &self.now(), &fields);
+        as_text(&mut line, 0, self.text);
         Some(line)
     }
 
@@ -274,6 +299,21 @@ fn line_into(buf: &mut Vec<u8>, kind: &str, ts: &str, fields: &impl Serialize) {
             buf.push(b'}');
         }
     }
+    buf.push(b'\n');
+}
+
+/// With `--format text`, turns the JSON line queued in `buf` from `start` into its
+/// readable line: still one line, so that drops are counted the same.
+fn as_text(buf: &mut Vec<u8>, start: usize, style: Option<Style>) {
+    let Some(style) = style else {
+        return;
+    };
+    if buf.len() <= start {
+        return;
+    }
+    let line = text::line(&buf[start..], style);
+    buf.truncate(start);
+    buf.extend_from_slice(line.as_bytes());
     buf.push(b'\n');
 }
 
@@ -412,6 +452,53 @@ mod tests {
         w.reopen();
         assert_eq!(mode(&path), 0o640, "an existing file keeps its mode");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn text_lines_are_written_counted_and_reported_like_json_ones() {
+        let f = Flaky {
+            got: Arc::default(),
+            budget: Arc::new(Mutex::new(usize::MAX)),
+            errno: libc::ENOSPC,
+        };
+        let mut w = EventWriter::from_writer(Box::new(f.clone()));
+        w.set_text(Some(Style { color: false }));
+        w.emit(
+            "monitor_status",
+            "2026-12-02T16:14:49.428038056Z".into(),
+            json!({"status": "stopped"}),
+        );
+        w.flush();
+        assert_eq!(lines(&f), ["16:14:49.428  monitor_status  stopped"]);
+        // Full disk in the middle of the second of two lines.
+        *f.budget.lock().unwrap() = 50;
+        for _ in 0..2 {
+            w.emit(
+                "monitor_status",
+                "2026-12-02T16:14:50.000000000Z".into(),
+                json!({"status": "stopped"}),
+            );
+        }
+        w.flush();
+        assert_eq!(w.dropped_total().get("no_space"), Some(&1));
+        *f.budget.lock().unwrap() = usize::MAX;
+        w.emit(
+            "monitor_status",
+            "2026-12-02T16:14:51.000000000Z".into(),
+            json!({"status": "stopped"}),
+        );
+        w.flush();
+        let got = lines(&f);
+        assert_eq!(got.len(), 5, "{got:#?}");
+        assert_eq!(got[1], "16:14:50.000  monitor_status  stopped");
+        assert_eq!(got[2], "16:14:50.000", "the torn line stays alone");
+        assert!(
+            got[3]
+                .ends_with("  monitor_status  events_dropped  1 events dropped (no_space 1), 1 since start"),
+            "{}",
+            got[3]
+        );
+        assert_eq!(got[4], "16:14:51.000  monitor_status  stopped");
     }
 
     #[test]

@@ -3,3 +3,4 @@ pub mod events;
 pub mod metrics;
 pub mod redact;
 pub mod render;
+pub mod text;
