@@ -120,18 +120,34 @@ impl Daemon {
             }
             None => "-".into(),
         };
-        let mut child = Command::new(&bin)
-            .arg("run")
+        let mut cmd = Command::new(&bin);
+        cmd.arg("run")
             .args(args)
             .args((!discovery).then_some("--no-discovery"))
             .arg("--events")
             .arg(&events_arg)
-            .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(["--metrics-addr", "127.0.0.1:0"]);
+        Self::launch(cmd, events_file)
+    }
+
+    /// Starts exactly `program ARGS`, nothing added (a deployment's command line, as a
+    /// unit's ExecStart gives it), whose events go to the file `events`, and waits for
+    /// the `ready` status event in it. The file is not emptied: the daemon creates it
+    /// (0600) when it is not there.
+    pub fn start_exact(program: &Path, args: &[&str], events: &Path) -> anyhow::Result<Self> {
+        require_root();
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        Self::launch(cmd, Some(events))
+    }
+
+    fn launch(mut cmd: Command, events_file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("starting {} (build it with `cargo xtask build`)", bin.display()))?;
+            .with_context(|| format!("starting {cmd:?} (build it with `cargo xtask build`)"))?;
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
         let stdout = child.stdout.take().context("daemon stdout")?;
         let s = shared.clone();
@@ -249,7 +265,12 @@ impl Daemon {
         loop {
             // Whether the daemon had exited before this read: then nothing more will come.
             let closed = self.shared.0.lock().unwrap().closed;
-            let events = read_events(path)?;
+            // Not there yet: a daemon started by `start_exact` creates it.
+            let events = if path.exists() {
+                read_events(path)?
+            } else {
+                Vec::new()
+            };
             if pred(&events) {
                 return Ok(());
             }

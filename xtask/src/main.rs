@@ -214,8 +214,14 @@ fn install_bpf_linker(linker: &toolchain::BpfLinker) -> anyhow::Result<()> {
 
 fn build(env: &BuildEnv) -> anyhow::Result<()> {
     let started = Instant::now();
-    run_cmd(env.cargo().args(["build", "--release", "--package", "monitor"]))?;
-    step(&format!("build done in {:.1}s", started.elapsed().as_secs_f64()));
+    // Quiet: no line per crate (monitor/build.rs drops the eBPF sub-build's progress
+    // too); warnings and errors still show, and a failed eBPF build shows all of it.
+    step("building the daemon (eBPF programs and userspace)...");
+    run_cmd(
+        env.cargo()
+            .args(["build", "--release", "--quiet", "--package", "monitor"]),
+    )?;
+    step(&format!("done in {:.0} s", started.elapsed().as_secs_f64()));
     Ok(())
 }
 
@@ -279,8 +285,11 @@ fn test() -> anyhow::Result<()> {
     step("real MCP peers for the tests (tests/mcp/setup.sh: npm ci, Python venv)");
     run_cmd(Command::new("bash").arg(workspace_root().join("tests/mcp/setup.sh")))?;
     ensure_prometheus()?;
-    // tests/tests/deploy.rs checks the unit's system call filter with strace.
-    ensure_debian_tools(&[("strace", "strace")])?;
+    // tests/tests/deploy.rs checks the unit's system call filter with strace;
+    // tests/tests/package.rs packages with cargo-deb (which strips with binutils) and
+    // compares build IDs with readelf.
+    ensure_debian_tools(&[("strace", "strace"), ("readelf", "binutils")])?;
+    ensure_cargo_deb()?;
     // One release build serves the daemon binary and every test below.
     build(&env)?;
     if env::var_os("CI").is_some_and(|v| v == "true") {
@@ -335,6 +344,33 @@ fn ensure_cargo_fuzz() -> anyhow::Result<()> {
     run_cmd(
         Command::new("cargo")
             .args(["install", &format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"), "--locked"])
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO_TARGET_DIR"),
+    )
+}
+
+/// cargo-deb for tests/tests/package.rs, which runs `cargo deb -p monitor --no-build`
+/// on the release build `test` makes (monitor/Cargo.toml's `[package.metadata.deb]`).
+const CARGO_DEB_VERSION: &str = "3.8.0";
+
+/// `cargo deb` from `cargo install`, skipped when `cargo deb --version` names the pinned
+/// version.
+fn ensure_cargo_deb() -> anyhow::Result<()> {
+    let present = Command::new("cargo")
+        .args(["deb", "--version"])
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(CARGO_DEB_VERSION));
+    if present {
+        step(&format!("cargo-deb {CARGO_DEB_VERSION}: present"));
+        return Ok(());
+    }
+    step(&format!(
+        "installing cargo-deb {CARGO_DEB_VERSION} (cargo install --locked, about two minutes)"
+    ));
+    run_cmd(
+        Command::new("cargo")
+            .args(["install", &format!("cargo-deb@{CARGO_DEB_VERSION}"), "--locked"])
             .env_remove("RUSTUP_TOOLCHAIN")
             .env_remove("CARGO_TARGET_DIR"),
     )
