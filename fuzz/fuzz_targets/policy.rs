@@ -5,6 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use monitor::{
+    host::workload::Workload,
     policy::{CallFacts, EffectKind, Homes, Policy},
     transport::bearer::Claims,
 };
@@ -45,12 +46,17 @@ fuzz_target!(|data: &[u8]| {
     let files: Vec<String> = paths.iter().map(|s| s.to_string()).collect();
     let exec = vec!["/bin/sh".to_string()];
     let connect = vec!["10.0.0.1:443".to_string(), "[::1]:80".to_string()];
+    // A pod's container, so that `container`, `pod` and `cgroup` matchers run too.
+    let workload = Workload::from_path(
+        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod9de49c88_cb1b_4a5e_9d1f_0123456789ab.slice/cri-containerd-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",
+    );
     let servers = [
         policy.match_server(
             "npx -y @modelcontextprotocol/server-filesystem /tmp",
             "/usr/bin/node",
+            workload.as_ref(),
         ),
-        policy.match_server("python3 server.py", "/usr/bin/python3.12"),
+        policy.match_server("python3 server.py", "/usr/bin/python3.12", None),
         (!policy.servers.is_empty()).then_some(0),
         None,
     ];
@@ -61,6 +67,7 @@ fuzz_target!(|data: &[u8]| {
                 client_name: Some("claude-code"),
                 client_uid: Some(1000),
                 client_exe: Some("/usr/bin/node"),
+                client_workload: workload.as_ref(),
                 token,
                 homes: &homes,
                 files: &files,
