@@ -1,8 +1,10 @@
 //! `mcp-monitor run`: attach the kernel programs, feed what they send through the
-//! pipeline, report loss every second, reload the policy on SIGHUP, stop cleanly on
-//! SIGTERM/SIGINT. Once the programs are attached and the metrics port is bound, it
-//! drops the capabilities it no longer needs (`caps`).
+//! pipeline, report loss every second, reload the policy on SIGHUP or when its file
+//! changes (`policy_watch`), stop cleanly on SIGTERM/SIGINT. Once the programs are
+//! attached and the metrics port is bound, it drops the capabilities it no longer
+//! needs (`caps`).
 pub mod caps;
+pub mod policy_watch;
 
 use std::{
     net::SocketAddr,
@@ -127,6 +129,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let kernel = FactKernel::live(Box::new(capture), facts.clone());
     // Attached first, scanned second: a process started in between shows up as an exec record.
     let procs = facts.look(|| "procs".into(), || ProcessTable::scan(Path::new("/proc")));
+    // Before the policy is loaded: a change from here on is not missed.
+    let mut policy_watch = opts
+        .settings
+        .policy_path
+        .as_deref()
+        .and_then(policy_watch::PolicyWatch::new);
     let mut state = Pipeline::new(
         opts.settings,
         Box::new(kernel),
@@ -191,6 +199,20 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 // The logrotate convention: a moved event file is replaced by a new one.
                 state.events.reopen();
                 state.reload_policy();
+                if let Some(w) = policy_watch.as_mut() {
+                    w.note_reloaded();
+                }
+                state.events.flush();
+                facts.flush();
+            }
+            _ = async {
+                match policy_watch.as_mut() {
+                    Some(w) => w.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                facts.begin_frame(&Frame::PolicyChanged, Vec::new());
+                state.reload_policy_because("policy file changed");
                 state.events.flush();
                 facts.flush();
             }

@@ -52,7 +52,9 @@ enum Command {
 #[derive(clap::Args)]
 struct RunArgs {
     /// The policy (YAML). Without it, the built-in policy (`mcp-monitor default-policy`).
-    /// SIGHUP reloads it; an invalid new version is refused and the old one kept.
+    /// SIGHUP reloads it, and so does a change of the file (its folder is watched: a
+    /// file replaced by rename, a ConfigMap update); an invalid new version is refused
+    /// and the old one kept.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
     /// Also watch processes whose command line matches this glob from their exec, as

@@ -519,9 +519,15 @@ impl Pipeline {
     /// is refused, logged and reported, and the old one stays. Calls in flight keep
     /// the policy they started under for as long as they run.
     pub fn reload_policy(&mut self) {
+        self.reload_policy_because("SIGHUP");
+    }
+
+    /// [`Pipeline::reload_policy`], with `cause` (SIGHUP, a change of the file) in the
+    /// log; the events are the same whatever the cause.
+    pub fn reload_policy_because(&mut self, cause: &str) {
         let ts = self.events.now();
         let Some(path) = self.policy_path.clone() else {
-            info!("SIGHUP: running with the built-in policy, nothing to reload");
+            info!("{cause}: running with the built-in policy, nothing to reload");
             return;
         };
         let text: Option<String> = self
@@ -534,7 +540,7 @@ impl Pipeline {
         };
         match loaded {
             Err(e) => {
-                warn!("SIGHUP: keeping the current policy; the new one is invalid:\n{e}");
+                warn!("{cause}: keeping the current policy; the new one is invalid:\n{e}");
                 let errors: Vec<String> = e.to_string().lines().map(str::to_string).collect();
                 self.events.emit(
                     "monitor_status",
@@ -543,7 +549,7 @@ impl Pipeline {
                 );
             }
             Ok(policy) => {
-                info!("SIGHUP: {}", policy.summary());
+                info!("{cause}: {}", policy.summary());
                 let epoch = self.epoch() + 1;
                 for s in self.servers.values_mut() {
                     s.set_epoch(epoch);

@@ -27,6 +27,7 @@ pub struct Options {
 pub struct Summary {
     pub records: u64,
     pub ticks: u64,
+    /// Policy reloads: SIGHUPs and policy file changes.
     pub hangups: u64,
     /// The recording ended mid-frame (the daemon was killed, or the disk filled).
     pub truncated: bool,
@@ -102,6 +103,12 @@ pub fn run(opts: Options) -> anyhow::Result<(Pipeline, Summary)> {
                 pipeline.events.reopen();
                 if !fixed_policy {
                     pipeline.reload_policy();
+                }
+            }
+            Frame::PolicyChanged => {
+                summary.hangups += 1;
+                if !fixed_policy {
+                    pipeline.reload_policy_because("policy file changed");
                 }
             }
             Frame::End => {

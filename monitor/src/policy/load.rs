@@ -173,8 +173,10 @@ fn unsafe_policy_file(path: &Path, meta: &std::fs::Metadata, euid: u32) -> Optio
     };
     if let Ok(d) = std::fs::metadata(dir) {
         let dmode = d.mode() & 0o7777;
-        // Sticky (/tmp): others cannot rename or remove what they do not own.
-        if dmode & 0o002 != 0 && dmode & 0o1000 == 0 {
+        // Sticky (/tmp): others cannot rename or remove what they do not own. A
+        // read-only mount (a Kubernetes ConfigMap volume: 0777, mounted ro) cannot be
+        // written through, whatever its mode says.
+        if dmode & 0o002 != 0 && dmode & 0o1000 == 0 && !read_only_mount(dir) {
             return Some((
                 format!(
                     "refused: its folder {} (mode {dmode:04o}) lets others replace the file",
@@ -188,6 +190,12 @@ fn unsafe_policy_file(path: &Path, meta: &std::fs::Metadata, euid: u32) -> Optio
         }
     }
     None
+}
+
+/// Whether `dir` is on a file system mounted read-only (false when that is unknown).
+fn read_only_mount(dir: &Path) -> bool {
+    use nix::sys::statvfs::{FsFlags, statvfs};
+    statvfs(dir).is_ok_and(|s| s.flags().contains(FsFlags::ST_RDONLY))
 }
 
 const TOP_KEYS: &[&str] = &["secrets", "noise", "unregistered_servers", "arguments", "servers"];

@@ -61,6 +61,8 @@ pub enum Frame {
     TlsTick,
     /// SIGHUP: reopen the event file, reload the policy.
     Hangup,
+    /// The policy file changed on disk (inotify): reload the policy.
+    PolicyChanged,
     /// The daemon stopped.
     End,
 }
@@ -74,6 +76,7 @@ impl Frame {
             Self::Tick => b'T',
             Self::TlsTick => b'L',
             Self::Hangup => b'S',
+            Self::PolicyChanged => b'P',
             Self::End => b'E',
         }
     }
@@ -147,7 +150,7 @@ impl Writer {
                 })?;
                 &json
             }
-            Frame::Tick | Frame::TlsTick | Frame::Hangup | Frame::End => &[],
+            Frame::Tick | Frame::TlsTick | Frame::Hangup | Frame::PolicyChanged | Frame::End => &[],
         };
         self.write_raw(frame.tag(), payload)
     }
@@ -256,6 +259,7 @@ impl Reader {
             b'T' => Frame::Tick,
             b'L' => Frame::TlsTick,
             b'S' => Frame::Hangup,
+            b'P' => Frame::PolicyChanged,
             b'E' => Frame::End,
             t => bail!("unknown frame tag {t:#x}: the recording is damaged"),
         }))
@@ -301,6 +305,7 @@ mod tests {
         w.write(&Frame::Record(vec![1, 2, 3])).unwrap();
         w.write(&fact("fd/1/3", serde_json::json!("pipe"))).unwrap();
         w.write(&Frame::Tick).unwrap();
+        w.write(&Frame::PolicyChanged).unwrap();
         w.write(&Frame::End).unwrap();
         w.flush().unwrap();
         // Cut inside the last frame's header: the reader stops at the last whole one.
@@ -320,6 +325,7 @@ mod tests {
             [
                 (Frame::Record(vec![1, 2, 3]), 1),
                 (Frame::Tick, 0),
+                (Frame::PolicyChanged, 0),
                 (Frame::End, 0),
             ]
         );
