@@ -76,8 +76,10 @@ impl Policy {
     /// The text of a policy file, once it is known to be safe to trust: whoever can
     /// write the policy decides what the monitor reports and what it calls a violation,
     /// so a file writable by group or others, owned by a user other than root or the
-    /// one running mcp-monitor, or in a folder others can write to (without the sticky
-    /// bit) is refused, with what to change.
+    /// one running mcp-monitor, or under a folder (any folder above it, where it was
+    /// named or where a symlink leads) that such a user owns or that group or others
+    /// can write to (without the sticky bit, on a writable mount) is refused, with what
+    /// to change.
     pub fn read_file(path: &Path) -> Result<String, PolicyErrors> {
         let source = path.display().to_string();
         let refused = |message: String, hint: Option<String>| PolicyErrors {
@@ -167,29 +169,59 @@ fn unsafe_policy_file(path: &Path, meta: &std::fs::Metadata, euid: u32) -> Optio
             format!("chown {euid} {shown}, or copy it to a file you own"),
         ));
     }
-    let dir = match path.parent() {
+    let given = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    if let Ok(d) = std::fs::metadata(dir) {
-        let dmode = d.mode() & 0o7777;
-        // Sticky (/tmp): others cannot rename or remove what they do not own. A
-        // read-only mount (a Kubernetes ConfigMap volume: 0777, mounted ro) cannot be
-        // written through, whatever its mode says.
-        if dmode & 0o002 != 0 && dmode & 0o1000 == 0 && !read_only_mount(dir) {
-            return Some((
-                format!(
-                    "refused: its folder {} (mode {dmode:04o}) lets others replace the file",
-                    dir.display()
-                ),
-                format!(
-                    "chmod o-w {}, or move the policy to a folder only root can write",
-                    dir.display()
-                ),
-            ));
+    // Every folder above the file, where it was named and where it really is (a
+    // symlink's target): whoever can rename an entry in any of them can put another
+    // file in the policy's place.
+    let real = std::fs::canonicalize(path).ok();
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    for start in [Some(given), real.as_deref().and_then(Path::parent)].into_iter().flatten() {
+        let Ok(start) = std::fs::canonicalize(start) else {
+            continue;
+        };
+        for d in start.ancestors() {
+            if !dirs.iter().any(|seen| seen == d) {
+                dirs.push(d.to_path_buf());
+            }
         }
     }
-    None
+    dirs.iter().find_map(|d| unsafe_policy_folder(d, euid))
+}
+
+/// Why a folder above a policy file lets someone else replace the file, and how to fix
+/// it; None when only root or `euid` can.
+fn unsafe_policy_folder(dir: &Path, euid: u32) -> Option<(String, String)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let d = std::fs::metadata(dir).ok()?;
+    let dmode = d.mode() & 0o7777;
+    // Sticky (/tmp): others cannot rename or remove what they do not own. A read-only
+    // mount (a Kubernetes ConfigMap volume: 0777, mounted ro) cannot be written
+    // through, whatever its mode and owner say.
+    let writable_by = match (dmode & 0o020 != 0, dmode & 0o002 != 0) {
+        _ if dmode & 0o1000 != 0 => None,
+        (_, true) => Some(("others", "o-w")),
+        (true, false) => Some(("its group", "g-w")),
+        (false, false) => None,
+    };
+    let owner = d.uid();
+    let foreign_owner = owner != 0 && owner != euid;
+    if (writable_by.is_none() && !foreign_owner) || read_only_mount(dir) {
+        return None;
+    }
+    let shown = dir.display();
+    if let Some((who, flag)) = writable_by {
+        return Some((
+            format!("refused: its folder {shown} (mode {dmode:04o}) lets {who} replace the file"),
+            format!("chmod {flag} {shown}, or move the policy to a folder only root can write"),
+        ));
+    }
+    Some((
+        format!("refused: its folder {shown} is owned by uid {owner}, who could replace the file"),
+        format!("chown root {shown}, or move the policy to a folder only root can write"),
+    ))
 }
 
 /// Whether `dir` is on a file system mounted read-only (false when that is unknown).
@@ -919,6 +951,24 @@ mod tests {
         );
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
         assert!(Policy::load_file(&path).is_ok());
+        // A folder its group can write to.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o775)).unwrap();
+        let e = Policy::load_file(&path).expect_err("refused").to_string();
+        assert!(e.contains("(mode 0775) lets its group replace the file"), "{e}");
+        // A folder owned by someone else, who could rename the file away and put
+        // another in its place, whatever the file's own owner and mode.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Safety: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&dir, Some(4242), None).unwrap();
+            let e = Policy::load_file(&path).expect_err("refused").to_string();
+            assert!(
+                e.contains("is owned by uid 4242, who could replace the file (hint: chown root"),
+                "{e}"
+            );
+            std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
+            assert!(Policy::load_file(&path).is_ok());
+        }
         // Owned by a user other than root or the one running mcp-monitor.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
