@@ -178,7 +178,10 @@ fn unsafe_policy_file(path: &Path, meta: &std::fs::Metadata, euid: u32) -> Optio
     // file in the policy's place.
     let real = std::fs::canonicalize(path).ok();
     let mut dirs: Vec<std::path::PathBuf> = Vec::new();
-    for start in [Some(given), real.as_deref().and_then(Path::parent)].into_iter().flatten() {
+    for start in [Some(given), real.as_deref().and_then(Path::parent)]
+        .into_iter()
+        .flatten()
+    {
         let Ok(start) = std::fs::canonicalize(start) else {
             continue;
         };
