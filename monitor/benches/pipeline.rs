@@ -33,10 +33,6 @@ use monitor::{
 };
 use monitor_common::{DataMeta, ExecMeta, Header, MAX_CHUNK, direction};
 
-/// The daemon's allocator (`mcp-monitor`'s main.rs): measured as it runs.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const ROUNDS: usize = 5;
 /// The daemon's defaults (`--max-message-mb 64`, `--max-field-bytes 4096`).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;

@@ -5,11 +5,6 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use monitor::{daemon, pipeline, policy::Policy, replay};
 
-/// mimalloc rather than glibc's malloc: the pipeline allocates for every record and
-/// event, and the pipeline bench runs 15-25% faster with it.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "mcp-monitor",
