@@ -54,7 +54,10 @@ use std::{
 use anyhow::{Context as _, bail};
 use integration_tests::{
     Daemon, Killed,
-    bench::{built_daemon, cpu_time, event_file, jsonrpc_peer, kernel_release, main_as_root, online_cpus},
+    bench::{
+        built_daemon, cpu_time, event_file, jsonrpc_peer, kernel_release, main_as_root, online_cpus,
+        tools_call_line,
+    },
     metrics::{Sample, scrape, sum},
     unique_tag,
 };
@@ -162,19 +165,6 @@ fn raise_nofile() {
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
-}
-
-/// A `tools/call` request line of exactly `bytes` bytes with its newline.
-fn request_line(id: u64, bytes: usize) -> Vec<u8> {
-    let make = |pad: &str| {
-        format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"read_text_file","arguments":{{"path":"/home/user/project/{pad}.rs"}}}}}}"#
-        )
-    };
-    let pad = "x".repeat(bytes.saturating_sub(make("").len() + 1));
-    let mut line = make(&pad).into_bytes();
-    line.push(b'\n');
-    line
 }
 
 /// A watched server and this process's ends of its pipes.
@@ -544,7 +534,7 @@ fn rss_run(seconds: u64) -> anyhow::Result<RssResult> {
                             break;
                         }
                         sleep_until(due);
-                        stdin.write_all(&request_line(k + 1, RSS_REQUEST_BYTES))?;
+                        stdin.write_all(&tools_call_line(k + 1, RSS_REQUEST_BYTES))?;
                         read_answer(&mut stdout, &mut reply)?;
                         k += 1;
                     }
@@ -877,7 +867,7 @@ fn client(
                     // until the next is due.
                     let due = ((now - start).as_secs_f64() * r) as u64 + 1;
                     while sent < due {
-                        stdin.write_all(&request_line(sent + 1, RATE_REQUEST_BYTES))?;
+                        stdin.write_all(&tools_call_line(sent + 1, RATE_REQUEST_BYTES))?;
                         moved
                             .requests
                             .fetch_add(RATE_REQUEST_BYTES as u64, Ordering::Relaxed);
@@ -885,7 +875,7 @@ fn client(
                     }
                     sleep_until((start + Duration::from_secs_f64(sent as f64 / r)).min(end));
                 } else {
-                    stdin.write_all(&request_line(sent + 1, RATE_REQUEST_BYTES))?;
+                    stdin.write_all(&tools_call_line(sent + 1, RATE_REQUEST_BYTES))?;
                     moved
                         .requests
                         .fetch_add(RATE_REQUEST_BYTES as u64, Ordering::Relaxed);

@@ -29,7 +29,7 @@ use integration_tests::{
     Daemon,
     bench::{
         Layout, built_daemon, event_file, events_after_exit, jsonrpc_peer, kernel_release, main_as_root,
-        online_cpus, percentile, set_affinity,
+        online_cpus, percentile, set_affinity, tools_call_line,
     },
     unique_tag,
 };
@@ -118,7 +118,7 @@ impl Peer {
     /// `n` round trips, each timed into `samples` when given.
     fn calls(&mut self, n: usize, mut samples: Option<&mut Vec<u64>>) -> anyhow::Result<()> {
         for _ in 0..n {
-            let request = request_line(self.next_id);
+            let request = tools_call_line(self.next_id, REQUEST_BYTES);
             self.next_id += 1;
             let t = self.call(&request)?;
             if let Some(s) = samples.as_deref_mut() {
@@ -145,19 +145,6 @@ impl Peer {
         }
         Ok(next_id - 1)
     }
-}
-
-/// A `tools/call` request line of exactly `REQUEST_BYTES` bytes with its newline.
-fn request_line(id: u64) -> Vec<u8> {
-    let make = |pad: &str| {
-        format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"read_text_file","arguments":{{"path":"/home/user/project/{pad}.rs"}}}}}}"#
-        )
-    };
-    let pad = "x".repeat(REQUEST_BYTES.saturating_sub(make("").len() + 1));
-    let mut line = make(&pad).into_bytes();
-    line.push(b'\n');
-    line
 }
 
 /// What one watched round left in the event file.

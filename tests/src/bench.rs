@@ -180,3 +180,17 @@ pub fn events_after_exit(
     }
     Ok(events)
 }
+
+/// A `tools/call` request line (a `read_text_file` of a padded path) of exactly `bytes`
+/// bytes with its newline, when `bytes` is at least its unpadded length.
+pub fn tools_call_line(id: u64, bytes: usize) -> Vec<u8> {
+    let make = |pad: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"read_text_file","arguments":{{"path":"/home/user/project/{pad}.rs"}}}}}}"#
+        )
+    };
+    let pad = "x".repeat(bytes.saturating_sub(make("").len() + 1));
+    let mut line = make(&pad).into_bytes();
+    line.push(b'\n');
+    line
+}
