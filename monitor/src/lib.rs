@@ -15,5 +15,6 @@ pub mod pipeline;
 pub mod policy;
 pub mod record;
 pub mod replay;
+pub mod review;
 pub mod servers;
 pub mod transport;
