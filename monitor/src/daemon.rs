@@ -63,6 +63,8 @@ pub struct Options {
     pub max_label_values: usize,
     /// `--record FILE`: what the kernel delivered and the host facts looked up.
     pub record: Option<PathBuf>,
+    /// Spans and metrics over OTLP, when given.
+    pub otlp: Option<crate::output::otlp::Config>,
     pub settings: Settings,
 }
 
@@ -143,6 +145,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         events,
         metrics,
     )?;
+    if let Some(config) = opts.otlp.clone() {
+        let endpoint = config.endpoint.clone();
+        state.otlp = Some(crate::output::otlp::Otlp::start(config, &state.metrics.registry)?);
+        info!("OTLP: spans and metrics to {endpoint} (/v1/traces, /v1/metrics)");
+    }
     state.ready(metrics_addr);
     facts.flush();
 
@@ -242,6 +249,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     facts.begin_frame(&Frame::End, Vec::new());
     state.stopped();
     facts.flush();
+    if let Some(mut otlp) = state.otlp.take() {
+        info!("OTLP: sending what is queued");
+        otlp.shutdown();
+    }
     if let Some(bytes) = facts.recorded_bytes() {
         info!("recording: {bytes} bytes");
     }

@@ -92,6 +92,25 @@ struct RunArgs {
     /// are counted as `__other__`.
     #[arg(long, value_name = "N", default_value_t = 200)]
     max_label_values: usize,
+    /// Also send every MCP request seen as an OpenTelemetry span (MCP semantic
+    /// conventions; a child of the agent's span when its `_meta` has `traceparent`) and
+    /// the `mcp.server.*.duration` metrics, over OTLP/HTTP (protobuf) to this receiver,
+    /// e.g. http://127.0.0.1:4318 (/v1/traces and /v1/metrics are added).
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// With --otlp-endpoint: put tool-call arguments in spans
+    /// (`gen_ai.tool.call.arguments`, redacted as in events). Off by default: the
+    /// conventions make them opt-in, since they may hold secrets.
+    #[arg(long, requires = "otlp_endpoint")]
+    otlp_arguments: bool,
+    /// With --otlp-endpoint: seconds between two exports of the OTLP metrics.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10,
+        requires = "otlp_endpoint"
+    )]
+    otlp_metrics_interval: u64,
     /// Also write what the kernel delivers, with every host fact looked up, to FILE,
     /// for `mcp-monitor replay` (it grows with the traffic watched: a diagnostic).
     #[arg(long, value_name = "FILE")]
@@ -151,7 +170,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         None => Policy::builtin(),
     };
     log::info!("{}", policy.summary());
+    let otlp = args
+        .otlp_endpoint
+        .as_deref()
+        .map(|url| {
+            let mut c = monitor::output::otlp::Config::new(url, args.otlp_arguments)?;
+            c.metrics_interval = std::time::Duration::from_secs(args.otlp_metrics_interval.max(1));
+            anyhow::Ok(c)
+        })
+        .transpose()?;
     let opts = daemon::Options {
+        otlp,
         events: args.events,
         format: args.format.parse().map_err(anyhow::Error::msg)?,
         metrics_addr: args.metrics_addr,

@@ -48,6 +48,7 @@ use crate::{
 };
 
 mod hostile;
+mod telemetry;
 mod tls;
 
 /// What the pipeline needs to know from the command line.
@@ -200,6 +201,8 @@ pub struct Pipeline {
     /// Whether processes are found by what they speak (`--no-discovery`: only by the
     /// watch patterns and the policy).
     discovery: bool,
+    /// Spans and metrics over OTLP (`--otlp-endpoint`).
+    pub otlp: Option<crate::output::otlp::Otlp>,
 }
 
 /// The kernel's watched set is checked against userspace every this many ticks (1 s).
@@ -269,6 +272,7 @@ impl Pipeline {
             hostile: hostile::Hostile::default(),
             secret_inodes: SecretInodes::default(),
             discovery: settings.discovery,
+            otlp: None,
         };
         p.watch_existing(settings.discovery);
         Ok(p)
@@ -1474,7 +1478,22 @@ impl Pipeline {
     }
 
     fn emit_outputs(&mut self, server: &Server, outputs: Vec<(SessionKey, Output)>) {
-        for (key, Output::Completed(mut c)) in outputs {
+        for (key, out) in outputs {
+            let mut c = match out {
+                Output::Completed(c) => c,
+                Output::Operation(c) => {
+                    self.operation_telemetry(server, &key, &c);
+                    continue;
+                }
+                Output::Ended {
+                    start_ts_ns,
+                    end_ts_ns,
+                    protocol_version,
+                } => {
+                    self.session_telemetry(&key, start_ts_ns, end_ts_ns, protocol_version.as_deref());
+                    continue;
+                }
+            };
             let Some(session) = server.sessions.get(&key) else {
                 continue;
             };
@@ -1502,6 +1521,7 @@ impl Pipeline {
                 verdict.as_ref(),
                 &policy,
             );
+            self.call_telemetry(server, (&key, session), &c, entry, &fields, verdict.as_ref());
             let ts = self.events.kernel_time(c.start_ts_ns);
             self.events.emit(event_type(&c.method), ts, fields);
         }

@@ -210,7 +210,9 @@ async function main() {
       const entry = { tool: call.tool, arguments: call.arguments };
       const started = Date.now() / 1000;
       try {
-        const result = await client.callTool({ name: call.tool, arguments: call.arguments }, undefined, reqOpts);
+        // `meta` goes in params._meta as given (trace context, for instance).
+        const params = { name: call.tool, arguments: call.arguments, ...(call.meta ? { _meta: call.meta } : {}) };
+        const result = await client.callTool(params, undefined, reqOpts);
         entry.outcome = result.isError ? 'error' : 'ok';
         entry.is_error = Boolean(result.isError);
         entry.rpc_error = null;

@@ -3,3 +3,4 @@
 pub mod detect;
 pub mod jsonrpc;
 pub mod session;
+pub mod trace_context;

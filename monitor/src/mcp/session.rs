@@ -11,7 +11,10 @@ use serde_json::Value;
 
 use crate::{
     host::{effects::Effect, identity::ClientProcess},
-    mcp::jsonrpc::{Id, Message},
+    mcp::{
+        jsonrpc::{Id, Message},
+        trace_context::TraceParent,
+    },
     transport::bearer::Bearer,
 };
 
@@ -117,11 +120,24 @@ pub struct Completed {
     pub noise: u64,
     /// The policy epoch when the call started (a reload applies to later calls).
     pub epoch: u64,
+    /// The JSON-RPC error code of an error response.
+    pub error_code: Option<i64>,
+    /// The client's trace context from the request's `_meta`.
+    pub trace: Option<TraceParent>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
+    /// A request that becomes an event of its own (`REPORTED_METHODS`).
     Completed(Completed),
+    /// Any other request answered (or left open): only a span and a duration.
+    Operation(Completed),
+    /// The session ended (its server exited or its connection closed).
+    Ended {
+        start_ts_ns: u64,
+        end_ts_ns: u64,
+        protocol_version: Option<String>,
+    },
 }
 
 #[derive(Debug)]
@@ -142,6 +158,7 @@ struct Pending {
     epoch: u64,
     /// `Session::responses_lost` when it started.
     lost_mark: u64,
+    trace: Option<TraceParent>,
 }
 
 /// Counters for what the session saw that is not a reported call.
@@ -187,6 +204,8 @@ pub struct Session {
     pub stats: SessionStats,
     /// Losses in the server's answers so far (gaps in the stream carrying them).
     responses_lost: u64,
+    /// Kernel time of its first message.
+    first_ts_ns: Option<u64>,
 }
 
 impl Session {
@@ -204,6 +223,7 @@ impl Session {
     /// (client to server) or writing it (server to client); `bytes` the size of the
     /// line it came in.
     pub fn on_message(&mut self, dir: Direction, msg: Message, ts_ns: u64, bytes: usize) -> Vec<Output> {
+        self.first_ts_ns.get_or_insert(ts_ns);
         match (dir, msg) {
             (_, Message::Notification { .. }) => {
                 self.stats.notifications += 1;
@@ -231,10 +251,11 @@ impl Session {
                 Direction::ServerToClient,
                 Message::Error {
                     id: Some(id),
+                    code,
                     message,
                     ..
                 },
-            ) => self.server_answer(&id, Err(message), ts_ns),
+            ) => self.server_answer(&id, Err((code, message)), ts_ns),
             (Direction::ServerToClient, Message::Error { id: None, .. }) => {
                 self.stats.unmatched_responses += 1;
                 Vec::new()
@@ -278,6 +299,7 @@ impl Session {
     ) -> Vec<Output> {
         self.count_request(&method);
         let meta = params.get("_meta");
+        let trace = meta.and_then(TraceParent::from_meta);
         if let Some(info) = meta
             .and_then(|m| m.get(META_CLIENT_INFO))
             .and_then(PeerInfo::from_value)
@@ -319,12 +341,13 @@ impl Session {
             noise: 0,
             epoch: self.epoch,
             lost_mark: self.responses_lost,
+            trace,
         };
         self.pending_bytes += bytes;
         if let Some(old) = self.pending.insert(id.clone(), pending) {
             self.pending_bytes -= old.bytes;
             self.stats.reused_ids += 1;
-            out.extend(self.complete(
+            out.push(self.complete(
                 id,
                 old,
                 Outcome::Incomplete,
@@ -353,7 +376,7 @@ impl Session {
         }
     }
 
-    fn server_answer(&mut self, id: &Id, answer: Result<Value, String>, ts_ns: u64) -> Vec<Output> {
+    fn server_answer(&mut self, id: &Id, answer: Result<Value, (i64, String)>, ts_ns: u64) -> Vec<Output> {
         let Some(req) = self.pending.remove(id) else {
             self.stats.unmatched_responses += 1;
             return Vec::new();
@@ -373,16 +396,18 @@ impl Session {
                 self.protocol_version = Some(v.to_string());
             }
         }
-        let (outcome, error) = match answer {
-            Err(message) => (Outcome::Error, Some(message)),
+        let (outcome, error, code) = match answer {
+            Err((code, message)) => (Outcome::Error, Some(message), Some(code)),
             Ok(result) if result.get("isError").and_then(Value::as_bool) == Some(true) => {
-                (Outcome::Error, Some(error_text(&result)))
+                (Outcome::Error, Some(error_text(&result)), None)
             }
-            Ok(_) => (Outcome::Ok, None),
+            Ok(_) => (Outcome::Ok, None, None),
         };
-        self.complete(id.clone(), req, outcome, error, ts_ns)
-            .into_iter()
-            .collect()
+        let mut out = self.complete(id.clone(), req, outcome, error, ts_ns);
+        if let Output::Completed(c) | Output::Operation(c) = &mut out {
+            c.error_code = code;
+        }
+        vec![out]
     }
 
     fn complete(
@@ -392,9 +417,26 @@ impl Session {
         outcome: Outcome,
         error: Option<String>,
         end_ts_ns: u64,
-    ) -> Option<Output> {
+    ) -> Output {
         if !REPORTED_METHODS.contains(&req.method.as_str()) {
-            return None;
+            return Output::Operation(Completed {
+                method: req.method,
+                id,
+                target: None,
+                arguments: Value::Null,
+                outcome,
+                error,
+                start_ts_ns: req.ts_ns,
+                end_ts_ns,
+                client: req.client,
+                bearer: req.bearer,
+                effects: Vec::new(),
+                effects_dropped: 0,
+                noise: 0,
+                epoch: req.epoch,
+                error_code: None,
+                trace: req.trace,
+            });
         }
         let field = |name: &str| req.params.get(name).and_then(Value::as_str).map(str::to_string);
         let target = match req.method.as_str() {
@@ -407,7 +449,7 @@ impl Session {
             .as_object_mut()
             .and_then(|p| p.remove("arguments"))
             .unwrap_or(Value::Null);
-        Some(Output::Completed(Completed {
+        Output::Completed(Completed {
             method: req.method,
             id,
             target,
@@ -422,7 +464,9 @@ impl Session {
             effects_dropped: req.effects_dropped,
             noise: req.noise,
             epoch: req.epoch,
-        }))
+            error_code: None,
+            trace: req.trace,
+        })
     }
 
     /// The capture lost bytes of the server's answers: the calls open now may have
@@ -438,8 +482,9 @@ impl Session {
         self.pending_bytes = 0;
         open.sort_by_key(|(_, p)| p.ts_ns);
         let lost = self.responses_lost;
-        open.into_iter()
-            .filter_map(|(id, p)| {
+        let mut out: Vec<Output> = open
+            .into_iter()
+            .map(|(id, p)| {
                 let (outcome, why) = if lost > p.lost_mark {
                     (
                         Outcome::Lost,
@@ -450,7 +495,15 @@ impl Session {
                 };
                 self.complete(id, p, outcome, Some(why.into()), ts_ns)
             })
-            .collect()
+            .collect();
+        if let Some(start_ts_ns) = self.first_ts_ns.take() {
+            out.push(Output::Ended {
+                start_ts_ns,
+                end_ts_ns: ts_ns,
+                protocol_version: self.protocol_version.clone(),
+            });
+        }
+        out
     }
 
     /// The policy epoch of the oldest call in flight.
@@ -530,22 +583,35 @@ mod tests {
         parse_value(v).unwrap()
     }
 
+    /// The reported calls among `out` (operations and session ends have tests of
+    /// their own).
+    fn reported(out: Vec<Output>) -> Vec<Output> {
+        out.into_iter()
+            .filter(|o| matches!(o, Output::Completed(_)))
+            .collect()
+    }
+
     fn c2s(s: &mut Session, v: Value, ts: u64) -> Vec<Output> {
-        s.on_message(Direction::ClientToServer, msg(v), ts, 100)
+        reported(s.on_message(Direction::ClientToServer, msg(v), ts, 100))
     }
 
     fn s2c(s: &mut Session, v: Value, ts: u64) -> Vec<Output> {
-        s.on_message(Direction::ServerToClient, msg(v), ts, 100)
+        reported(s.on_message(Direction::ServerToClient, msg(v), ts, 100))
     }
 
     fn completed_all(out: Vec<Output>) -> Vec<Completed> {
-        out.into_iter().map(|Output::Completed(c)| c).collect()
+        out.into_iter()
+            .filter_map(|o| match o {
+                Output::Completed(c) => Some(c),
+                _ => None,
+            })
+            .collect()
     }
 
     fn completed(out: Vec<Output>) -> Completed {
-        assert_eq!(out.len(), 1, "{out:?}");
-        let Output::Completed(c) = out.into_iter().next().unwrap();
-        c
+        let mut all = completed_all(out);
+        assert_eq!(all.len(), 1, "{all:?}");
+        all.remove(0)
     }
 
     #[test]
@@ -661,6 +727,56 @@ mod tests {
         assert_eq!(c.outcome, Outcome::Incomplete);
         assert_eq!(c.end_ts_ns, 9);
         assert_eq!(s.in_flight(), 0);
+    }
+
+    #[test]
+    fn every_request_is_an_operation_with_its_error_code_and_trace_and_the_session_ends() {
+        let mut s = Session::default();
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let all = |s: &mut Session, dir, v: Value, ts| s.on_message(dir, msg(v), ts, 100);
+        all(
+            &mut s,
+            Direction::ClientToServer,
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"traceparent": tp}}}),
+            10,
+        );
+        let out = all(
+            &mut s,
+            Direction::ServerToClient,
+            json!({"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found"}}),
+            20,
+        );
+        let [Output::Operation(op)] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (op.method.as_str(), op.outcome, op.error_code),
+            ("tools/list", Outcome::Error, Some(-32601))
+        );
+        assert_eq!((op.start_ts_ns, op.end_ts_ns), (10, 20));
+        assert_eq!(op.trace.as_ref().map(|t| t.span_id[1]), Some(0xf0));
+        all(
+            &mut s,
+            Direction::ClientToServer,
+            json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"t"}}),
+            30,
+        );
+        let out = all(
+            &mut s,
+            Direction::ServerToClient,
+            json!({"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"bad"}}),
+            40,
+        );
+        assert_eq!(completed(out).error_code, Some(-32602));
+        assert_eq!(
+            s.close(50),
+            [Output::Ended {
+                start_ts_ns: 10,
+                end_ts_ns: 50,
+                protocol_version: None,
+            }]
+        );
+        assert!(s.close(60).is_empty(), "ended once");
     }
 
     #[test]

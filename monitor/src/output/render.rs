@@ -172,6 +172,28 @@ pub fn call_fields<'a>(
     }
 }
 
+impl CallEvent<'_> {
+    /// The tool or prompt name, or the resource URI (redacted as the event shows it).
+    pub fn target(&self) -> Option<&str> {
+        self.target.as_deref()
+    }
+
+    /// Why the call failed, redacted and bounded as the event shows it.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_ref().map(|(text, _)| text.as_str())
+    }
+
+    /// The arguments' JSON text as the event carries it (whole or cut); None when the
+    /// policy keeps only their size.
+    pub fn arguments_text(&self) -> Option<&str> {
+        match &self.arguments {
+            Arguments::Whole(raw) => Some(raw.get()),
+            Arguments::Cut(text) => Some(text),
+            Arguments::Bytes(_) => None,
+        }
+    }
+}
+
 impl Serialize for CallEvent<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let (session, c) = (self.session, self.c);
