@@ -247,12 +247,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     facts.begin_frame(&Frame::Tick, Vec::new());
     state.report_loss();
     facts.begin_frame(&Frame::End, Vec::new());
-    state.stopped();
-    facts.flush();
-    if let Some(mut otlp) = state.otlp.take() {
+    // Spans still queued go before `stopped`, so that a drop while sending them is
+    // reported in the stream.
+    if let Some(otlp) = state.otlp.as_mut() {
         info!("OTLP: sending what is queued");
         otlp.shutdown();
+        state.report_otlp_drops();
     }
+    state.stopped();
+    facts.flush();
     if let Some(bytes) = facts.recorded_bytes() {
         info!("recording: {bytes} bytes");
     }

@@ -1578,6 +1578,7 @@ impl Pipeline {
             Err(e) => warn!("reading kernel loss counters: {e:#}"),
         }
         self.count_compat();
+        self.report_otlp_drops();
         // Read here: held writes are lost at an exit or exec too, not only as plaintext comes.
         self.loss.tls_unmapped = self.tls.stats.unmapped_records;
         if self.loss == self.reported {

@@ -99,6 +99,22 @@ impl Pipeline {
         otlp.record_operation(seconds, &attributes);
     }
 
+    /// A `monitor_status` event `otlp_dropped` when spans were dropped since the last
+    /// one: totals by reason (the metric `mcp_monitor_otlp_spans_dropped_total` too).
+    pub fn report_otlp_drops(&mut self) {
+        let Some(drops) = self.otlp.as_mut().and_then(Otlp::drops_to_report) else {
+            return;
+        };
+        let dropped: serde_json::Map<String, serde_json::Value> =
+            drops.iter().map(|(r, n)| (r.to_string(), (*n).into())).collect();
+        let ts = self.events.now();
+        self.events.emit(
+            "monitor_status",
+            ts,
+            serde_json::json!({"status": "otlp_dropped", "spans_dropped": dropped}),
+        );
+    }
+
     /// A session ended: its duration, from its first message to its end.
     pub(super) fn session_telemetry(
         &self,

@@ -70,7 +70,11 @@ pub struct Otlp {
     ids: RandomIdGenerator,
     counters: Counters,
     pub arguments: bool,
+    /// Dropped spans by reason when last reported (`drops_to_report`).
+    reported: [u64; 3],
 }
+
+const DROP_REASONS: [&str; 3] = ["queue_full", "export_failed", "shutdown"];
 
 impl Otlp {
     /// Starts the export thread; its counters go into `registry` (the `/metrics` one).
@@ -90,7 +94,7 @@ impl Otlp {
         };
         registry.register(Box::new(counters.exported.clone()))?;
         registry.register(Box::new(counters.dropped.clone()))?;
-        for reason in ["queue_full", "export_failed", "shutdown"] {
+        for reason in DROP_REASONS {
             counters.dropped.with_label_values(&[reason]);
         }
         let (tx, rx) = mpsc::sync_channel(QUEUE);
@@ -113,6 +117,7 @@ impl Otlp {
             ids: RandomIdGenerator::default(),
             counters,
             arguments,
+            reported: [0; 3],
         })
     }
 
@@ -146,12 +151,18 @@ impl Otlp {
         self.meters.session.record(seconds, &a);
     }
 
-    /// Spans dropped so far, all reasons.
-    pub fn dropped(&self) -> u64 {
-        ["queue_full", "export_failed", "shutdown"]
-            .iter()
-            .map(|r| self.counters.dropped.with_label_values(&[r]).get())
-            .sum()
+    /// Spans dropped so far by reason, when more were dropped since the last call.
+    pub fn drops_to_report(&mut self) -> Option<[(&'static str, u64); 3]> {
+        let now = DROP_REASONS.map(|r| self.counters.dropped.with_label_values(&[r]).get());
+        if now == self.reported {
+            return None;
+        }
+        self.reported = now;
+        let mut out = [("", 0); 3];
+        for (i, r) in DROP_REASONS.iter().enumerate() {
+            out[i] = (r, now[i]);
+        }
+        Some(out)
     }
 
     /// Sends what is queued and the last metrics, then stops the thread (each export
