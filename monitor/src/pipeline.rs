@@ -1331,6 +1331,7 @@ impl Pipeline {
         };
         let outputs = server.close_connection(stream, ts_ns);
         self.emit_outputs(&server, outputs);
+        server.forget_closed_sessions();
         self.servers.insert(root, server);
     }
 

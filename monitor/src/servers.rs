@@ -96,6 +96,8 @@ pub struct Server {
     max_message: usize,
     /// Its MCP sessions, whatever transport carries them.
     pub sessions: HashMap<SessionKey, Session>,
+    /// Sessions ended with their connection, still there until their outputs are out.
+    closed_sessions: Vec<SessionKey>,
     /// Messages dropped because their session could not be opened (`MAX_SESSIONS`).
     pub sessions_full: u64,
     /// Requests in flight its sessions forgot to stay within their bounds.
@@ -162,6 +164,7 @@ impl Server {
             not_http: HashSet::new(),
             conns: 0,
             sessions_full: 0,
+            closed_sessions: Vec::new(),
             requests_evicted: 0,
             max_message,
             epoch,
@@ -397,10 +400,20 @@ impl Server {
             pid: self.pid,
             id: http::HttpSession::Connection(conn),
         };
-        if let Some(mut s) = self.sessions.remove(&key) {
+        // Closed in place: its last calls are reported with it (the caller forgets it
+        // after, `forget_closed_sessions`).
+        if let Some(s) = self.sessions.get_mut(&key) {
             out.extend(s.close(ts_ns).into_iter().map(|o| (key.clone(), o)));
+            self.closed_sessions.push(key);
         }
         out
+    }
+
+    /// Forgets the sessions `close_connection` ended, once their outputs are reported.
+    pub fn forget_closed_sessions(&mut self) {
+        for key in std::mem::take(&mut self.closed_sessions) {
+            self.sessions.remove(&key);
+        }
     }
 
     /// The session `from` is now called `to` (the server handed out a session id).
@@ -619,6 +632,36 @@ mod tests {
         assert!(s.sessions.len() < MAX_SESSIONS);
         assert!(s.sessions.keys().any(|k| k.to_string() == "new"));
         assert!(s.sessions.contains_key(s.stdio.key()), "the stdio session stays");
+    }
+
+    #[test]
+    fn a_call_open_when_its_connection_closes_is_reported_with_its_session() {
+        let mut s = server();
+        let none = |_| (None, None);
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#;
+        let post = format!(
+            "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.receive(
+            Stream::Socket(7),
+            true,
+            post.as_bytes(),
+            1,
+            Gap::none(),
+            false,
+            none,
+        );
+        let out = s.close_connection(Stream::Socket(7), 5);
+        let keys: Vec<&SessionKey> = out
+            .iter()
+            .filter(|(_, o)| matches!(o, Output::Completed(c) if c.outcome.as_str() == "incomplete"))
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys.len(), 1, "{out:?}");
+        assert!(s.sessions.contains_key(keys[0]), "its session, for the event");
+        s.forget_closed_sessions();
+        assert!(!s.sessions.contains_key(keys[0]));
     }
 
     #[test]
