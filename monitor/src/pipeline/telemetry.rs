@@ -20,6 +20,28 @@ use crate::{
     transport::SessionKey,
 };
 
+/// The span of `c`, with nothing redacted to add yet.
+fn operation<'a>(
+    c: &'a Completed,
+    key: &'a SessionKey,
+    session: &'a Session,
+    server: &'a Server,
+    entry: &'a str,
+) -> Operation<'a> {
+    Operation {
+        c,
+        key,
+        session,
+        server: entry,
+        server_pid: server.pid,
+        server_exe: &server.exe,
+        target: None,
+        error: None,
+        verdict: None,
+        arguments: None,
+    }
+}
+
 impl Pipeline {
     /// A reported call (`tools/call`, `resources/read`, `prompts/get`): its span carries
     /// what its event does, redacted the same way (`fields`).
@@ -36,16 +58,11 @@ impl Pipeline {
             return;
         };
         let op = Operation {
-            c,
-            key,
-            session,
-            server: entry,
-            server_pid: server.pid,
-            server_exe: &server.exe,
             target: fields.target(),
             error: fields.error(),
             verdict,
             arguments: otlp.arguments.then(|| fields.arguments_text()).flatten(),
+            ..operation(c, key, session, server, entry)
         };
         self.export(otlp, entry, &op);
     }
@@ -67,16 +84,8 @@ impl Pipeline {
             .as_deref()
             .map(|e| truncate_str(&redact_text(e).0, self.max_field_bytes));
         let op = Operation {
-            c,
-            key,
-            session,
-            server: entry,
-            server_pid: server.pid,
-            server_exe: &server.exe,
-            target: None,
             error: error.as_deref(),
-            verdict: None,
-            arguments: None,
+            ..operation(c, key, session, server, entry)
         };
         self.export(otlp, entry, &op);
     }
