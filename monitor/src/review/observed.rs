@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::{generalise, log::LogEvent};
-use crate::policy::UNREGISTERED;
+use crate::policy::{Policy, UNREGISTERED};
 
 /// How often something was seen, and when first and last (the events' `ts`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -151,6 +151,47 @@ impl ServerSeen {
     }
 }
 
+impl ServerSeen {
+    /// Takes in what `other` saw: the same server seen under another name.
+    fn absorb(&mut self, other: ServerSeen) {
+        for (c, s) in other.cmdlines {
+            self.cmdlines.entry(c).or_default().merge(&s);
+        }
+        self.exes.extend(other.exes);
+        self.info_names.extend(other.info_names);
+        self.pids.extend(other.pids);
+        self.uids.extend(other.uids);
+        self.calls.merge(&other.calls);
+        for (id, a) in other.agents {
+            let mine = self.agents.entry(id).or_default();
+            mine.calls.merge(&a.calls);
+            for (t, ts) in a.tools {
+                let m = mine.tools.entry(t).or_default();
+                m.calls.merge(&ts.calls);
+                m.failed += ts.failed;
+            }
+        }
+        for (mine, theirs) in [
+            (&mut self.files, other.files),
+            (&mut self.exec, other.exec),
+            (&mut self.connect, other.connect),
+        ] {
+            for (k, e) in theirs {
+                let m = mine.entry(k).or_default();
+                m.seen.merge(&e.seen);
+                m.outside_calls += e.outside_calls;
+            }
+        }
+        for (k, e) in other.secrets {
+            let m = self.secrets.entry(k).or_default();
+            m.seen.merge(&e.seen);
+            m.classes.extend(e.classes);
+            m.failed += e.failed;
+            m.outside_calls += e.outside_calls;
+        }
+    }
+}
+
 /// Everything seen, by server.
 #[derive(Debug, Default)]
 pub struct Observed {
@@ -169,6 +210,29 @@ impl Observed {
             o.add(e);
         }
         o
+    }
+
+    /// The servers keyed by the entry of `policy` their command line matches (what the
+    /// daemon would name them under it), merged when several match one entry; those no
+    /// entry matches keep their key.
+    pub fn keyed_by(self, policy: &Policy) -> Self {
+        let mut servers: BTreeMap<ServerKey, ServerSeen> = BTreeMap::new();
+        for (key, seen) in self.servers {
+            let exe = seen.exes.iter().next().map_or("", String::as_str);
+            let entry = seen
+                .cmdlines
+                .keys()
+                .find_map(|c| policy.match_server(c, exe, None))
+                .map(|i| ServerKey::Entry(policy.servers[i].name.clone()));
+            let key = entry.unwrap_or(key);
+            match servers.get_mut(&key) {
+                Some(s) => s.absorb(seen),
+                None => {
+                    servers.insert(key, seen);
+                }
+            }
+        }
+        Self { servers, ..self }
     }
 
     fn add(&mut self, e: &LogEvent) {

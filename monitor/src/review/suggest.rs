@@ -44,7 +44,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         Some(p) => Some(Policy::load_file(p).map_err(|e| anyhow::anyhow!("invalid policy:\n{e}"))?),
         None => None,
     };
-    let observed = Observed::from_events(&log.events);
+    let mut observed = Observed::from_events(&log.events);
+    if let Some(p) = &current {
+        observed = observed.keyed_by(p);
+    }
     let suggestion = suggest(&observed, current.as_ref(), &sources(&log));
     // A suggestion that does not load is a bug here, never something to hand over.
     if let Err(e) = Policy::parse("suggested policy", &suggestion.yaml) {
@@ -122,7 +125,17 @@ pub fn suggest(observed: &Observed, current: Option<&Policy>, sources: &[String]
     let mut y = String::new();
     header(&mut y, sources, current, diff.as_ref());
     secrets_section(&mut y, current);
-    let names = entry_names(observed);
+    // A server known by name alone (no command line in its events) cannot be matched.
+    let (names, left_out): (Vec<_>, Vec<_>) = entry_names(observed)
+        .into_iter()
+        .partition(|(key, _)| !observed.servers[key].cmdlines.is_empty());
+    for (_, name) in &left_out {
+        let _ = writeln!(
+            y,
+            "# Server {}: left out, no command line in the events to match it by.",
+            comment_text(name)
+        );
+    }
     y.push_str("servers:");
     if names.is_empty() {
         y.push_str(" {}\n");
@@ -130,16 +143,7 @@ pub fn suggest(observed: &Observed, current: Option<&Policy>, sources: &[String]
         y.push('\n');
     }
     for (key, name) in &names {
-        let seen = &observed.servers[key];
-        if seen.cmdlines.is_empty() && existing_entry(key, current).is_none() {
-            let _ = writeln!(
-                y,
-                "  # {}: left out, no command line in the events to match it by",
-                comment_text(name)
-            );
-            continue;
-        }
-        server_entry(&mut y, name, key, seen, current);
+        server_entry(&mut y, name, key, &observed.servers[key], current);
     }
     y.push_str(
         "\n# Servers no entry above matches are violations: what was observed is all declared.\nunregistered_servers: violation\n",
@@ -396,18 +400,25 @@ fn effect_comment(raw: &str, e: &EffectSeen) -> String {
     c
 }
 
-/// The current policy's entry for a server the events name by entry.
-fn existing_entry<'p>(key: &ServerKey, current: Option<&'p Policy>) -> Option<&'p crate::policy::ServerRule> {
-    match key {
-        ServerKey::Entry(n) => current.and_then(|p| p.servers.iter().find(|s| &s.name == n)),
-        ServerKey::Unregistered(_) => None,
-    }
+/// The current policy's entry for a server, when it is the one the server's command
+/// line matches there (then its `match` is kept).
+fn existing_entry<'p>(
+    key: &ServerKey,
+    seen: &ServerSeen,
+    current: Option<&'p Policy>,
+) -> Option<&'p crate::policy::ServerRule> {
+    let (ServerKey::Entry(name), Some(p)) = (key, current) else {
+        return None;
+    };
+    let exe = seen.exes.iter().next().map_or("", String::as_str);
+    let i = seen.cmdlines.keys().find_map(|c| p.match_server(c, exe, None))?;
+    (&p.servers[i].name == name).then(|| &p.servers[i])
 }
 
 /// The entry's `match`: the current policy's entry of that name when there is one
 /// (the reviewer's own), else the command lines seen, generalised (`generalise`).
 fn match_section(y: &mut String, key: &ServerKey, seen: &ServerSeen, current: Option<&Policy>) {
-    let existing = existing_entry(key, current);
+    let existing = existing_entry(key, seen, current);
     if let Some(rule) = existing {
         y.push_str("    # match: kept from the policy in force\n");
         y.push_str("    match:\n");
@@ -668,7 +679,76 @@ fn secrets_allowed(y: &mut String, seen: &ServerSeen) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use serde_json::{Value, json};
+
     use super::*;
+    use crate::review::log::LogEvent;
+
+    fn observed(events: &[Value]) -> Observed {
+        let events: Vec<LogEvent> = events
+            .iter()
+            .map(|v| LogEvent {
+                file: Arc::from(Path::new("t.jsonl")),
+                line: 1,
+                ts: None,
+                kind: v["type"].as_str().unwrap_or("").to_string(),
+                value: v.clone(),
+            })
+            .collect();
+        Observed::from_events(&events)
+    }
+
+    #[test]
+    fn hostile_names_and_paths_stay_literal_and_the_policy_loads() {
+        let server =
+            json!({"name": "unregistered", "cmdline": "srv --glob {a,b}* --x\nservers: {}", "pid": 1});
+        let o = observed(&[
+            json!({"type": "tool_call", "ts": "2026-01-01T00:00:00Z", "server": server, "tool": "*",
+                   "agent": {"client": {"name": "evil\nunregistered_servers: ignore"}, "uid": 5},
+                   "outcome": "ok", "effects": {"files": [{"path": "/srv/[x]/a"}], "connect": [{"address": "[::1]:80"}]}}),
+            json!({"type": "tool_call", "server": {"name": "named\"key", "cmdline": "other", "pid": 2}, "tool": "t", "agent": null}),
+        ]);
+        let text = suggest(&o, None, &["t.jsonl".into()]).yaml;
+        let p = Policy::parse("s", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(
+            p.unregistered_servers,
+            crate::policy::Unregistered::Violation,
+            "{text}"
+        );
+        let srv = p
+            .servers
+            .iter()
+            .find(|s| s.name == "srv")
+            .expect("named after its program");
+        assert_eq!(
+            p.match_server("srv --glob {a,b}* --x\nservers: {}", "", None)
+                .map(|i| &p.servers[i].name),
+            Some(&srv.name)
+        );
+        assert_eq!(p.match_server("srv --glob a --x\nservers: {}", "", None), None);
+        let tools = srv.agents[0].tools.as_ref().unwrap();
+        assert!(tools.matching("*").is_some() && tools.matching("read_file").is_none());
+        let homes = crate::policy::Homes::default();
+        let files = srv.files.as_ref().unwrap();
+        assert!(
+            files.allowing("/srv/[x]/a", &homes).is_some() && files.allowing("/srv/x/a", &homes).is_none()
+        );
+        assert!(srv.connect.as_ref().unwrap().matching("[::1]:80").is_some());
+        // A caller it cannot identify: the tools go on the server, no agents.
+        let named = p.servers.iter().find(|s| s.name == "named\"key").unwrap();
+        assert!(named.agents.is_empty());
+        assert_eq!(named.tools.as_ref().unwrap().items, ["t"]);
+    }
+
+    #[test]
+    fn no_events_give_a_policy_with_no_servers_that_loads() {
+        let text = suggest(&Observed::default(), None, &[]).yaml;
+        let p = Policy::parse("s", &text).unwrap();
+        assert!(p.servers.is_empty());
+        assert!(!p.secrets.is_empty(), "the built-in secret patterns");
+    }
 
     #[test]
     fn unregistered_servers_are_named_after_their_program() {
