@@ -291,3 +291,87 @@ fn unused_items(s: &ServerRule, used: &Used, d: &mut Diff) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{path::Path, sync::Arc};
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::review::log::LogEvent;
+
+    fn observed(events: &[Value]) -> Observed {
+        let events: Vec<LogEvent> = events
+            .iter()
+            .map(|v| LogEvent {
+                file: Arc::from(Path::new("t.jsonl")),
+                line: 1,
+                ts: None,
+                kind: v["type"].as_str().unwrap_or("").to_string(),
+                value: v.clone(),
+            })
+            .collect();
+        Observed::from_events(&events)
+    }
+
+    #[test]
+    fn unused_and_undeclared_are_what_the_policy_would_say() {
+        let policy = Policy::parse(
+            "p.yaml",
+            r#"
+secrets: ["/etc/shadow", "/srv/a/.env"]
+servers:
+  fs:
+    match: { cmdline: "fs *" }
+    files: ["/srv/a/*", "/srv/b/**"]
+    secrets: ["/srv/a/.env"]
+    exec: ["/bin/true", "/bin/sh"]
+    connect: ["127.0.0.1:*"]
+    agents:
+      alice: { client: "alice", tools: [read, write] }
+      bob: { client: "bob" }
+  idle:
+    match: { cmdline: "idle *" }
+"#,
+        )
+        .unwrap();
+        let server = json!({"name": "fs", "cmdline": "fs /srv", "pid": 1});
+        let o = observed(&[
+            json!({"type": "tool_call", "server": server, "agent": {"client": {"name": "alice"}}, "tool": "read",
+                   "effects": {"files": [{"path": "/srv/a/x"}, {"path": "/etc/hostname"}],
+                               "secrets": [{"path": "/etc/shadow", "class": "system_password"}],
+                               "exec": [{"path": "/bin/true"}], "connect": [{"address": "10.0.0.1:443"}]}}),
+            json!({"type": "tool_call", "server": server, "agent": {"client": {"name": "mallory"}}, "tool": "read"}),
+            json!({"type": "tool_call", "server": {"name": "unregistered", "cmdline": "other"}, "tool": "x"}),
+        ]);
+        let d = diff(&o, &policy);
+        let show = |s: &BTreeSet<Finding>| {
+            s.iter()
+                .map(|f| format!("{}: {}", f.rule, f.what))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            show(&d.undeclared),
+            [
+                "secrets[0] /etc/shadow: read /etc/shadow (system_password) 1 time (secret_access)",
+                "servers.fs.agents: \"read\" called 1 time by client \"mallory\" (unknown_agent)",
+                "servers.fs.connect: connected to 10.0.0.1:443 1 time (connect_out_of_scope)",
+                "servers.fs.files: opened /etc/hostname 1 time (file_out_of_scope)",
+                "unregistered_servers: unregistered server \"other\" (\"other\") matches no server entry: 1 call(s) (unregistered_server)",
+            ]
+        );
+        assert_eq!(
+            show(&d.unused),
+            [
+                "servers.fs.agents.alice.tools: \"write\" never called",
+                "servers.fs.agents.bob: no call matched it",
+                "servers.fs.connect: \"127.0.0.1:*\" matched no connection",
+                "servers.fs.exec: \"/bin/sh\" matched no program started",
+                "servers.fs.files: \"/srv/b/**\" matched no file opened",
+                "servers.fs.secrets: \"/srv/a/.env\" matched no secret read",
+                "servers.idle: no server observed matched it",
+            ]
+        );
+    }
+}
