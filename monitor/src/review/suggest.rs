@@ -126,7 +126,7 @@ pub fn suggest(observed: &Observed, current: Option<&Policy>, sources: &[String]
     header(&mut y, sources, current, diff.as_ref());
     secrets_section(&mut y, current);
     // A server known by name alone (no command line in its events) cannot be matched.
-    let (names, left_out): (Vec<_>, Vec<_>) = entry_names(observed)
+    let (names, left_out): (Vec<_>, Vec<_>) = entry_names(observed, current)
         .into_iter()
         .partition(|(key, _)| !observed.servers[key].cmdlines.is_empty());
     for (_, name) in &left_out {
@@ -225,8 +225,10 @@ fn secrets_section(y: &mut String, current: Option<&Policy>) {
 }
 
 /// Entry names: a server's policy entry keeps its name; an unregistered one is named
-/// after its program (`names_for`), made unique.
-fn entry_names(observed: &Observed) -> Vec<(ServerKey, String)> {
+/// after its program (`program_name`), made unique. In the order they are tried: those
+/// of the policy in force in its order (a match kept from it may be broader than one
+/// after it), then the others by name.
+fn entry_names(observed: &Observed, current: Option<&Policy>) -> Vec<(ServerKey, String)> {
     let mut taken: BTreeSet<String> = observed
         .servers
         .keys()
@@ -253,7 +255,12 @@ fn entry_names(observed: &Observed) -> Vec<(ServerKey, String)> {
         };
         out.push((key.clone(), name));
     }
-    out.sort_by(|a, b| a.1.cmp(&b.1));
+    let rank = |name: &str| {
+        current
+            .and_then(|p| p.servers.iter().position(|s| s.name == name))
+            .unwrap_or(usize::MAX)
+    };
+    out.sort_by(|a, b| rank(&a.1).cmp(&rank(&b.1)).then_with(|| a.1.cmp(&b.1)));
     out
 }
 
@@ -377,7 +384,7 @@ fn server_entry(y: &mut String, name: &str, key: &ServerKey, seen: &ServerSeen, 
         "exec",
         seen.exec
             .iter()
-            .map(|(p, e)| (quote(&generalise::path_glob(p)), effect_comment(p, e))),
+            .map(|(p, e)| (quote(&generalise::path_glob(p)), effect_comment("started", p, e))),
     );
     list(
         y,
@@ -385,12 +392,12 @@ fn server_entry(y: &mut String, name: &str, key: &ServerKey, seen: &ServerSeen, 
         "connect",
         seen.connect
             .iter()
-            .map(|(a, e)| (quote(&generalise::literal(a)), effect_comment(a, e))),
+            .map(|(a, e)| (quote(&generalise::literal(a)), effect_comment("connected", a, e))),
     );
 }
 
-fn effect_comment(raw: &str, e: &EffectSeen) -> String {
-    let mut c = seen_text(&e.seen);
+fn effect_comment(verb: &str, raw: &str, e: &EffectSeen) -> String {
+    let mut c = format!("{verb} {}", seen_text(&e.seen));
     if e.outside_calls > 0 {
         let _ = write!(c, " ({} outside any call)", e.outside_calls);
     }
