@@ -2,9 +2,10 @@
 //! data: the kernel records of the recordings in monitor/tests/fixtures (`records`), the
 //! bytes of their stdio pipes (`stdio_session`) and HTTP connections (`http`), the
 //! recordings themselves cut short (`recording`), the policies of the tests and the
-//! built-in one (`policy`), and the HTTP exchanges of monitor/src/transport/http.rs's
-//! tests. Run from fuzz/: `cargo run --example seeds`. Seeds found by fuzzing (crashes
-//! fixed since, kept as regression inputs) are named `regression-*` and left alone.
+//! built-in one (`policy`), the HTTP exchanges of monitor/src/transport/http.rs's
+//! tests, and the fixtures' event logs (`suggest`). Run from fuzz/: `cargo run
+//! --example seeds`. Seeds found by fuzzing (crashes fixed since, kept as regression
+//! inputs) are named `regression-*` and left alone.
 use std::{
     collections::{BTreeMap, HashSet},
     fs,
@@ -224,6 +225,7 @@ fn main() {
     http.done();
     recording.done();
     policies();
+    event_logs(&fixtures);
 }
 
 /// Stdio messages (newline-framed, as captured) as Streamable HTTP exchanges: each
@@ -364,6 +366,35 @@ fn http_tests() -> Vec<(&'static str, Vec<u8>)> {
             ]),
         ),
     ]
+}
+
+/// The event logs the live daemon wrote for the recordings (`suggest`): whole, and
+/// each cut to its first lines.
+fn event_logs(fixtures: &Path) {
+    let mut corpus = Corpus::new("suggest");
+    let mut logs: Vec<PathBuf> = fs::read_dir(fixtures)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".events.jsonl"))
+        .collect();
+    logs.sort();
+    for path in logs {
+        let text = fs::read_to_string(&path).unwrap();
+        let stem = path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace(".events.jsonl", "");
+        corpus.add(&stem, text.as_bytes());
+        let lines: Vec<&str> = text.lines().collect();
+        for n in [2, 4] {
+            corpus.add(
+                &format!("{stem}-{n}"),
+                (lines[..n.min(lines.len())].join("\n") + "\n").as_bytes(),
+            );
+        }
+    }
+    corpus.done();
 }
 
 /// The policies of the tests (YAML in string literals that name `servers:` or

@@ -42,6 +42,27 @@ enum Command {
         #[arg(long, value_name = "FORMAT", default_value = "auto", value_parser = ["auto", "text", "json"])]
         format: String,
     },
+    /// A least-privilege policy from event logs: per server the tools each agent
+    /// called, the files, secrets, programs and connections seen; with --policy, what
+    /// it declares but was never used and what was used but not declared.
+    SuggestPolicy {
+        /// Event logs (JSON lines, plain or gzip; rotated files too).
+        #[arg(long, value_name = "FILE", required = true, num_args = 1..)]
+        events: Vec<PathBuf>,
+        /// The policy in force: its matches and secret patterns are kept, and the
+        /// differences listed at the top of the suggestion.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Only events at or after T (RFC 3339, or a duration back from now: 24h).
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// Only events before T.
+        #[arg(long, value_name = "T")]
+        until: Option<String>,
+        /// Where the policy goes (default: stdout).
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -154,6 +175,19 @@ fn main() -> ExitCode {
             .parse()
             .map_err(anyhow::Error::msg)
             .and_then(|format| replay::main(&file, policy, &events, format)),
+        Command::SuggestPolicy {
+            events,
+            policy,
+            since,
+            until,
+            out,
+        } => monitor::review::suggest::main(monitor::review::suggest::Args {
+            events,
+            policy,
+            since,
+            until,
+            out,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

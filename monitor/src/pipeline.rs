@@ -38,7 +38,7 @@ use crate::{
         metrics::{self, Metrics},
         render::{self, event_type},
     },
-    policy::{EffectKind, Policy, SecretHit, UNREGISTERED, verdict},
+    policy::{EffectKind, Policy, SecretHit, UNREGISTERED, refs::refs_of, verdict},
     record::facts::Facts,
     servers::{Server, ServerHost, Stream},
     transport::{
@@ -461,7 +461,7 @@ impl Pipeline {
         if server.rule.is_none()
             && let Some(v) = policy.unregistered_violation(detail)
         {
-            let fields = json!({"server": render::server_json(&server), "kind": v.kind, "detail": v.detail, "rule": v.rule});
+            let fields = json!({"server": render::server_json(&server), "kind": v.kind, "detail": v.detail, "rule": v.rule, "refs": refs_of(v.kind)});
             self.events.emit("violation", ts, fields);
             self.metrics
                 .violations
@@ -1474,7 +1474,7 @@ impl Pipeline {
             .violations
             .with_label_values(&[server.label(), &label, v.kind])
             .inc();
-        let fields = json!({"server": server_json, "agent": agent, "kind": v.kind, "detail": v.detail, "rule": v.rule, "effect": redacted_effect(&effect)});
+        let fields = json!({"server": server_json, "agent": agent, "kind": v.kind, "detail": v.detail, "rule": v.rule, "refs": refs_of(v.kind), "effect": redacted_effect(&effect)});
         self.events.emit("violation", ts, fields);
     }
 

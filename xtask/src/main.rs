@@ -318,6 +318,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "jsonrpc",
     "policy",
     "recording",
+    "suggest",
 ];
 /// Seconds each fuzz target runs in `cargo xtask test`.
 const FUZZ_TEST_SECONDS: u64 = 15;

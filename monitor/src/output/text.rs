@@ -517,7 +517,7 @@ mod tests {
             "agent": {"name": "claude", "client": {"name": "claude-code"}, "pid": 7, "exe": "/usr/bin/node"},
             "outcome": "error", "error": "Access denied: /root/.ssh/id_rsa",
             "decision": "violation",
-            "violations": [{"kind": "secret_read", "detail": "d", "rule": "r"}, {"kind": "out_of_scope_file", "detail": "d", "rule": null}],
+            "violations": [{"kind": "secret_read", "detail": "d", "rule": "r", "refs": ["OWASP-ASI:ASI03"]}, {"kind": "out_of_scope_file", "detail": "d", "rule": null}],
         }));
         let want = "16:14:49.428  tool_call       filesystem[14751]  claude[7]  read_text_file  error 1.4ms  violation  [secret_read, out_of_scope_file]  error: Access denied: /root/.ssh/id_rsa";
         assert_eq!(fmt("tool_call", c.clone(), PLAIN), want);
@@ -589,7 +589,8 @@ mod tests {
 
     #[test]
     fn violations_outside_calls() {
-        let v = json!({"server": server(), "kind": "unregistered_server", "detail": "found as an MCP server (protocol) but no entry matches it", "rule": null});
+        // `refs` (framework references) are for machines: the line leaves them out.
+        let v = json!({"server": server(), "kind": "unregistered_server", "detail": "found as an MCP server (protocol) but no entry matches it", "rule": null, "refs": ["OWASP-ASI:ASI04", "MAESTRO:L7"]});
         let want = "16:14:49.428  violation       filesystem[14751]  unregistered_server  found as an MCP server (protocol) but no entry matches it";
         assert_eq!(fmt("violation", v.clone(), PLAIN), want);
         let want = "16:14:49.428  violation       filesystem[14751]  \x1b[31munregistered_server\x1b[0m  found as an MCP server (protocol) but no entry matches it";

@@ -20,6 +20,7 @@ use crate::{
     host::fds::FdKind,
     kernel::records::{Data, Direction},
     output::render,
+    policy::refs::refs_of,
 };
 
 /// Bytes of forged writes kept per server to find in its stdin reads; beyond, they
@@ -210,6 +211,7 @@ impl Pipeline {
             "kind": "stdin_forged",
             "detail": detail,
             "rule": null,
+            "refs": refs_of("stdin_forged"),
             "writer": {"pid": pid, "exe": exe, "fd": d.fd},
             "bytes": d.bytes.len(),
             "data": preview,

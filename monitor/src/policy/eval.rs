@@ -28,6 +28,11 @@ impl Policy {
         self.servers.iter().position(|s| Some(s.name.as_str()) == name)
     }
 
+    /// The runtime-noise globs in force (the policy's `noise:`, else `RUNTIME_NOISE`).
+    pub fn noise_globs(&self) -> &[String] {
+        &self.noise.items
+    }
+
     pub fn is_noise(&self, path: &str, homes: &Homes) -> bool {
         self.noise.allowing(path, homes).is_some()
     }

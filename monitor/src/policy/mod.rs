@@ -7,6 +7,7 @@ mod globs;
 mod load;
 mod model;
 mod passwd;
+pub mod refs;
 mod secrets;
 pub mod verdict;
 

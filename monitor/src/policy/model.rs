@@ -184,12 +184,25 @@ pub struct Policy {
     pub servers: Vec<ServerRule>,
 }
 
-/// What a check concluded, with the rule that decided it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// What a check concluded, with the rule that decided it. In events it also carries
+/// `refs`, the framework references of its kind (`policy::refs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     pub kind: &'static str,
     pub detail: String,
     pub rule: String,
+}
+
+impl serde::Serialize for Violation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("kind", self.kind)?;
+        m.serialize_entry("detail", &self.detail)?;
+        m.serialize_entry("rule", &self.rule)?;
+        m.serialize_entry("refs", super::refs::refs_of(self.kind))?;
+        m.end()
+    }
 }
 
 /// What the policy needs to know about a completed tool call.
