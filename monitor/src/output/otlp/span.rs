@@ -20,7 +20,7 @@ use opentelemetry_sdk::trace::{IdGenerator, SpanData, SpanEvents, SpanLinks};
 use crate::{
     mcp::session::{Completed, Outcome, Session},
     output::render::truncate_str,
-    policy::verdict::Verdict,
+    policy::{refs::refs_of, verdict::Verdict},
     transport::SessionKey,
 };
 
@@ -246,6 +246,12 @@ fn span_events(verdict: Option<&Verdict>, at: SystemTime) -> SpanEvents {
                 kv("mcp_monitor.violation.kind", x.kind),
                 kv("mcp_monitor.violation.detail", truncate_str(&x.detail, 4096)),
                 kv("mcp_monitor.violation.rule", bounded(&x.rule)),
+                kv(
+                    "mcp_monitor.violation.refs",
+                    Value::Array(Array::String(
+                        refs_of(x.kind).iter().map(|r| StringValue::from(*r)).collect(),
+                    )),
+                ),
             ],
             0,
         ));
