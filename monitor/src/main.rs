@@ -42,6 +42,9 @@ enum Command {
         #[arg(long, value_name = "FORMAT", default_value = "auto", value_parser = ["auto", "text", "json"])]
         format: String,
     },
+    /// The access review from event logs: servers, agents, tools, violations, secrets,
+    /// consistency and every call, as Markdown, JSON or one HTML page.
+    Report(monitor::review::report::ReportArgs),
 }
 
 #[derive(clap::Args)]
@@ -135,6 +138,7 @@ fn main() -> ExitCode {
             .parse()
             .map_err(anyhow::Error::msg)
             .and_then(|format| replay::main(&file, policy, &events, format)),
+        Command::Report(args) => monitor::review::report::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
