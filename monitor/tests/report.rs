@@ -433,6 +433,16 @@ fn call(ts: &str, server: &str, tool: &str, client: &str, transport: &str, viola
         "decision": decision, "violations": violations})
 }
 
+/// A call from a caller in a container with a bearer token, as over HTTP.
+fn over_http(mut call: Value) -> Value {
+    let agent = &mut call["agent"];
+    agent["address"] = json!("10.0.0.7:41234");
+    agent["token"] =
+        json!({"kind": "jwt", "verified": false, "sub": "svc-deploy", "iss": "https://idp.example"});
+    agent["workload"] = json!({"cgroup": "/docker/x", "container": {"runtime": "docker", "id": "3f2a"}});
+    call
+}
+
 fn write_log(path: &Path, events: &[Value], extra: &str) {
     let mut text: String = events.iter().map(|e| format!("{e}\n")).collect();
     text.push_str(extra);
@@ -503,14 +513,14 @@ fn different_decisions_for_one_tool_are_listed_per_policy_epoch() {
                 "stdio",
                 json!([]),
             ),
-            call(
+            over_http(call(
                 "2026-12-01T10:00:01Z",
                 "srv",
                 "deploy",
                 "service",
                 "http",
                 out_of_scope.clone(),
-            ),
+            )),
             // Epoch 1: refused for one caller after the reload, allowed for it before.
             reload,
             call(
@@ -578,6 +588,25 @@ fn different_decisions_for_one_tool_are_listed_per_policy_epoch() {
         r["servers"][0]["instances"][0]["static_secrets"],
         json!([{"name": "GITHUB_TOKEN", "class": "package_token"}])
     );
+    let service = &r["servers"][0]["agents"][1];
+    assert_eq!(
+        (
+            &service["client_name"],
+            &service["token_sub"],
+            &service["token_iss"]
+        ),
+        (
+            &json!("service"),
+            &json!("svc-deploy"),
+            &json!("https://idp.example")
+        )
+    );
+    assert_eq!(
+        (&service["address"], &service["container"]),
+        (&json!("10.0.0.7:41234"), &json!("3f2a"))
+    );
+    assert_eq!(service["transports"], json!(["http"]));
+    assert_eq!(service["label"], "service 1 sub=svc-deploy pid 20");
     // With the policy file, each server's declared scope is shown as declared.
     let policy = dir.join("policy.yaml");
     std::fs::write(
