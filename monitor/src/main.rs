@@ -63,6 +63,9 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
     },
+    /// The access review from event logs: servers, agents, tools, violations, secrets,
+    /// consistency and every call, as Markdown, JSON or one HTML page.
+    Report(monitor::review::report::ReportArgs),
 }
 
 #[derive(clap::Args)]
@@ -188,6 +191,7 @@ fn main() -> ExitCode {
             until,
             out,
         }),
+        Command::Report(args) => monitor::review::report::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -287,8 +287,13 @@ fn test() -> anyhow::Result<()> {
     ensure_prometheus()?;
     // tests/tests/deploy.rs checks the unit's system call filter with strace;
     // tests/tests/package.rs packages with cargo-deb (which strips with binutils) and
-    // compares build IDs with readelf.
-    ensure_debian_tools(&[("strace", "strace"), ("readelf", "binutils")])?;
+    // compares build IDs with readelf; tests/tests/report_html.rs renders the access
+    // review's HTML page in headless Chromium.
+    ensure_debian_tools(&[
+        ("strace", "strace"),
+        ("readelf", "binutils"),
+        ("chromium", "chromium"),
+    ])?;
     ensure_cargo_deb()?;
     // One release build serves the daemon binary and every test below.
     build(&env)?;
