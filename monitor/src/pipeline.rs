@@ -480,8 +480,22 @@ impl Pipeline {
                 .with_label_values(&[server.label(), "unknown", v.kind])
                 .inc();
         }
-        self.servers.insert(p.pid, server);
+        if let Some(old) = self.servers.insert(p.pid, server) {
+            // Its pid started another server (an exec): the old one holds nothing now.
+            self.release_static_secrets(&old);
+        }
         self.metrics.servers_watched.set(self.servers.len() as i64);
+    }
+
+    /// Takes a server's static secrets out of `mcp_server_static_secrets`, under the
+    /// labels they were added with (a reload may have renamed its entry since).
+    fn release_static_secrets(&self, server: &Server) {
+        for (label, class, n) in &server.static_secret_gauges {
+            self.metrics
+                .static_secrets
+                .with_label_values(&[label, class])
+                .sub(*n);
+        }
     }
 
     /// The static secrets of a starting server, from its environment's names (None:
@@ -874,12 +888,7 @@ impl Pipeline {
             }
             if let Some(mut server) = self.servers.remove(&p.pid) {
                 self.metrics.servers_watched.set(self.servers.len() as i64);
-                for (label, class, n) in &server.static_secret_gauges {
-                    self.metrics
-                        .static_secrets
-                        .with_label_values(&[label, class])
-                        .sub(*n);
-                }
+                self.release_static_secrets(&server);
                 let outputs = server.close(ts_ns);
                 self.emit_outputs(&server, outputs);
                 let ts = self.events.kernel_time(ts_ns);
