@@ -1,12 +1,13 @@
 //! The policy loader: any text is a policy or a list of errors with their places,
 //! never a panic. A policy that loads is then evaluated against a few calls and
-//! effects (its globs, `~` expansion, agents, scopes), which must not panic either.
+//! effects (its globs, `~` expansion, agents, scopes, the static secrets of an
+//! environment), which must not panic either.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use monitor::{
-    host::workload::Workload,
-    policy::{CallFacts, EffectKind, Homes, Policy},
+    host::{environ, workload::Workload},
+    policy::{CallFacts, EffectKind, Homes, Policy, lifetime},
     transport::bearer::Claims,
 };
 
@@ -83,5 +84,15 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = policy.check_effect(server, EffectKind::Exec, "/bin/sh", &homes);
         let _ = policy.check_effect(server, EffectKind::Connect, "10.0.0.1:443", &homes);
+        // Its `secret_env` globs on names from an environment (the input itself too,
+        // as environ bytes), and its `static_secrets` on what they find.
+        let env = environ::parse_names(data, false);
+        let mut statics = policy.secret_env.static_secrets(&env);
+        let named = environ::parse_names(b"GITHUB_TOKEN=x\0MY_API_KEY=y\0PATH=/bin\0", false);
+        statics
+            .found
+            .extend(policy.secret_env.static_secrets(&named).found);
+        let _ = policy.static_secret_violation(server, &statics.found);
     }
+    let _ = lifetime(&claims, 1_800_000_000, policy.short_lived_tokens_s);
 });

@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::{
     host::{
         effects::{self, Effect},
+        environ::{self, EnvNames},
         fds::{FdKind, FdTable},
         identity::{self, ClientProcess},
         procs::{self, Process, ProcessTable, read_cmdline},
@@ -35,10 +36,10 @@ use crate::{
     },
     output::{
         events::EventWriter,
-        metrics::{self, Metrics},
+        metrics::{self, Metrics, OTHER},
         render::{self, event_type},
     },
-    policy::{EffectKind, Policy, SecretHit, UNREGISTERED, refs::refs_of, verdict},
+    policy::{EffectKind, Policy, SecretHit, StaticSecret, UNREGISTERED, refs::refs_of, verdict},
     record::facts::Facts,
     servers::{Server, ServerHost, Stream},
     transport::{
@@ -452,6 +453,12 @@ impl Pipeline {
                 fields["transport"] = json!(transport);
             }
         }
+        // Names only, never values: this is what `--record` writes too.
+        let env: Option<EnvNames> = self.facts.look(
+            || format!("server_environ/{}", p.pid),
+            || environ::names(Path::new("/proc"), p.pid),
+        );
+        let statics = self.static_secrets(&mut server, &policy, env.as_ref(), &mut fields);
         self.events.emit("server_started", ts.clone(), fields);
         let detail = format!(
             "found as an MCP server ({}) but no server entry of {} matches it",
@@ -462,14 +469,84 @@ impl Pipeline {
             && let Some(v) = policy.unregistered_violation(detail)
         {
             let fields = json!({"server": render::server_json(&server), "kind": v.kind, "detail": v.detail, "rule": v.rule, "refs": refs_of(v.kind)});
-            self.events.emit("violation", ts, fields);
+            self.events.emit("violation", ts.clone(), fields);
             self.metrics
                 .violations
                 .with_label_values(&[UNREGISTERED, "unknown", v.kind])
                 .inc();
         }
-        self.servers.insert(p.pid, server);
+        let index = policy.server_index(server.rule.as_deref());
+        if let Some(v) = policy.static_secret_violation(index, &statics) {
+            let fields = json!({"server": render::server_json(&server), "kind": v.kind, "detail": v.detail, "rule": v.rule, "refs": refs_of(v.kind), "static_secrets": statics});
+            self.events.emit("violation", ts, fields);
+            self.metrics
+                .violations
+                .with_label_values(&[server.label(), "unknown", v.kind])
+                .inc();
+        }
+        if let Some(old) = self.servers.insert(p.pid, server) {
+            // Its pid started another server (an exec): the old one holds nothing now.
+            self.release_static_secrets(&old);
+        }
         self.metrics.servers_watched.set(self.servers.len() as i64);
+    }
+
+    /// Takes a server's static secrets out of `mcp_server_static_secrets`, under the
+    /// labels they were added with (a reload may have renamed its entry since).
+    fn release_static_secrets(&self, server: &Server) {
+        for (label, class, n) in &server.static_secret_gauges {
+            self.metrics
+                .static_secrets
+                .with_label_values(&[label, class])
+                .sub(*n);
+        }
+    }
+
+    /// The static secrets of a starting server, from its environment's names (None:
+    /// unknown, as in a recording made before environments were recorded): into its
+    /// `server_started` fields and `mcp_server_static_secrets`; environments that did
+    /// not parse are counted. Returns them, for the policy's `static_secrets`.
+    fn static_secrets(
+        &mut self,
+        server: &mut Server,
+        policy: &Policy,
+        env: Option<&EnvNames>,
+        fields: &mut serde_json::Value,
+    ) -> Vec<StaticSecret> {
+        let Some(env) = env else {
+            return Vec::new();
+        };
+        let found = policy.secret_env.static_secrets(env);
+        fields["static_secrets"] = json!(found.found);
+        if found.dropped > 0 {
+            fields["static_secrets_dropped"] = json!(found.dropped);
+        }
+        if !env.problems.is_empty() {
+            fields["environ_problems"] = json!(env.problems);
+            self.metrics
+                .parse_errors
+                .with_label_values(&["environ"])
+                .inc_by(env.problems.total());
+        }
+        let mut by_class: BTreeMap<&str, i64> = BTreeMap::new();
+        for s in &found.found {
+            *by_class.entry(s.class.as_str()).or_default() += 1;
+        }
+        // Past the listed ones, the rest still count, under no class of their own.
+        if found.dropped > 0 {
+            *by_class.entry(OTHER).or_default() += found.dropped as i64;
+        }
+        let label = server.label().to_string();
+        for (class, n) in by_class {
+            self.metrics
+                .static_secrets
+                .with_label_values(&[&label, class])
+                .add(n);
+            server
+                .static_secret_gauges
+                .push((label.clone(), class.to_string(), n));
+        }
+        found.found
     }
 
     fn policy(&self) -> &Rc<Policy> {
@@ -815,6 +892,7 @@ impl Pipeline {
             }
             if let Some(mut server) = self.servers.remove(&p.pid) {
                 self.metrics.servers_watched.set(self.servers.len() as i64);
+                self.release_static_secrets(&server);
                 let outputs = server.close(ts_ns);
                 self.emit_outputs(&server, outputs);
                 let ts = self.events.kernel_time(ts_ns);
@@ -1512,6 +1590,8 @@ impl Pipeline {
                 count_call(&self.metrics, entry, client, &c, v);
             }
             let arguments = std::mem::take(&mut c.arguments);
+            let call_unix_s =
+                (self.events.boot_epoch_ns().saturating_add(c.start_ts_ns) / 1_000_000_000) as i64;
             let fields = render::call_fields(
                 server,
                 (&key, session),
@@ -1521,6 +1601,7 @@ impl Pipeline {
                 self.max_field_bytes,
                 verdict.as_ref(),
                 &policy,
+                call_unix_s,
             );
             self.call_telemetry(server, (&key, session), &c, entry, &fields, verdict.as_ref());
             let ts = self.events.kernel_time(c.start_ts_ns);

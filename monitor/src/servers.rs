@@ -109,6 +109,9 @@ pub struct Server {
     pub messages: [u64; 2],
     /// Requests seen since the last `take_requests`: (who sent it, method).
     seen: Vec<(Direction, String)>,
+    /// What it added to `mcp_server_static_secrets`: (server label, class, count),
+    /// taken back when it exits (under the labels it was added with).
+    pub static_secret_gauges: Vec<(String, String, i64)>,
 }
 
 /// What is read on the host about a new server: what `~` means for it, and the files
@@ -171,6 +174,7 @@ impl Server {
             parse_errors: 0,
             messages: [0; 2],
             seen: Vec::new(),
+            static_secret_gauges: Vec::new(),
         }
     }
 
@@ -558,11 +562,8 @@ impl Server {
 
 /// The HOME a process was started with.
 fn env_home(pid: u32) -> Option<String> {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    environ
-        .split(|&b| b == 0)
-        .find_map(|kv| kv.strip_prefix(b"HOME="))
-        .map(|h| String::from_utf8_lossy(h).into_owned())
+    let (environ, _) = crate::host::environ::read(std::path::Path::new("/proc"), pid)?;
+    crate::host::environ::value_of(&environ, "HOME").map(|h| String::from_utf8_lossy(h).into_owned())
 }
 
 #[cfg(test)]

@@ -1283,3 +1283,87 @@ fn a_call_with_many_effects_is_flat_in_memory() {
         "10k: {small} bytes, 200k: {big} bytes"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Static secrets: a server's environment names, as `run --record` keeps them.
+
+#[test]
+fn static_secrets_come_from_the_recorded_names_under_the_recorded_policy() {
+    let mut header = test_header();
+    header.policy = Some(
+        "secret_env: [{name: \"SCENARIO_*\", class: scenario_key}]\nstatic_secrets: violation\nservers:\n  scenario:\n    match: {cmdline: \"*scenario-server*\"}\n"
+            .into(),
+    );
+    header.policy_path = Some("/etc/mcp-monitor/policy.yaml".into());
+    let mut s = Script::new("static-secrets", header);
+    s.exec(SERVER, SERVER_ARGV);
+    // What the reader kept of a hostile environment: names, and what it counted.
+    s.fact(
+        &format!("server_environ/{SERVER}"),
+        json!({"names": ["PATH", "GITHUB_TOKEN", "SCENARIO_KEY", "OPENAI_API_KEY"],
+               "problems": {"malformed": 2, "truncated": true}}),
+    );
+    s.tick();
+    s.exit(SERVER);
+    s.tick();
+    let r = s.replay();
+    assert_one_server(&r);
+    let started = r.of_type("server_started")[0];
+    let want = json!([
+        {"name": "GITHUB_TOKEN", "class": "vcs_token"},
+        {"name": "SCENARIO_KEY", "class": "scenario_key"},
+        {"name": "OPENAI_API_KEY", "class": "api_key"},
+    ]);
+    assert_eq!(started["static_secrets"], want, "{started:#}");
+    assert_eq!(
+        started["environ_problems"],
+        json!({"malformed": 2, "non_utf8": 0, "long_names": 0, "dropped": 0, "truncated": true})
+    );
+    let violations = r.of_type("violation");
+    assert_eq!(violations.len(), 1, "{:#?}", r.events);
+    assert_eq!(violations[0]["kind"], "static_secret");
+    assert_eq!(violations[0]["rule"], "static_secrets");
+    assert_eq!(violations[0]["static_secrets"], want);
+    assert_eq!(
+        r.metric(
+            "mcp_scope_violations_total",
+            &[("server", "scenario"), ("kind", "static_secret")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        r.metric("mcp_monitor_parse_errors_total", &[("what", "environ")]),
+        3.0,
+        "{}",
+        r.metrics
+    );
+    // The server exited: its secrets are no longer held.
+    assert_eq!(
+        r.metric("mcp_server_static_secrets", &[("server", "scenario")]),
+        0.0
+    );
+    assert!(
+        r.metrics
+            .contains("mcp_server_static_secrets{class=\"scenario_key\",server=\"scenario\"} 0")
+    );
+}
+
+#[test]
+fn a_recording_without_environment_names_has_no_static_secrets_field() {
+    let mut s = started("no-environ", test_header());
+    s.tick();
+    s.exit(SERVER);
+    s.tick();
+    let r = s.replay();
+    assert_one_server(&r);
+    let started = r.of_type("server_started")[0];
+    assert!(
+        started.get("static_secrets").is_none(),
+        "unknown, not empty: {started:#}"
+    );
+    assert!(
+        r.of_type("violation")
+            .iter()
+            .all(|v| v["kind"] != "static_secret")
+    );
+}

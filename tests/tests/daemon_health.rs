@@ -319,6 +319,7 @@ fn every_counter_with_known_labels_exists_at_zero_from_the_start() {
                 "http",
                 "http_encoded_body",
                 "http_oversized",
+                "environ",
             ],
         ),
         (

@@ -141,6 +141,7 @@ fn bearer_token_claims_name_http_callers_and_policy_agents_match_them() {
     agents:
       alice: {{ sub: "alice@*", iss: "https://idp.example", tools: [echo] }}
 unregistered_servers: ignore
+short_lived_tokens: 20m
 "#
         ),
     )
@@ -150,11 +151,23 @@ unregistered_servers: ignore
     let port = free_port();
     let _server = start_server(&python_http_server(&tag, port), port);
     let url = format!("http://127.0.0.1:{port}/mcp");
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let before = unix_now();
+    // Alice's token lives for years (long-lived); bob's was issued a minute ago for
+    // 15 minutes (short-lived: within the policy's 20m).
     let alice_token = jwt(&json!({
         "sub": "alice@example.com", "iss": "https://idp.example", "azp": "cursor",
         "aud": "mcp", "scope": "notes:read", "exp": 1_900_000_000, "iat": 1_800_000_000,
     }));
-    let bob_token = jwt(&json!({"sub": "bob@example.com", "iss": "https://idp.example"}));
+    let bob_token = jwt(&json!({
+        "sub": "bob@example.com", "iss": "https://idp.example",
+        "iat": before - 60, "exp": before + 840,
+    }));
     // Two callers with different tokens on the one server at once.
     let (alice, bob) = std::thread::scope(|s| {
         let alice = s.spawn(|| {
@@ -174,7 +187,27 @@ unregistered_servers: ignore
     });
     let a = calls_of(&d, &alice["client_pid"], 2);
     let b = calls_of(&d, &bob["client_pid"], 1);
+    let after = unix_now();
     assert_eq!((a.len(), b.len()), (2, 1), "{a:#?} {b:#?}");
+    // Lifetimes: iat to exp, and what was left of it at the call's time.
+    let within = |v: &Value, lo: i64, hi: i64| v.as_i64().is_some_and(|x| (lo..=hi).contains(&x));
+    let t = &a[0]["agent"]["token"];
+    assert_eq!(
+        (&t["lifetime_s"], &t["lifetime"]),
+        (&json!(100_000_000), &json!("long_lived")),
+        "{t:#}"
+    );
+    assert!(
+        within(&t["expires_in_s"], 1_900_000_000 - after, 1_900_000_000 - before),
+        "{t:#}"
+    );
+    let t = &b[0]["agent"]["token"];
+    assert_eq!(
+        (&t["lifetime_s"], &t["lifetime"]),
+        (&json!(900), &json!("short_lived")),
+        "{t:#}"
+    );
+    assert!(within(&t["expires_in_s"], before + 840 - after, 840), "{t:#}");
     let token = &a[0]["agent"]["token"];
     assert_eq!(token["kind"], "jwt", "{:#}", a[0]);
     assert_eq!(token["verified"], false);

@@ -52,7 +52,7 @@ fn run_tool(tool: &str, args: &[&str]) -> String {
 #[test]
 fn alert_rules_pass_promtool_checks_and_unit_tests() {
     let out = run_tool("promtool", &["check", "rules", "alerts.yml"]);
-    assert!(out.contains("SUCCESS: 7 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 8 rules found"), "{out}");
     let out = run_tool("promtool", &["test", "rules", "alerts.test.yml"]);
     assert!(out.contains("SUCCESS"), "{out}");
     // The example scrape config, with the rules it loads.

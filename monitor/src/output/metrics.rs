@@ -62,6 +62,7 @@ pub const PARSE_ERROR_WHAT: &[&str] = &[
     "http",
     "http_encoded_body",
     "http_oversized",
+    "environ",
 ];
 pub const MESSAGE_DIRECTIONS: &[&str] = &["to_server", "to_client"];
 pub const CAPTURE_DIRECTIONS: &[&str] = &["read", "write"];
@@ -76,6 +77,8 @@ pub struct Metrics {
     pub call_duration: HistogramVec,
     pub requests: IntCounterVec,
     pub servers_watched: IntGauge,
+    /// Secret-looking environment variables of running servers, by server and class.
+    pub static_secrets: IntGaugeVec,
     pub processes_watched: IntGauge,
     pub events_lost: IntCounterVec,
     /// Events the event stream could not take (its reader gone, a full disk).
@@ -181,6 +184,13 @@ impl Metrics {
             "mcp_servers_watched",
             "MCP servers being watched (one per server process tree).",
         )?;
+        let static_secrets = IntGaugeVec::new(
+            Opts::new(
+                "mcp_server_static_secrets",
+                "Secret-looking environment variables (by name, never value) that running MCP servers were started with, by server entry and class.",
+            ),
+            &["server", "class"],
+        )?;
         let processes_watched = IntGauge::new(
             "mcp_monitor_processes_watched",
             "Processes in the kernel's watched set: servers and every process they started.",
@@ -280,6 +290,7 @@ impl Metrics {
             Box::new(call_duration.clone()),
             Box::new(requests.clone()),
             Box::new(servers_watched.clone()),
+            Box::new(static_secrets.clone()),
             Box::new(processes_watched.clone()),
             Box::new(events_lost.clone()),
             Box::new(events_dropped.clone()),
@@ -308,6 +319,7 @@ impl Metrics {
             call_duration,
             requests,
             servers_watched,
+            static_secrets,
             processes_watched,
             events_lost,
             events_dropped,

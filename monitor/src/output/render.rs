@@ -11,7 +11,7 @@ use serde_json::{Value, json, value::RawValue};
 use super::redact::{redact_argv, redact_json, redact_text};
 use crate::{
     mcp::session::{Completed, PeerInfo, Session},
-    policy::{ArgumentsMode, Homes, Policy, verdict::Verdict},
+    policy::{ArgumentsMode, Homes, Lifetime, Policy, lifetime, verdict::Verdict},
     servers::Server,
     transport::SessionKey,
 };
@@ -85,6 +85,8 @@ pub struct CallEvent<'a> {
     error: Option<(String, usize)>,
     /// The verdict's effects, with credentials in started programs' argv redacted.
     effects: Option<Cow<'a, Value>>,
+    /// The lifetime of the caller's bearer JWT, at the call's time.
+    token_lifetime: Option<Lifetime>,
 }
 
 /// What an event carries of a call's arguments.
@@ -100,7 +102,9 @@ enum Arguments {
 /// The fields of a `tool_call` (or `resource_read`, `prompt_get`) event of a call in
 /// `session`, with `arguments` (taken out of `c`: redacted in place, not copied).
 /// `entry` is the server's name under `policy`, the policy the call was judged by,
-/// whose `arguments:` says what the event carries of the arguments.
+/// whose `arguments:` says what the event carries of the arguments and how long a
+/// short-lived bearer token lives. `call_unix_s` is when the call started (Unix
+/// seconds), what a token's time to expiry is counted from.
 #[allow(clippy::too_many_arguments)]
 pub fn call_fields<'a>(
     server: &'a Server,
@@ -111,6 +115,7 @@ pub fn call_fields<'a>(
     max_field_bytes: usize,
     verdict: Option<&'a Verdict>,
     policy: &Policy,
+    call_unix_s: i64,
 ) -> CallEvent<'a> {
     let mode = policy.arguments;
     let target_key = match c.method.as_str() {
@@ -169,6 +174,11 @@ pub fn call_fields<'a>(
         redacted,
         error,
         effects,
+        token_lifetime: c
+            .bearer
+            .as_ref()
+            .and_then(|b| b.claims.as_ref())
+            .map(|claims| lifetime(claims, call_unix_s, policy.short_lived_tokens_s)),
     }
 }
 
@@ -254,7 +264,13 @@ impl Serialize for Agent<'_> {
             m.serialize_entry("address", addr)?;
         }
         if let Some(b) = &e.c.bearer {
-            m.serialize_entry("token", &b.to_json())?;
+            let mut token = b.to_json();
+            if let (Some(l), Value::Object(t)) = (&e.token_lifetime, &mut token)
+                && let Ok(Value::Object(fields)) = serde_json::to_value(l)
+            {
+                t.extend(fields);
+            }
+            m.serialize_entry("token", &token)?;
         }
         m.end()
     }

@@ -135,6 +135,26 @@ pub fn line(json: &[u8], style: Style) -> String {
                 how.push(')');
             }
             cols.push(how);
+            // Names from the server's environment (whoever started it chose them).
+            let secrets: Vec<String> = event
+                .get("static_secrets")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    format!(
+                        "{} ({})",
+                        clean(s.get("name").and_then(Value::as_str).unwrap_or("?")),
+                        clean(s.get("class").and_then(Value::as_str).unwrap_or("?"))
+                    )
+                })
+                .collect();
+            if !secrets.is_empty() {
+                cols.push(paint(
+                    &cut(&format!("static secrets: {}", secrets.join(", ")), 100),
+                    RED,
+                ));
+            }
             if let Some(c) = event
                 .get("server")
                 .and_then(|s| s.get("cmdline"))
@@ -577,6 +597,14 @@ mod tests {
         let s =
             json!({"server": server(), "detected_by": "watch_pattern", "matched": "node *", "client": null});
         let want = "16:14:49.428  server_started  filesystem[14751]  found by watch_pattern  node server.js /tmp/root";
+        assert_eq!(fmt("server_started", s, PLAIN), want);
+        let s = json!({"server": server(), "detected_by": "policy_match", "client": null, "static_secrets": [
+            {"name": "GITHUB_TOKEN", "class": "vcs_token"}, {"name": "EVIL\u{1b}[2J_TOKEN", "class": "token"}]});
+        let want = "16:14:49.428  server_started  filesystem[14751]  found by policy_match  static secrets: GITHUB_TOKEN (vcs_token), EVIL\\u{1b}[2J_TOKEN (token)  node server.js /tmp/root";
+        assert_eq!(fmt("server_started", s, PLAIN), want);
+        let s =
+            json!({"server": server(), "detected_by": "policy_match", "client": null, "static_secrets": []});
+        let want = "16:14:49.428  server_started  filesystem[14751]  found by policy_match  node server.js /tmp/root";
         assert_eq!(fmt("server_started", s, PLAIN), want);
 
         let e = json!({"server": server(), "session": "stdio-14751-1", "requests": {"initialize": 1, "tools/call": 4}, "parse_errors": 0, "bytes_lost": 0, "bytes_discarded": 0});

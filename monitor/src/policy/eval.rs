@@ -2,7 +2,8 @@
 //! its scope, whether a path is a secret or runtime noise.
 use super::{
     globs::Homes,
-    model::{CallFacts, EffectKind, Policy, SecretHit, Unregistered, Violation},
+    model::{CallFacts, EffectKind, Policy, SecretHit, StaticSecretsMode, Unregistered, Violation},
+    secret_env::StaticSecret,
 };
 use crate::host::workload::Workload;
 
@@ -76,6 +77,42 @@ impl Policy {
             kind: "unregistered_server",
             detail,
             rule: "unregistered_servers".to_string(),
+        })
+    }
+
+    /// The `static_secret` violation of a server (entry `server`) started with `found`
+    /// in its environment, when its entry's `static_secrets:` (else the top-level one)
+    /// is `violation`. One per server start, naming every variable (never a value).
+    pub fn static_secret_violation(
+        &self,
+        server: Option<usize>,
+        found: &[StaticSecret],
+    ) -> Option<Violation> {
+        if found.is_empty() {
+            return None;
+        }
+        let (mode, rule) = match server.and_then(|i| self.servers.get(i)) {
+            Some(s) if s.static_secrets.is_some() => (
+                s.static_secrets.unwrap_or_default(),
+                format!("servers.{}.static_secrets", s.name),
+            ),
+            _ => (self.static_secrets, "static_secrets".to_string()),
+        };
+        if mode != StaticSecretsMode::Violation {
+            return None;
+        }
+        let names: Vec<String> = found
+            .iter()
+            .map(|s| format!("{} ({})", s.name, s.class))
+            .collect();
+        Some(Violation {
+            kind: "static_secret",
+            detail: format!(
+                "started with {} secret-looking environment variable(s): {}",
+                found.len(),
+                names.join(", ")
+            ),
+            rule,
         })
     }
 

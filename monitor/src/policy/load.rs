@@ -9,10 +9,12 @@ use marked_yaml::{LoaderOptions, Node, Span, loader::LoadError};
 use super::{
     globs::{NameList, PathGlobs, expand_home, path_glob},
     model::{
-        AgentRule, ArgumentsMode, Policy, RUNTIME_NOISE, SecretRule, ServerRule, TokenMatch, UNREGISTERED,
-        Unregistered, WorkloadMatch,
+        AgentRule, ArgumentsMode, Policy, RUNTIME_NOISE, SecretRule, ServerRule, StaticSecretsMode,
+        TokenMatch, UNREGISTERED, Unregistered, WorkloadMatch,
     },
+    secret_env::{SecretEnv, SecretEnvRule, env_class, name_glob},
     secrets::secret_class,
+    token_lifetime::DEFAULT_SHORT_LIVED_S,
 };
 
 /// The policy used when `--policy` is not given; `mcp-monitor default-policy` prints it.
@@ -127,7 +129,7 @@ impl Policy {
     pub fn summary(&self) -> String {
         let agents: usize = self.servers.iter().map(|s| s.agents.len()).sum();
         format!(
-            "{}: valid: {} server(s), {} agent(s), {} secret pattern(s), unregistered servers: {}, arguments: {}",
+            "{}: valid: {} server(s), {} agent(s), {} secret pattern(s), unregistered servers: {}, static secrets: {}, arguments: {}",
             self.source,
             self.servers.len(),
             agents,
@@ -136,6 +138,7 @@ impl Policy {
                 Unregistered::Violation => "violation",
                 Unregistered::Ignore => "ignore",
             },
+            self.static_secrets.as_str(),
             self.arguments.as_str(),
         )
     }
@@ -233,8 +236,26 @@ fn read_only_mount(dir: &Path) -> bool {
     statvfs(dir).is_ok_and(|s| s.flags().contains(FsFlags::ST_RDONLY))
 }
 
-const TOP_KEYS: &[&str] = &["secrets", "noise", "unregistered_servers", "arguments", "servers"];
-const SERVER_KEYS: &[&str] = &["match", "tools", "files", "secrets", "exec", "connect", "agents"];
+const TOP_KEYS: &[&str] = &[
+    "secrets",
+    "noise",
+    "unregistered_servers",
+    "arguments",
+    "servers",
+    "secret_env",
+    "static_secrets",
+    "short_lived_tokens",
+];
+const SERVER_KEYS: &[&str] = &[
+    "match",
+    "tools",
+    "files",
+    "secrets",
+    "exec",
+    "connect",
+    "agents",
+    "static_secrets",
+];
 const MATCH_KEYS: &[&str] = &["cmdline", "exe", "container", "pod", "cgroup"];
 const AGENT_KEYS: &[&str] = &[
     "client",
@@ -261,6 +282,32 @@ const AGENT_MATCHERS: &[&str] = &[
     "cgroup",
 ];
 const SECRET_KEYS: &[&str] = &["path", "class"];
+const SECRET_ENV_KEYS: &[&str] = &["name", "class"];
+
+/// A class name that can be a metric label value and reads well in events.
+fn is_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Seconds in `3600`, `90s`, `15m`, `1h` or `7d`; None unless positive and in range.
+fn parse_duration_s(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().last()? {
+        (i, 's') => (&s[..i], 1),
+        (i, 'm') => (&s[..i], 60),
+        (i, 'h') => (&s[..i], 3600),
+        (i, 'd') => (&s[..i], 86_400),
+        _ => (s, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: i64 = digits.parse().ok()?;
+    n.checked_mul(unit).filter(|&v| v > 0)
+}
 
 struct Validator {
     errors: Vec<PolicyError>,
@@ -369,6 +416,20 @@ impl Validator {
                 }
             },
         };
+        let secret_env = match map.get_node("secret_env") {
+            Some(n) => self.secret_env_list(n, "secret_env"),
+            None => Vec::new(),
+        };
+        // Each glob was checked: this builds.
+        let secret_env = SecretEnv::new(secret_env).unwrap_or_default();
+        let static_secrets = map
+            .get_node("static_secrets")
+            .and_then(|n| self.static_secrets_mode(n, "static_secrets"))
+            .unwrap_or_default();
+        let short_lived_tokens_s = map
+            .get_node("short_lived_tokens")
+            .and_then(|n| self.duration_s(n, "short_lived_tokens"))
+            .unwrap_or(DEFAULT_SHORT_LIVED_S);
         let mut servers = Vec::new();
         if let Some(n) = map.get_node("servers") {
             match n.as_mapping() {
@@ -395,6 +456,9 @@ impl Validator {
             unregistered_servers,
             arguments,
             servers,
+            secret_env,
+            static_secrets,
+            short_lived_tokens_s,
         })
     }
 
@@ -559,6 +623,124 @@ impl Validator {
         out
     }
 
+    /// `secret_env:` items are name globs, or `{name: GLOB, class: WORD}`.
+    fn secret_env_list(&mut self, node: &Node, field: &str) -> Vec<SecretEnvRule> {
+        let Some(seq) = node.as_sequence() else {
+            self.err(
+                node.span(),
+                field,
+                "must be a list of environment variable name globs",
+                Some("write `secret_env: [\"MY_*_CRED\", {name: DATABASE_URL, class: database_url}]`".into()),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in seq.iter().enumerate() {
+            let f = format!("{field}[{i}]");
+            let (name, class) = match item {
+                Node::Scalar(s) => (s, None),
+                Node::Mapping(m) => {
+                    self.unknown_keys(m, &f, SECRET_ENV_KEYS);
+                    let Some(name) = m.get_scalar("name") else {
+                        self.err(
+                            m.span(),
+                            &f,
+                            "a secret_env entry needs `name`",
+                            Some("write `{name: \"MY_SERVICE_KEY\", class: api_key}`".into()),
+                        );
+                        continue;
+                    };
+                    let class = match m.get_node("class") {
+                        None => None,
+                        Some(c) => match c.as_scalar().map(|c| c.as_str()) {
+                            Some(c) if is_word(c) => Some(c.to_string()),
+                            _ => {
+                                self.err(
+                                    c.span(),
+                                    &format!("{f}.class"),
+                                    "must be a word (letters, digits, `_`, `-`)",
+                                    Some(
+                                        "the class is a metric label: e.g. `api_key`, `database_url`".into(),
+                                    ),
+                                );
+                                continue;
+                            }
+                        },
+                    };
+                    (name, class)
+                }
+                Node::Sequence(s) => {
+                    self.err(s.span(), &f, "must be a name glob or {name, class}", None);
+                    continue;
+                }
+            };
+            let glob = name.as_str();
+            let field = match item {
+                Node::Mapping(_) => format!("{f}.name"),
+                _ => f.clone(),
+            };
+            if glob.is_empty() || glob.contains(['=', '\0']) {
+                self.err(
+                    name.span(),
+                    &field,
+                    "must be a variable name glob, without `=`",
+                    Some("give the name only (`MY_TOKEN`), never a value".into()),
+                );
+                continue;
+            }
+            if let Err(e) = name_glob(glob) {
+                self.err(
+                    name.span(),
+                    &field,
+                    format!("bad glob {glob:?}: {}", e.kind()),
+                    Some(
+                        "`*` matches any characters, `[ab]` a class; names match whatever their case".into(),
+                    ),
+                );
+                continue;
+            }
+            out.push(SecretEnvRule {
+                name: glob.to_string(),
+                class: class.unwrap_or_else(|| env_class(glob)),
+            });
+        }
+        out
+    }
+
+    /// `static_secrets: allow | violation`, at the top level or in a server entry.
+    fn static_secrets_mode(&mut self, node: &Node, field: &str) -> Option<StaticSecretsMode> {
+        match node.as_scalar().map(|s| s.as_str()) {
+            Some("allow") => Some(StaticSecretsMode::Allow),
+            Some("violation") => Some(StaticSecretsMode::Violation),
+            _ => {
+                self.err(
+                    node.span(),
+                    field,
+                    "must be `allow` or `violation`",
+                    Some(
+                        "`violation` reports a server started with secret-looking environment variables; `allow` (the default) only lists them"
+                            .into(),
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A positive duration in seconds: `3600`, `90s`, `15m`, `1h`, `7d`.
+    fn duration_s(&mut self, node: &Node, field: &str) -> Option<i64> {
+        let parsed = node.as_scalar().and_then(|s| parse_duration_s(s.as_str()));
+        if parsed.is_none() {
+            self.err(
+                node.span(),
+                field,
+                "must be a positive duration",
+                Some("seconds (`3600`) or a number with `s`, `m`, `h` or `d` (`15m`, `1h`)".into()),
+            );
+        }
+        parsed
+    }
+
     fn glob_matcher(&mut self, node: &Node, field: &str) -> Option<(String, globset::GlobMatcher)> {
         let Some(s) = node.as_scalar() else {
             self.err(node.span(), field, "must be a glob string", None);
@@ -650,6 +832,9 @@ impl Validator {
         let connect = map
             .get_node("connect")
             .and_then(|n| self.name_list(n, &format!("{base}.connect")));
+        let static_secrets = map
+            .get_node("static_secrets")
+            .and_then(|n| self.static_secrets_mode(n, &format!("{base}.static_secrets")));
         let mut agents = Vec::new();
         if let Some(n) = map.get_node("agents") {
             match n.as_mapping() {
@@ -681,6 +866,7 @@ impl Validator {
             exec,
             connect,
             agents,
+            static_secrets,
         })
     }
 
@@ -997,6 +1183,105 @@ mod tests {
         assert!(
             missing.starts_with("/nonexistent/p.yaml: cannot read: "),
             "{missing}"
+        );
+    }
+
+    #[test]
+    fn secret_env_static_secrets_and_short_lived_tokens() {
+        let p = Policy::parse("p.yaml", "servers: {}\n").unwrap();
+        assert_eq!(
+            p.static_secrets,
+            StaticSecretsMode::Allow,
+            "report-only by default"
+        );
+        assert_eq!(p.short_lived_tokens_s, 3600);
+        assert_eq!(p.secret_env.class_of("GITHUB_TOKEN"), Some("vcs_token"));
+        let text = "secret_env: [\"INTERNAL_*_CRED\", {name: DATABASE_URL, class: database_url}, MY_SERVICE_API_KEY]\nstatic_secrets: violation\nshort_lived_tokens: 15m\nservers:\n  gh:\n    match: {cmdline: \"*github*\"}\n    static_secrets: allow\n  fs:\n    match: {cmdline: \"*fs*\"}\n";
+        let p = Policy::parse("p.yaml", text).unwrap();
+        let rules: Vec<(&str, &str)> = p
+            .secret_env
+            .rules
+            .iter()
+            .map(|r| (r.name.as_str(), r.class.as_str()))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                ("INTERNAL_*_CRED", "secret"),
+                ("DATABASE_URL", "database_url"),
+                ("MY_SERVICE_API_KEY", "api_key")
+            ]
+        );
+        assert_eq!(p.secret_env.class_of("internal_billing_cred"), Some("secret"));
+        assert_eq!(p.static_secrets, StaticSecretsMode::Violation);
+        assert_eq!(p.short_lived_tokens_s, 900);
+        assert_eq!(p.servers[0].static_secrets, Some(StaticSecretsMode::Allow));
+        assert_eq!(p.servers[1].static_secrets, None);
+        assert!(
+            p.summary().contains("static secrets: violation, "),
+            "{}",
+            p.summary()
+        );
+        for (text, s) in [("3600", 3600), ("90s", 90), ("1h", 3600), ("7d", 604_800)] {
+            assert_eq!(parse_duration_s(text), Some(s), "{text}");
+        }
+        for bad in ["", "0", "-5m", "1w", "h", "1.5h", "99999999999999999999d"] {
+            assert_eq!(parse_duration_s(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn secret_env_mistakes_name_their_line_and_field() {
+        let text = "secret_env:\n  - {name: \"A=1\"}\n  - {nme: X}\n  - {name: Y, class: \"two words\"}\n  - \"[bad\"\nstatic_secrets: maybe\nshort_lived_tokens: 1w\nservers:\n  fs:\n    match: {cmdline: \"*fs*\"}\n    static_secrets: nope\n    static_secret: violation\n";
+        let e = errors(text);
+        let got: Vec<(usize, usize, &str, &str)> = e
+            .iter()
+            .map(|e| (e.line, e.column, e.field.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    2,
+                    12,
+                    "secret_env[0].name",
+                    "must be a variable name glob, without `=`"
+                ),
+                (3, 5, "secret_env[1]", "a secret_env entry needs `name`"),
+                (3, 6, "secret_env[1].nme", "unknown key"),
+                (
+                    4,
+                    22,
+                    "secret_env[2].class",
+                    "must be a word (letters, digits, `_`, `-`)"
+                ),
+                (
+                    5,
+                    5,
+                    "secret_env[3]",
+                    "bad glob \"[bad\": unclosed character class; missing ']'"
+                ),
+                (6, 17, "static_secrets", "must be `allow` or `violation`"),
+                (7, 21, "short_lived_tokens", "must be a positive duration"),
+                (
+                    11,
+                    21,
+                    "servers.fs.static_secrets",
+                    "must be `allow` or `violation`"
+                ),
+                (12, 5, "servers.fs.static_secret", "unknown key"),
+            ],
+            "{e:#?}"
+        );
+        assert_eq!(e[8].hint.as_deref(), Some("did you mean `static_secrets`?"));
+        let shown = PolicyErrors {
+            source: "p.yaml".into(),
+            errors: e,
+        }
+        .to_string();
+        assert!(
+            shown.starts_with("p.yaml:2:12: secret_env[0].name: must be a variable name glob, without `=` (hint: give the name only"),
+            "{shown}"
         );
     }
 

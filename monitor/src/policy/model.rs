@@ -1,6 +1,9 @@
 //! The policy as loaded: server entries with their scopes and agents, secret rules,
 //! runtime noise, and the facts and findings the evaluation works with.
-use super::globs::{Homes, NameList, PathGlobs};
+use super::{
+    globs::{Homes, NameList, PathGlobs},
+    secret_env::SecretEnv,
+};
 use crate::{host::workload::Workload, transport::bearer::Claims};
 
 /// The server name in events and the `server` label in metrics of a server that no
@@ -58,6 +61,27 @@ pub const RUNTIME_NOISE: &[&str] = &[
     "**/.npm/_npx/**",
     "**/.cache/uv/**",
 ];
+
+/// The policy's `static_secrets:` (top level: the default; per server: its own): what
+/// a server started with secret-looking environment variables is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StaticSecretsMode {
+    /// Listed in `server_started` and the metrics, not a violation (the default: many
+    /// servers need an API key by design; see the README).
+    #[default]
+    Allow,
+    /// A `static_secret` violation when the server starts.
+    Violation,
+}
+
+impl StaticSecretsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Violation => "violation",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unregistered {
@@ -169,6 +193,8 @@ pub struct ServerRule {
     pub exec: Option<PathGlobs>,
     pub connect: Option<NameList>,
     pub agents: Vec<AgentRule>,
+    /// Its own `static_secrets:`; None: the policy's top-level one.
+    pub static_secrets: Option<StaticSecretsMode>,
 }
 
 #[derive(Debug)]
@@ -182,6 +208,13 @@ pub struct Policy {
     /// What events carry of arguments: redacted, dropped or kept.
     pub arguments: ArgumentsMode,
     pub servers: Vec<ServerRule>,
+    /// Environment variable names that hold secrets: `secret_env:`, then built-ins.
+    pub secret_env: SecretEnv,
+    /// The top-level `static_secrets:`, for servers whose entry does not say.
+    pub static_secrets: StaticSecretsMode,
+    /// `short_lived_tokens:`: bearer JWTs valid (iat to exp) for at most this many
+    /// seconds are short-lived.
+    pub short_lived_tokens_s: i64,
 }
 
 /// What a check concluded, with the rule that decided it. In events it also carries
