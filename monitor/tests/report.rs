@@ -267,6 +267,15 @@ fn the_review_of_recorded_sessions_says_what_they_did() {
         ]
     );
     let unregistered = &py["violations"][1];
+    assert_eq!(
+        py["violations"][0]["refs"],
+        json!([
+            "OWASP-ASI:ASI03",
+            "MAESTRO:L4",
+            "MAESTRO:L6",
+            "NIST-AI-RMF:MEASURE-2.7"
+        ])
+    );
     assert_eq!(unregistered["calls"].as_array().unwrap().len(), 4);
     assert_eq!(
         unregistered["outside_calls"],
@@ -402,7 +411,7 @@ fn markdown_has_the_key_rows_and_out_writes_a_file() {
         "## Server unregistered",
         "| a1 | py-replay 9.8.7 pid 14740 | read_secret | 1 | 0 | 1 | secret_access x1, unregistered_server x1 |",
         "| /etc/shadow | system_password | secrets\\[30\\] /etc/shadow |  | 1 | c2 |",
-        "| unregistered_server | unregistered_servers | 5 |",
+        "| unregistered_server | unregistered_servers | OWASP-ASI:ASI04, MAESTRO:L7, NIST-AI-RMF:GOVERN-1.6, NIST-AI-RMF:MANAGE-3.1 | 5 |",
         "| c4 | 2026-12-02T16:14:50.089889886Z | unregistered | a1 | fail | stdio | stdio-14762-453112 | 6 | error | violation |",
         "No differences",
     ] {

@@ -230,6 +230,9 @@ pub struct ToolUse {
 pub struct ViolationSummary {
     pub kind: String,
     pub rule: Option<String>,
+    /// Where the kind sits in the frameworks (`policy/refs.rs`): taken from this build's
+    /// table, so logs written before refs existed get them too.
+    pub refs: &'static [&'static str],
     pub count: usize,
     /// The calls that carried it (ids in `calls`).
     pub calls: Vec<String>,
@@ -768,6 +771,7 @@ fn finish_server(name: String, s: ServerAcc, policy: Option<&Policy>, totals: &m
         .violations
         .into_iter()
         .map(|((kind, rule), r)| ViolationSummary {
+            refs: crate::policy::refs::refs_of(&kind),
             kind,
             rule,
             count: r.count,

@@ -336,7 +336,7 @@ fn server_sections(i: usize, s: &ServerReview) -> Vec<Section> {
     let violations = Table {
         id: id("violations"),
         caption: Some("Violations by kind, and the rule behind each".into()),
-        headers: vec!["kind", "rule", "count", "calls / events"],
+        headers: vec!["kind", "rule", "frameworks", "count", "calls / events"],
         rows: s
             .violations
             .iter()
@@ -344,6 +344,7 @@ fn server_sections(i: usize, s: &ServerReview) -> Vec<Section> {
                 vec![
                     v.kind.clone(),
                     opt(&v.rule),
+                    v.refs.join(", "),
                     v.count.to_string(),
                     ids(&v.calls, &v.outside_calls),
                 ]
