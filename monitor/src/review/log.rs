@@ -36,6 +36,23 @@ pub struct LogEvent {
 }
 
 impl LogEvent {
+    /// Events of an in-memory log `t.jsonl` (tests of what reads logs).
+    #[cfg(test)]
+    pub fn from_values(values: &[Value]) -> Vec<Self> {
+        let file: Arc<Path> = Arc::from(Path::new("t.jsonl"));
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| LogEvent {
+                file: file.clone(),
+                line: i + 1,
+                ts: None,
+                kind: v["type"].as_str().unwrap_or("").to_string(),
+                value: v.clone(),
+            })
+            .collect()
+    }
+
     /// `file:line`, how a reviewer finds the event again.
     pub fn location(&self) -> String {
         format!("{}:{}", self.file.display(), self.line)

@@ -294,25 +294,13 @@ fn unused_items(s: &ServerRule, used: &Used, d: &mut Diff) {
 
 #[cfg(test)]
 mod tests {
-    use std::{path::Path, sync::Arc};
-
     use serde_json::{Value, json};
 
     use super::*;
     use crate::review::log::LogEvent;
 
     fn observed(events: &[Value]) -> Observed {
-        let events: Vec<LogEvent> = events
-            .iter()
-            .map(|v| LogEvent {
-                file: Arc::from(Path::new("t.jsonl")),
-                line: 1,
-                ts: None,
-                kind: v["type"].as_str().unwrap_or("").to_string(),
-                value: v.clone(),
-            })
-            .collect();
-        Observed::from_events(&events)
+        Observed::from_events(&LogEvent::from_values(events))
     }
 
     #[test]
