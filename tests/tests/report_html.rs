@@ -145,7 +145,7 @@ fn the_html_review_renders_in_chromium_with_sortable_tables_and_the_picture() {
         "<td>list_directory</td><td>1</td><td>0</td><td>0</td>",
         "<td>read_secret</td><td>1</td><td>0</td><td>1</td>",
         "<td>/etc/shadow</td><td>system_password</td><td>secrets[30] /etc/shadow</td>",
-        "<td>unregistered_server</td><td>unregistered_servers</td><td>5</td>",
+        "<td>unregistered_server</td><td>unregistered_servers</td><td>OWASP-ASI:ASI04, MAESTRO:L7, NIST-AI-RMF:GOVERN-1.6, NIST-AI-RMF:MANAGE-3.1</td><td>5</td>",
     ] {
         assert!(dom.contains(text), "the DOM lacks {text:?}");
     }
