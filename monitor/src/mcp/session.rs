@@ -418,38 +418,25 @@ impl Session {
         error: Option<String>,
         end_ts_ns: u64,
     ) -> Output {
-        if !REPORTED_METHODS.contains(&req.method.as_str()) {
-            return Output::Operation(Completed {
-                method: req.method,
-                id,
-                target: None,
-                arguments: Value::Null,
-                outcome,
-                error,
-                start_ts_ns: req.ts_ns,
-                end_ts_ns,
-                client: req.client,
-                bearer: req.bearer,
-                effects: Vec::new(),
-                effects_dropped: 0,
-                noise: 0,
-                epoch: req.epoch,
-                error_code: None,
-                trace: req.trace,
-            });
-        }
-        let field = |name: &str| req.params.get(name).and_then(Value::as_str).map(str::to_string);
-        let target = match req.method.as_str() {
-            "resources/read" => field("uri"),
-            _ => field("name"),
+        let reported = REPORTED_METHODS.contains(&req.method.as_str());
+        // Effects and noise are only ever attached to tools/call: the rest carry none.
+        let (target, arguments) = if reported {
+            let field = |name: &str| req.params.get(name).and_then(Value::as_str).map(str::to_string);
+            let target = match req.method.as_str() {
+                "resources/read" => field("uri"),
+                _ => field("name"),
+            };
+            // Moved, not copied: the request is done with.
+            let arguments = req
+                .params
+                .as_object_mut()
+                .and_then(|p| p.remove("arguments"))
+                .unwrap_or(Value::Null);
+            (target, arguments)
+        } else {
+            (None, Value::Null)
         };
-        // Moved, not copied: the request is done with.
-        let arguments = req
-            .params
-            .as_object_mut()
-            .and_then(|p| p.remove("arguments"))
-            .unwrap_or(Value::Null);
-        Output::Completed(Completed {
+        let c = Completed {
             method: req.method,
             id,
             target,
@@ -466,7 +453,12 @@ impl Session {
             epoch: req.epoch,
             error_code: None,
             trace: req.trace,
-        })
+        };
+        if reported {
+            Output::Completed(c)
+        } else {
+            Output::Operation(c)
+        }
     }
 
     /// The capture lost bytes of the server's answers: the calls open now may have

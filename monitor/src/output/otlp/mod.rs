@@ -158,11 +158,7 @@ impl Otlp {
             return None;
         }
         self.reported = now;
-        let mut out = [("", 0); 3];
-        for (i, r) in DROP_REASONS.iter().enumerate() {
-            out[i] = (r, now[i]);
-        }
-        Some(out)
+        Some(std::array::from_fn(|i| (DROP_REASONS[i], now[i])))
     }
 
     /// Sends what is queued and the last metrics, then stops the thread (each export
