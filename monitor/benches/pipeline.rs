@@ -14,6 +14,10 @@
 //! Single thread; rounds of the two workloads interleaved; the median round is reported.
 //!
 //! `cargo bench --package monitor --bench pipeline` (also run by `cargo xtask bench`).
+//!
+//! For instruction counts that repeat (seconds here move by ±20% from run to run),
+//! `PIPELINE_BATCHES=1 PIPELINE_WORKLOAD=0` (or `1`) runs one batch of one workload per
+//! round, short enough for `valgrind --tool=callgrind`.
 use std::{
     hint::black_box,
     io::{PipeReader, PipeWriter},
@@ -184,6 +188,7 @@ fn run() -> anyhow::Result<()> {
         "{ROUNDS} rounds, workloads interleaved, median round reported; events go through \
          EventWriter to /dev/null; --max-field-bytes {MAX_FIELD}"
     );
+    let workloads = workloads_to_run()?;
     let mut batches: Vec<Batch> = WORKLOADS
         .iter()
         .map(|w| build_batch(w, &pipes))
@@ -211,7 +216,9 @@ fn run() -> anyhow::Result<()> {
         // Rotate the order so that no workload always runs first.
         for k in 0..WORKLOADS.len() {
             let w = (round + k) % WORKLOADS.len();
-            times[w] = pipeline.replay(&mut batches[w], WORKLOADS[w].batches)?;
+            if workloads[w].batches > 0 {
+                times[w] = pipeline.replay(&mut batches[w], workloads[w].batches)?;
+            }
         }
         eprintln!("pipeline: round {}/{ROUNDS} done", round + 1);
     }
@@ -224,7 +231,10 @@ fn run() -> anyhow::Result<()> {
     );
     println!("{}", "-".repeat(37 + 3 + 46 + 3 + 24));
     let mut summaries = Vec::new();
-    for (w, workload) in WORKLOADS.iter().enumerate() {
+    for (w, workload) in workloads.iter().enumerate() {
+        if workload.batches == 0 {
+            continue;
+        }
         let b = &batches[w];
         let calls = (b.calls * workload.batches) as f64;
         let rate = |t: Duration| calls / t.as_secs_f64();
@@ -272,6 +282,31 @@ fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `WORKLOADS`, with `PIPELINE_BATCHES` batches per round if set, and only workload
+/// `PIPELINE_WORKLOAD` (an index) if set: 0 batches for the others.
+fn workloads_to_run() -> anyhow::Result<[Workload; WORKLOADS.len()]> {
+    let number = |name: &str| -> anyhow::Result<Option<usize>> {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.parse().with_context(|| format!("{name}={v}: not a number")))
+            .transpose()
+    };
+    let batches = number("PIPELINE_BATCHES")?;
+    let only = number("PIPELINE_WORKLOAD")?;
+    if only.is_some_and(|w| w >= WORKLOADS.len()) {
+        bail!("PIPELINE_WORKLOAD: 0 to {}", WORKLOADS.len() - 1);
+    }
+    let mut workloads = WORKLOADS;
+    for (w, workload) in workloads.iter_mut().enumerate() {
+        if only.is_some_and(|o| o != w) {
+            workload.batches = 0;
+        } else if let Some(b) = batches {
+            workload.batches = b;
+        }
+    }
+    Ok(workloads)
+}
+
 /// One call of each workload through the pipeline into a real file: checks the event
 /// and shows its size.
 fn sample_events(pipeline: &mut Bench, pipes: &Pipes) -> anyhow::Result<()> {
@@ -303,6 +338,9 @@ fn sample_events(pipeline: &mut Bench, pipes: &Pipes) -> anyhow::Result<()> {
             bail!("unexpected sample event: {line}");
         }
         println!("  {}: tool_call event {} B", w.label, line.len() + 1);
+        if std::env::var_os("PIPELINE_SHOW_EVENT").is_some() {
+            println!("{line}");
+        }
     }
     Ok(())
 }

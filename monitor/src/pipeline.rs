@@ -2,6 +2,7 @@
 //! process table and watched set, reassembles servers' stdio into MCP sessions, gives
 //! side effects to the calls in flight, and judges each call against the policy.
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, HashMap},
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -28,6 +29,7 @@ use crate::{
     },
     kernel::{
         Kernel, KernelStats,
+        id_map::IdMap,
         records::{Data, Direction, Record},
     },
     mcp::{
@@ -164,9 +166,9 @@ pub struct Pipeline {
     pub metrics: Metrics,
     debug_captures: bool,
     /// Next expected stream offset per (pid, stream, direction).
-    streams: HashMap<StreamKey, u64>,
+    streams: IdMap<StreamKey, u64>,
     /// Records ahead of their stream's position, waiting for the ones before them.
-    held: HashMap<StreamKey, Vec<(Data, i32)>>,
+    held: IdMap<StreamKey, Vec<(Data, i32)>>,
     held_records: usize,
     /// Which socket TLS plaintext belongs to; which sockets carry ciphertext.
     tls: TlsMap,
@@ -186,7 +188,7 @@ pub struct Pipeline {
     /// lines hold the watch patterns themselves, so they are never watched.
     never_watch: Vec<u32>,
     /// Servers by pid.
-    servers: HashMap<u32, Server>,
+    servers: IdMap<u32, Server>,
     max_message_bytes: usize,
     max_field_bytes: usize,
     /// Policies by epoch: calls are judged by the policy in force when they started.
@@ -252,8 +254,8 @@ impl Pipeline {
             events,
             metrics,
             debug_captures: settings.debug_captures,
-            streams: HashMap::new(),
-            held: HashMap::new(),
+            streams: IdMap::default(),
+            held: IdMap::default(),
             held_records: 0,
             tls: TlsMap::default(),
             tls_probes: TlsProbes::new(settings.tls, facts),
@@ -264,7 +266,7 @@ impl Pipeline {
             loss: Loss::default(),
             reported: Loss::default(),
             self_pid,
-            servers: HashMap::new(),
+            servers: IdMap::default(),
             max_message_bytes: settings.max_message_bytes,
             max_field_bytes: settings.max_field_bytes,
             policies: BTreeMap::from([(0, Rc::new(settings.policy))]),
@@ -1874,11 +1876,16 @@ fn count_call(
 
 /// The agent label: the policy's agent entry, else the client's name (capped), else
 /// `unknown`.
-fn agent_label(m: &Metrics, s: &str, entry: Option<&str>, client: Option<&PeerInfo>) -> String {
+fn agent_label<'a>(
+    m: &Metrics,
+    s: &str,
+    entry: Option<&'a str>,
+    client: Option<&'a PeerInfo>,
+) -> Cow<'a, str> {
     match (entry, client) {
-        (Some(a), _) => a.to_string(),
+        (Some(a), _) => Cow::Borrowed(a),
         (None, Some(c)) => m.bounded(s, "agent", &c.name),
-        (None, None) => "unknown".to_string(),
+        (None, None) => Cow::Borrowed("unknown"),
     }
 }
 

@@ -9,6 +9,7 @@ use crate::{
         procs::Process,
         workload::Workload,
     },
+    kernel::id_map::IdMap,
     mcp::{
         jsonrpc::{self, ParseError},
         session::{Direction, Output, PeerInfo, Session, SessionStats},
@@ -78,17 +79,20 @@ pub struct Server {
     pub cmdline: String,
     /// `cmdline` as events show it (credentials redacted), worked out at first use.
     pub shown_cmdline: std::sync::OnceLock<String>,
+    /// The `server` object of its events as last written, with what it was written
+    /// from: most events repeat it, and writing it was a tenth of a small call's cost.
+    pub shown: std::cell::RefCell<Option<ShownServer>>,
     pub uid: u32,
     /// Its cgroup, container and pod, when known.
     pub workload: Option<Workload>,
     pub stdio: StdioTransport,
     /// HTTP connections its tree accepted, by number.
-    pub http: HashMap<u64, HttpConnection>,
+    pub http: IdMap<u64, HttpConnection>,
     /// Connections accepted whose first bytes are still to come.
-    accepted: HashMap<u64, Accepted>,
+    accepted: IdMap<u64, Accepted>,
     /// Connections found through /proc (open before the daemon saw them accepted):
     /// socket inode to number.
-    socket_conns: HashMap<u64, u64>,
+    socket_conns: IdMap<u64, u64>,
     /// Sockets whose first bytes were not an HTTP request to it.
     not_http: HashSet<u64>,
     /// Connections numbered so far.
@@ -136,6 +140,16 @@ impl ServerHost {
     }
 }
 
+/// A server's `server` event object (JSON text) and what it was written from: valid
+/// while the entry name, the server's info and its workload are the same.
+#[derive(Debug)]
+pub struct ShownServer {
+    pub entry: String,
+    pub info: Option<PeerInfo>,
+    pub workload: Option<Workload>,
+    pub json: Box<serde_json::value::RawValue>,
+}
+
 impl Server {
     /// A server found on stdio, with `client` on the other end of its stdin.
     pub fn new(
@@ -157,13 +171,14 @@ impl Server {
             exe: p.exe.clone(),
             cmdline: p.cmdline_string(),
             shown_cmdline: std::sync::OnceLock::new(),
+            shown: std::cell::RefCell::new(None),
             uid: p.uid,
             workload: None,
             sessions: HashMap::from([(stdio.key().clone(), session)]),
             stdio,
-            http: HashMap::new(),
-            accepted: HashMap::new(),
-            socket_conns: HashMap::new(),
+            http: IdMap::default(),
+            accepted: IdMap::default(),
+            socket_conns: IdMap::default(),
             not_http: HashSet::new(),
             conns: 0,
             sessions_full: 0,

@@ -4,11 +4,14 @@
 //! soon it was closed. /proc is the fallback, for records the kernel could not resolve
 //! (and recordings made before it did): cached per (pid, fd) until the kernel says the
 //! fd changed.
-use std::{collections::HashMap, rc::Rc};
+use std::rc::Rc;
 
 use monitor_common::file_type;
 
-use crate::{kernel::records::FileInfo, record::facts::Facts};
+use crate::{
+    kernel::{id_map::IdMap, records::FileInfo},
+    record::facts::Facts,
+};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FdKind {
@@ -104,14 +107,14 @@ impl FdKind {
 }
 
 pub struct FdTable {
-    kinds: HashMap<(u32, i32), FdKind>,
+    kinds: IdMap<(u32, i32), FdKind>,
     facts: Rc<Facts>,
 }
 
 impl FdTable {
     pub fn new(facts: Rc<Facts>) -> Self {
         Self {
-            kinds: HashMap::new(),
+            kinds: IdMap::default(),
             facts,
         }
     }

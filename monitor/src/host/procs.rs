@@ -1,7 +1,9 @@
 //! The process table: pid, parent, uid, exe, command line and start time for every
 //! process on the host, kept from the kernel's exec/fork/exit records after one
 //! scan of /proc at start-up.
-use std::{collections::HashMap, fs, path::Path};
+use std::{fs, path::Path};
+
+use crate::kernel::id_map::IdMap;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Process {
@@ -35,7 +37,7 @@ impl Process {
 
 #[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessTable {
-    procs: HashMap<u32, Process>,
+    procs: IdMap<u32, Process>,
 }
 
 impl ProcessTable {

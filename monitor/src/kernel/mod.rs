@@ -5,6 +5,7 @@ pub mod btf;
 pub mod capture;
 /// Each record's bytes as the kernel sends them, the inverse of `records`, for replay tests and benches.
 pub mod encode;
+pub mod id_map;
 pub mod recorded;
 pub mod records;
 pub mod uprobes;

@@ -149,20 +149,24 @@ impl EventWriter {
         if self.buf.is_empty() {
             return;
         }
-        let mut out = Vec::with_capacity(self.buf.len() + 256);
+        // What goes before the queued events (rarely anything): the end of a torn line,
+        // then the drop report. Put in front of the queue, which is written in place.
+        let mut prefix = Vec::new();
         if self.torn {
-            out.push(b'\n');
+            prefix.push(b'\n');
         }
         let status_lines = match self.drop_report() {
             Some(line) => {
-                out.extend_from_slice(&line);
+                prefix.extend_from_slice(&line);
                 1
             }
             None => 0,
         };
-        let status_end = out.len();
-        out.extend_from_slice(&self.buf);
-        self.buf.clear();
+        let status_end = prefix.len();
+        if !prefix.is_empty() {
+            self.buf.splice(0..0, prefix);
+        }
+        let out = std::mem::take(&mut self.buf);
         let events = std::mem::take(&mut self.buffered);
         let written = write_all_counted(&mut *self.out, &out)
             .and_then(|n| self.out.flush().map(|()| n).map_err(|e| (e, n)));
@@ -184,6 +188,9 @@ impl EventWriter {
                 self.dropped(reason(&e), events - done.min(events), &e);
             }
         }
+        // The queue's memory is kept for the next events.
+        self.buf = out;
+        self.buf.clear();
         if self.buf.capacity() > 4 * BUFFER_BYTES {
             self.buf.shrink_to(BUFFER_BYTES);
         }

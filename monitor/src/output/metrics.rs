@@ -1,5 +1,6 @@
 //! Prometheus metrics and the small HTTP endpoint that serves them.
 use std::{
+    borrow::Cow,
     collections::{HashMap, HashSet},
     convert::Infallible,
     net::SocketAddr,
@@ -344,24 +345,24 @@ impl Metrics {
 
     /// `value` if the server has used fewer than the cap of distinct values for this
     /// label (or used this one before); otherwise `__other__`, counted.
-    pub fn bounded(&self, server: &str, label: &'static str, value: &str) -> String {
+    pub fn bounded<'v>(&self, server: &str, label: &'static str, value: &'v str) -> Cow<'v, str> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if !seen.contains_key(server) {
             seen.insert(server.to_string(), HashMap::new());
         }
         let Some(per_label) = seen.get_mut(server) else {
-            return OTHER.to_string();
+            return Cow::Borrowed(OTHER);
         };
         let values = per_label.entry(label).or_default();
         if values.contains(value) {
-            return value.to_string();
+            return Cow::Borrowed(value);
         }
         if values.len() < self.max_label_values {
             values.insert(value.to_string());
-            return value.to_string();
+            return Cow::Borrowed(value);
         }
         self.label_overflow.with_label_values(&[server, label]).inc();
-        OTHER.to_string()
+        Cow::Borrowed(OTHER)
     }
 
     /// Binds now (so a busy port is a start-up error) and serves in the background,
@@ -611,7 +612,7 @@ mod tests {
         let m = Metrics::new(3).unwrap();
         let got: Vec<String> = ["a", "b", "a", "c", "d", "e", "b"]
             .iter()
-            .map(|t| m.bounded("fs", "tool", t))
+            .map(|t| m.bounded("fs", "tool", t).into_owned())
             .collect();
         assert_eq!(got, ["a", "b", "a", "c", OTHER, OTHER, "b"]);
         assert_eq!(

@@ -12,7 +12,7 @@ use super::redact::{redact_argv, redact_json, redact_text};
 use crate::{
     mcp::session::{Completed, PeerInfo, Session},
     policy::{ArgumentsMode, Homes, Lifetime, Policy, lifetime, verdict::Verdict},
-    servers::Server,
+    servers::{Server, ShownServer},
     transport::SessionKey,
 };
 
@@ -34,8 +34,35 @@ struct ServerFields<'a> {
 impl Serialize for ServerFields<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let server = self.server;
+        let info = server.info();
+        let mut shown = server.shown.borrow_mut();
+        let fresh = shown.as_ref().is_some_and(|c| {
+            c.entry == self.name && c.info.as_ref() == info && c.workload == server.workload
+        });
+        if !fresh {
+            let json = serde_json::value::to_raw_value(&Written(self)).map_err(serde::ser::Error::custom)?;
+            *shown = Some(ShownServer {
+                entry: self.name.to_string(),
+                info: info.cloned(),
+                workload: server.workload.clone(),
+                json,
+            });
+        }
+        match shown.as_ref() {
+            Some(c) => c.json.serialize(s),
+            None => Written(self).serialize(s),
+        }
+    }
+}
+
+/// `ServerFields` written out (what `Server::shown` keeps).
+struct Written<'a, 'b>(&'b ServerFields<'a>);
+
+impl Serialize for Written<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (server, name) = (self.0.server, self.0.name);
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("name", self.name)?;
+        m.serialize_entry("name", name)?;
         m.serialize_entry("pid", &server.pid)?;
         m.serialize_entry("exe", &server.exe)?;
         // Redacted once per server, not once per event.
@@ -212,7 +239,8 @@ impl Serialize for CallEvent<'_> {
         m.serialize_entry("agent", &Agent(self))?;
         m.serialize_entry("transport", self.key.transport())?;
         m.serialize_entry("tls", &session.tls)?;
-        m.serialize_entry("session", &self.key.to_string())?;
+        // Formatted straight into the event: no String per call.
+        m.serialize_entry("session", &format_args!("{}", self.key))?;
         m.serialize_entry("protocol", &Protocol(session))?;
         m.serialize_entry("request_id", &RawValue::from_string(c.id.0.clone()).ok())?;
         m.serialize_entry(self.target_key, &self.target)?;
@@ -428,6 +456,65 @@ pub fn truncate_str(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `server` object is written once and reused, and written again when what it
+    /// shows changes: the entry name, the server's info, its workload.
+    #[test]
+    fn the_server_object_kept_between_events_follows_its_server() {
+        use crate::{
+            host::{identity::Stdio, procs::Process, workload::Workload},
+            mcp::session::Session,
+            servers::ServerHost,
+            transport::SessionKey,
+        };
+        let p = Process {
+            pid: 4_000_000,
+            ppid: 1,
+            uid: 0,
+            exe: "/usr/bin/node".into(),
+            cmdline: vec![
+                "node".into(),
+                "server.js".into(),
+                "--api-key=abcdef0123456789abcdef".into(),
+            ],
+            start_ns: 0,
+            predates: false,
+            tree_root: None,
+            watched: true,
+            server_pattern: None,
+        };
+        let mut server = Server::new(&p, Stdio::default(), None, ServerHost::default(), 1 << 20, 0);
+        let shown =
+            |server: &Server, name: &str| serde_json::to_value(ServerFields { server, name }).unwrap();
+        let first = shown(&server, "fs");
+        assert_eq!(first["name"], "fs");
+        assert_eq!(first["info"], Value::Null);
+        assert_eq!(first["cmdline"], "node server.js --api-key=[redacted:credential]");
+        assert_eq!(shown(&server, "fs"), first);
+        let mut session = Session::new(None, 0);
+        session.server = Some(PeerInfo {
+            name: "files".into(),
+            version: "1.0".into(),
+        });
+        server.sessions.insert(
+            SessionKey::Stdio {
+                pid: 4_000_000,
+                stdin: 1,
+            },
+            session,
+        );
+        assert_eq!(
+            shown(&server, "fs")["info"],
+            json!({"name": "files", "version": "1.0"})
+        );
+        server.workload = Some(Workload {
+            cgroup: "/a".into(),
+            ..Workload::default()
+        });
+        assert_eq!(shown(&server, "fs")["workload"], json!({"cgroup": "/a"}));
+        assert_eq!(shown(&server, "other")["name"], "other");
+        assert_eq!(shown(&server, "fs")["name"], "fs");
+    }
 
     /// Serialising only up to the bound gives what serialising all, then cutting, gave:
     /// at every bound, multibyte characters across it included.

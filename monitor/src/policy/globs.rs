@@ -2,7 +2,7 @@
 //! and `DIR/**` covers `DIR` itself.
 use std::{cell::RefCell, collections::HashMap, rc::Rc};
 
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{Candidate, Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 use super::passwd::home_of;
 
@@ -123,25 +123,27 @@ impl PathGlobs {
     }
 
     /// The first glob matching `path`, `~` standing for `home`.
-    fn matching_home(&self, path: &str, home: Option<&str>) -> Option<&str> {
+    fn matching_home(&self, path: &Candidate, home: Option<&str>) -> Option<&str> {
         let compiled = self.set_for(home).ok()?;
         let (set, origin) = &*compiled;
         // Most paths match nothing: the yes/no test stops early and allocates nothing.
-        if !set.is_match(path) {
+        if !set.is_match_candidate(path) {
             return None;
         }
-        let first = set.matches(path).into_iter().map(|g| origin[g]).min()?;
+        let first = set.matches_candidate(path).into_iter().map(|g| origin[g]).min()?;
         Some(self.items[first].as_str())
     }
 
     /// For an allow-list: the first glob matching `path`, `~` being the owner's home.
     pub fn allowing(&self, path: &str, homes: &Homes) -> Option<&str> {
-        self.matching_home(path, homes.owner.as_deref())
+        self.matching_home(&Candidate::new(path), homes.owner.as_deref())
     }
 
     /// For a detection list: the first glob matching `path` with `~` as either home.
+    /// The path is prepared once (split into name and extension) for both homes' sets.
     pub fn detecting(&self, path: &str, homes: &Homes) -> Option<&str> {
-        homes.detection().find_map(|h| self.matching_home(path, h))
+        let path = Candidate::new(path);
+        homes.detection().find_map(|h| self.matching_home(&path, h))
     }
 
     /// The globs as detection reads them: `~` expanded to either home (left out
@@ -195,11 +197,14 @@ mod tests {
         for i in 0..MAX_COMPILED_HOMES * 3 {
             let home = format!("/home/u{i}");
             assert_eq!(
-                globs.matching_home(&format!("{home}/.ssh/id_rsa"), Some(&home)),
+                globs.matching_home(&Candidate::new(&format!("{home}/.ssh/id_rsa")), Some(&home)),
                 Some("~/.ssh/**")
             );
             assert!(globs.compiled.borrow().len() <= MAX_COMPILED_HOMES);
         }
-        assert_eq!(globs.matching_home("/etc/shadow", None), Some("/etc/shadow"));
+        assert_eq!(
+            globs.matching_home(&Candidate::new("/etc/shadow"), None),
+            Some("/etc/shadow")
+        );
     }
 }
