@@ -77,14 +77,40 @@ impl std::fmt::Display for ParseError {
 /// members are checked as JSON syntax only: a number beyond f64 or bytes that are not
 /// UTF-8 there do not hide the message (peers read those as infinity and replacement
 /// characters). The `jsonrpc` fuzz target holds this to `parse_line_whole`.
+///
+/// A line refused that way is read again with `params` member by member (see
+/// `lenient_params`): a number beyond f64 or a lone surrogate in a call's arguments
+/// (which JavaScript and Python servers read, and run the call) must not hide the call
+/// from the monitor.
 pub fn parse_line(line: &[u8]) -> Vec<Result<Message, ParseError>> {
-    let mut de = serde_json::Deserializer::from_slice(line);
-    let parsed = Line::deserialize(&mut de).and_then(|l| de.end().map(|()| l));
+    let parsed = parse_as::<false>(line).or_else(|e| parse_as::<true>(line).map_err(|_| e));
     match parsed {
         Err(e) => vec![Err(ParseError::NotJson(e.to_string()))],
         Ok(Line::One(m)) => vec![m],
         Ok(Line::Batch(items)) if !items.is_empty() => items,
         Ok(Line::Batch(_) | Line::NotObject) => vec![Err(ParseError::NotJsonRpc("not an object"))],
+    }
+}
+
+fn parse_as<const LENIENT: bool>(line: &[u8]) -> serde_json::Result<Line> {
+    let mut de = serde_json::Deserializer::from_slice(line);
+    let line = de.deserialize_any(LineVisitor::<LENIENT> { batch: true })?;
+    de.end()?;
+    Ok(line)
+}
+
+/// What a member of `params` that a `Value` cannot hold is read as.
+pub const UNREADABLE: &str = "[unreadable: a number beyond f64 or a lone surrogate]";
+
+/// `params` a `Value` cannot hold as a whole: each member read on its own, and one a
+/// `Value` cannot hold either given as `UNREADABLE` (so the call is still seen, and
+/// judged by its name). Members given twice count as their last copy.
+fn lenient_params(raw: &RawValue) -> Value {
+    let read =
+        |raw: &RawValue| serde_json::from_str(raw.get()).unwrap_or_else(|_| Value::String(UNREADABLE.into()));
+    match serde_json::from_str::<std::collections::BTreeMap<String, &RawValue>>(raw.get()) {
+        Ok(members) => Value::Object(members.into_iter().map(|(k, v)| (k, read(v))).collect()),
+        Err(_) => read(raw),
     }
 }
 
@@ -202,31 +228,27 @@ enum Line {
     NotObject,
 }
 
-impl<'de> Deserialize<'de> for Line {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(LineVisitor { batch: true })
-    }
-}
-
 /// A batch element: an object is a message; anything else is an error of its own.
-struct Item(Result<Message, ParseError>);
+struct Item<const LENIENT: bool>(Result<Message, ParseError>);
 
-impl<'de> Deserialize<'de> for Item {
+impl<'de, const LENIENT: bool> Deserialize<'de> for Item<LENIENT> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Item(match d.deserialize_any(LineVisitor { batch: false })? {
-            Line::One(m) => m,
-            _ => Err(ParseError::NotJsonRpc("not an object")),
-        }))
+        Ok(Item(
+            match d.deserialize_any(LineVisitor::<LENIENT> { batch: false })? {
+                Line::One(m) => m,
+                _ => Err(ParseError::NotJsonRpc("not an object")),
+            },
+        ))
     }
 }
 
 /// Reads a line's value; `batch`: an array is a batch (only at the top: a nested array
-/// is just not an object).
-struct LineVisitor {
+/// is just not an object). `LENIENT`: `params` read by `lenient_params`.
+struct LineVisitor<const LENIENT: bool> {
     batch: bool,
 }
 
-impl<'de> Visitor<'de> for LineVisitor {
+impl<'de, const LENIENT: bool> Visitor<'de> for LineVisitor<LENIENT> {
     type Value = Line;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -240,6 +262,7 @@ impl<'de> Visitor<'de> for LineVisitor {
                 Member::Jsonrpc => e.jsonrpc = Some(map.next_value()?),
                 Member::Id => e.id = Some(map.next_value()?),
                 Member::Method => e.method = Some(map.next_value()?),
+                Member::Params if LENIENT => e.params = Some(lenient_params(map.next_value()?)),
                 Member::Params => e.params = Some(map.next_value()?),
                 Member::Result => e.result = Some(map.next_value::<ResultView>()?.0),
                 Member::Error => e.error = Some(map.next_value()?),
@@ -253,7 +276,7 @@ impl<'de> Visitor<'de> for LineVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Line, A::Error> {
         let mut items = Vec::new();
-        while let Some(Item(m)) = seq.next_element::<Item>()? {
+        while let Some(Item(m)) = seq.next_element::<Item<LENIENT>>()? {
             items.push(m);
         }
         Ok(if self.batch {
@@ -409,6 +432,49 @@ mod tests {
         let mut v = parse_line(line.as_bytes());
         assert_eq!(v.len(), 1);
         v.remove(0)
+    }
+
+    /// A number beyond f64 or a lone surrogate in params (JavaScript and Python servers
+    /// read both, and run the call) made the whole line "not JSON": a call the monitor
+    /// never saw. Such a member is now read as `UNREADABLE`, the rest as before.
+    #[test]
+    fn what_a_value_cannot_hold_in_params_does_not_hide_the_call() {
+        for (line, params) in [
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rm","arguments":{"n":1e400,"p":"/x"}}}"#,
+                serde_json::json!({"name":"rm","arguments":UNREADABLE}),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"_meta":{"a":"\ud800"},"name":"rm","arguments":{}}}"#,
+                serde_json::json!({"name":"rm","arguments":{},"_meta":UNREADABLE}),
+            ),
+        ] {
+            assert!(
+                matches!(
+                    parse_line_whole(line.as_bytes())[..],
+                    [Err(ParseError::NotJson(_))]
+                ),
+                "a Value of the whole line cannot be read: {line}"
+            );
+            let Ok(Message::Request {
+                method, params: got, ..
+            }) = one(line)
+            else {
+                panic!("not read as a request: {line}");
+            };
+            assert_eq!((method.as_str(), got), ("tools/call", params));
+        }
+        // In a batch too; and what is not JSON stays not JSON.
+        let batch =
+            r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":[1e999]}}]"#;
+        assert!(matches!(
+            parse_line(batch.as_bytes())[..],
+            [Ok(Message::Request { .. })]
+        ));
+        assert!(matches!(
+            one(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":[1e999}}"#),
+            Err(ParseError::NotJson(_))
+        ));
     }
 
     #[test]
