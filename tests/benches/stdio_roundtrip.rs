@@ -11,7 +11,7 @@
 //! (tp_btf `sys_exit`), what the hook alone costs; (e) `sys_exit_floor` on that hook,
 //! for the server's pid only: each read and write's bytes copied straight into records
 //! reserved in the ring, submitted with the ring's own wake-up rule and drained by a
-//! reader thread in poll(); (f) the same submitted without wake-ups and drained every
+//! reader thread in epoll_wait(); (f) the same submitted without wake-ups and drained every
 //! 1 ms, which sets the wake-ups' cost apart. The floor's reader must get every byte
 //! the server read and wrote (checked at the end).
 //! All are interleaved over several rounds, each with a fresh server (and daemon), the
@@ -40,7 +40,7 @@ use integration_tests::{
         Layout, built_daemon, event_file, events_after_exit, jsonrpc_peer, kernel_release, main_as_root,
         online_cpus, percentile, set_affinity, tools_call_line,
     },
-    floor::{Floor, Hook, Wake},
+    floor::{self, Floor, Hook, Wake},
     unique_tag,
 };
 
@@ -212,18 +212,7 @@ struct Checked {
     tool_calls: u64,
     loss_reports: u64,
     /// By copying floor configuration ((e), (f)).
-    floor: [FloorChecked; 2],
-}
-
-#[derive(Default)]
-struct FloorChecked {
-    /// Bytes the server read from stdin and wrote to stdout, as the client counted them.
-    sent: u64,
-    /// What the reader got of those (reads of fd 0, writes to fd 1).
-    got: u64,
-    /// Of other fds (none expected: the server talks over stdin and stdout only).
-    other: u64,
-    records: u64,
+    floor: [floor::Check; 2],
 }
 
 fn run() -> anyhow::Result<()> {
@@ -376,21 +365,16 @@ fn run() -> anyhow::Result<()> {
         checked.tool_calls, checked.requests, checked.loss_reports
     );
     for (f, config) in [Config::Floor, Config::FloorPolled].into_iter().enumerate() {
-        let c = &checked.floor[f];
         println!(
-            "{} reader check: {} of the {} bytes the server read and wrote (warm-up included), \
-             in {} records; {} bytes on other fds",
+            "{} reader check (warm-up included): {}",
             &config.label()[..3],
-            c.got,
-            c.sent,
-            c.records,
-            c.other
+            checked.floor[f]
         );
     }
     if checked.tool_calls != checked.requests {
         bail!("every request sent to the watched server must be one tool_call event");
     }
-    if checked.floor.iter().any(|c| c.got != c.sent) {
+    if !checked.floor.iter().all(floor::Check::complete) {
         bail!("the floor's reader must get every byte the server read and wrote");
     }
     Ok(())
@@ -452,14 +436,10 @@ fn measure(
     let sent = peer.finish()?;
     if let Some(floor) = floor {
         let got = floor.finish()?;
-        let Some(c) = (config as usize).checked_sub(Config::Floor as usize) else {
-            return Ok(());
-        };
-        let c = &mut checked.floor[c];
-        c.sent += sent.bytes_out + sent.bytes_in;
-        c.got += got.read(0) + got.written(1);
-        c.other += got.total() - got.read(0) - got.written(1);
-        c.records += got.records;
+        // The copying ones ((e), (f)); (d) copies nothing.
+        if let Some(c) = (config as usize).checked_sub(Config::Floor as usize) {
+            checked.floor[c].add(sent.bytes_out, sent.bytes_in, &got);
+        }
     }
     let Some(d) = daemon else {
         return Ok(());

@@ -9,7 +9,7 @@
 //! a dev-dependency), so that this library does not depend on the daemon's.
 use std::{
     collections::BTreeMap,
-    os::fd::AsRawFd as _,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -33,7 +33,7 @@ const HOOK: &str = "sys_exit";
 const BPF_RB_NO_WAKEUP: u64 = 1;
 /// How often the polling reader drains the ring.
 const POLL_EVERY: Duration = Duration::from_millis(1);
-/// How long the woken reader waits in poll() before it looks at its stop flag.
+/// How long the woken reader waits in epoll_wait() before it looks at its stop flag.
 const STOP_CHECK_MS: i32 = 100;
 
 /// What is attached to the hook.
@@ -58,7 +58,7 @@ impl Hook {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
     /// Records are submitted with the ring's own rule (a wake-up when the reader has
-    /// caught up), as the daemon's data records are; the reader sleeps in poll().
+    /// caught up), as the daemon's data records are; the reader sleeps in epoll_wait().
     Ring,
     /// Records are submitted with `BPF_RB_NO_WAKEUP`; the reader drains every 1 ms.
     /// Set apart from `Ring`, this is what the wake-ups cost.
@@ -114,6 +114,47 @@ impl Drained {
         *self.bytes.entry((meta.fd, meta.direction)).or_default() += u64::from(meta.len);
         self.records += 1;
         Ok(())
+    }
+}
+
+/// What the floor's reader got against what the client exchanged with the server,
+/// added up over servers: the reader must get every byte (no silent loss).
+#[derive(Default)]
+pub struct Check {
+    /// Bytes the server read from its stdin and wrote to its stdout, as the client
+    /// counted them.
+    sent: u64,
+    /// What the reader got of those (reads of fd 0, writes to fd 1).
+    got: u64,
+    /// Bytes of other fds.
+    other: u64,
+    records: u64,
+}
+
+impl Check {
+    /// Adds one server's: `stdin` bytes the client wrote to it, `stdout` bytes the
+    /// client read from it, and what the reader got.
+    pub fn add(&mut self, stdin: u64, stdout: u64, got: &Drained) {
+        let stdio = got.read(0) + got.written(1);
+        self.sent += stdin + stdout;
+        self.got += stdio;
+        self.other += got.total() - stdio;
+        self.records += got.records;
+    }
+
+    pub fn complete(&self) -> bool {
+        self.got == self.sent
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of the {} bytes the server read from stdin and wrote to stdout, in {} records; \
+             {} bytes of other fds",
+            self.got, self.sent, self.records, self.other
+        )
     }
 }
 
@@ -197,13 +238,14 @@ impl Reader {
 /// The reader: drains the ring whenever it is told to (`wake`) until `stop`, then once more.
 fn read(mut ring: RingBuf<MapData>, wake: Wake, stop: &AtomicBool) -> anyhow::Result<Drained> {
     let mut got = Drained::default();
+    let epoll = Epoll::new(ring.as_raw_fd())?;
     loop {
         // Read before the last drain: every record submitted before `stop` was set
         // is then drained.
         let stopping = stop.load(Ordering::SeqCst);
         if !stopping {
             match wake {
-                Wake::Ring => wait_readable(&ring)?,
+                Wake::Ring => epoll.wait()?,
                 Wake::Polled => std::thread::sleep(POLL_EVERY),
             }
         }
@@ -216,19 +258,43 @@ fn read(mut ring: RingBuf<MapData>, wake: Wake, stop: &AtomicBool) -> anyhow::Re
     }
 }
 
-/// Waits in poll() until the ring has records (or `STOP_CHECK_MS` passed).
-fn wait_readable(ring: &RingBuf<MapData>) -> anyhow::Result<()> {
-    let mut fd = libc::pollfd {
-        fd: ring.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // Safety: one valid pollfd.
-    if unsafe { libc::poll(&mut fd, 1, STOP_CHECK_MS) } < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            bail!("poll on the floor's ring: {e}");
+/// An epoll instance on the ring's fd, edge-triggered as the daemon's event loop
+/// (tokio) registers it.
+struct Epoll(OwnedFd);
+
+impl Epoll {
+    fn new(ring: i32) -> anyhow::Result<Self> {
+        // Safety: no pointer arguments; the fd returned is checked, then owned.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            bail!("epoll_create1: {}", std::io::Error::last_os_error());
         }
+        // Safety: a new fd that nothing else owns.
+        let epoll = Self(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+            u64: 0,
+        };
+        // Safety: valid fds and one event.
+        if unsafe { libc::epoll_ctl(fd, libc::EPOLL_CTL_ADD, ring, &mut event) } != 0 {
+            bail!(
+                "epoll_ctl on the floor's ring: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(epoll)
     }
-    Ok(())
+
+    /// Waits until the ring has new records (or `STOP_CHECK_MS` passed).
+    fn wait(&self) -> anyhow::Result<()> {
+        let mut event = libc::epoll_event { events: 0, u64: 0 };
+        // Safety: room for one event.
+        if unsafe { libc::epoll_wait(self.0.as_raw_fd(), &mut event, 1, STOP_CHECK_MS) } < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                bail!("epoll_wait on the floor's ring: {e}");
+            }
+        }
+        Ok(())
+    }
 }
