@@ -69,6 +69,9 @@ pub enum Wake {
 #[derive(Debug, Default)]
 pub struct Drained {
     pub records: u64,
+    /// Drains that found records: records over these is how many a wake-up (or a
+    /// 1 ms poll) finds.
+    pub drains: u64,
     /// Bytes by (fd, direction).
     bytes: BTreeMap<(i32, u32), u64>,
 }
@@ -129,6 +132,7 @@ pub struct Check {
     /// Bytes of other fds.
     other: u64,
     records: u64,
+    drains: u64,
 }
 
 impl Check {
@@ -140,6 +144,7 @@ impl Check {
         self.got += stdio;
         self.other += got.total() - stdio;
         self.records += got.records;
+        self.drains += got.drains;
     }
 
     pub fn complete(&self) -> bool {
@@ -151,9 +156,9 @@ impl std::fmt::Display for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} of the {} bytes the server read from stdin and wrote to stdout, in {} records; \
-             {} bytes of other fds",
-            self.got, self.sent, self.records, self.other
+            "{} of the {} bytes the server read from stdin and wrote to stdout, in {} records \
+             ({} drains found records); {} bytes of other fds",
+            self.got, self.sent, self.records, self.drains, self.other
         )
     }
 }
@@ -249,9 +254,11 @@ fn read(mut ring: RingBuf<MapData>, wake: Wake, stop: &AtomicBool) -> anyhow::Re
                 Wake::Polled => std::thread::sleep(POLL_EVERY),
             }
         }
+        let before = got.records;
         while let Some(record) = ring.next() {
             got.add(&record)?;
         }
+        got.drains += u64::from(got.records > before);
         if stopping {
             return Ok(got);
         }
