@@ -38,8 +38,8 @@ use anyhow::{Context as _, bail};
 use integration_tests::{
     Daemon, Killed,
     bench::{
-        Layout, TempDir, built_daemon, event_file, events_after_exit, kernel_release, main_as_root,
-        online_cpus, percentile, set_affinity,
+        Layout, TempDir, built_daemon, event_file, events_after_exit, kernel_release, main_as_root, median,
+        online_cpus, paired_ratio, percentile, set_affinity,
     },
     floor::{self, Floor, Hook, Wake},
     mcp::mcp_dir,
@@ -527,21 +527,9 @@ fn run() -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&setup.events_path);
     result?;
 
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let p50: Vec<f64> = round_p50.iter().map(|r| median(r)).collect();
-    // Each round's p50 over (a)'s in the same round, the median of those: less sensitive
-    // to a slow round than the ratio of medians.
-    let paired: Vec<f64> = round_p50
-        .iter()
-        .map(|r| {
-            let ratios: Vec<f64> = r.iter().zip(&round_p50[0]).map(|(c, a)| c / a).collect();
-            median(&ratios)
-        })
-        .collect();
+    // Each round's p50 over (a)'s in the same round, the median of those.
+    let paired: Vec<f64> = round_p50.iter().map(|r| paired_ratio(r, &round_p50[0])).collect();
     let tails: Vec<[f64; 2]> = samples
         .iter_mut()
         .map(|s| {

@@ -38,7 +38,7 @@ use integration_tests::{
     Daemon,
     bench::{
         Layout, built_daemon, event_file, events_after_exit, jsonrpc_peer, kernel_release, main_as_root,
-        online_cpus, percentile, set_affinity, tools_call_line,
+        online_cpus, paired_ratio, percentile, set_affinity, tools_call_line,
     },
     floor::{self, Floor, Hook, Wake},
     unique_tag,
@@ -359,6 +359,26 @@ fn run() -> anyhow::Result<()> {
             );
         }
     }
+    // The floor's rows, paired round by round: this machine's noise moves whole rounds.
+    for (l, layout) in Layout::ALL.into_iter().enumerate() {
+        let paired = |now: Config, base: Config| {
+            format!(
+                "x{:.3}",
+                paired_ratio(&round_p50[l][now as usize], &round_p50[l][base as usize])
+            )
+        };
+        println!(
+            "paired p50 ({}): (d)/(a) {}, (e)/(a) {}, (f)/(a) {}, (c)/(a) {}, (c)/(e) {}, (c)/(f) {}",
+            layout.label(),
+            paired(Config::EmptyHook, Config::NoDaemon),
+            paired(Config::Floor, Config::NoDaemon),
+            paired(Config::FloorPolled, Config::NoDaemon),
+            paired(Config::Watched, Config::NoDaemon),
+            paired(Config::Watched, Config::Floor),
+            paired(Config::Watched, Config::FloorPolled),
+        );
+    }
+    println!("  (paired: the median over rounds of the round's p50 over the other's)");
     println!(
         "(c) event file check: {} tool_call events for {} requests sent (warm-up included), \
          {} loss reports",
