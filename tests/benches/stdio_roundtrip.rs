@@ -11,11 +11,10 @@
 //! (tp_btf `sys_exit`), what the hook alone costs; (e) `sys_exit_floor` on that hook,
 //! for the server's pid only: each read and write's bytes copied straight into records
 //! reserved in the ring, submitted with the ring's own wake-up rule and drained by a
-//! reader thread in epoll_wait(); (f) the same submitted without wake-ups and drained every
-//! 1 ms, which sets the wake-ups' cost apart. The floor's reader must get every byte
-//! the server read and wrote (checked at the end).
-//! All are interleaved over several rounds, each with a fresh server (and daemon), the
-//! order rotating.
+//! reader thread in epoll_wait(); (f) the same submitted without wake-ups and drained
+//! every 1 ms, which sets the wake-ups' cost apart. The floor's reader must get every
+//! byte the server read and wrote (checked at the end). All are interleaved over
+//! several rounds, each with a fresh server (and daemon), the order rotating.
 //!
 //! Each is measured in two CPU layouts: `free` (the scheduler's choice: what users
 //! get) and `pinned` (client and server on the last CPU, the daemon on CPU 0). On a
