@@ -61,7 +61,9 @@ pub enum Wake {
     /// caught up), as the daemon's data records are; the reader sleeps in epoll_wait().
     Ring,
     /// Records are submitted with `BPF_RB_NO_WAKEUP`; the reader drains every 1 ms.
-    /// Set apart from `Ring`, this is what the wake-ups cost.
+    /// Set apart from `Ring`, this is what the wake-ups cost: the reader's, and the
+    /// irq_work the submit raises in the writer's syscall (a self-IPI: on a VM, an
+    /// x2APIC MSR write that exits to the host).
     Polled,
 }
 
