@@ -530,6 +530,33 @@ pub struct ConnectKey {
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
 
+/// A chunk of one read or write of the pid a bench watches, as the bench-only
+/// `sys_exit_floor` program queues it: the least an in-kernel capture of a process's
+/// stdio must send (the daemon never loads that program). Reserved whole in the ring
+/// (a ring reservation has a constant size: `N` is [`FLOOR_SMALL`] or [`MAX_CHUNK`]);
+/// the first `len` bytes of `data` are set.
+#[repr(C)]
+pub struct FloorRecord<const N: usize> {
+    pub meta: FloorMeta,
+    pub data: [u8; N],
+}
+
+/// The small size of [`FloorRecord`]: a short transfer (most of a stdio session's
+/// messages) does not take a 16 KiB slot of the ring.
+pub const FLOOR_SMALL: usize = 512;
+
+/// The fixed part of a [`FloorRecord`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FloorMeta {
+    pub fd: i32,
+    /// A [`direction`] value.
+    pub direction: u32,
+    /// Bytes of `data` set (at most [`MAX_CHUNK`]).
+    pub len: u32,
+    pub _pad: u32,
+}
+
 #[cfg(feature = "user")]
 mod user {
     // Safety: plain `#[repr(C)]` integers and bytes, no padding.

@@ -40,9 +40,6 @@ use aya::{
 };
 use monitor_common::WatchState;
 
-/// The eBPF object built by monitor/build.rs (the one the daemon embeds).
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
-
 const HOOK: &str = "sys_exit";
 /// Many short rounds rather than a few long ones: this machine's noise comes in bursts.
 const ROUNDS: usize = 15;
@@ -397,7 +394,7 @@ fn load(discovery: u32) -> anyhow::Result<Ebpf> {
         .override_global("DISCOVERY", &discovery, true)
         // Only the raw tracepoint programs are loaded: the ring buffer stays idle.
         .map_max_entries("EVENTS", 1 << 16)
-        .load(EBPF_OBJECT)
+        .load(monitor::kernel::capture::ebpf_object())
         .with_context(|| format!("loading the eBPF object with DISCOVERY={discovery}"))
 }
 

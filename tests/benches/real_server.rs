@@ -10,8 +10,12 @@
 //! call is captured in the kernel and becomes a `tool_call` event (written to a file,
 //! checked at the end: one event per call), (c) `strace -f -o /dev/null` on the server,
 //! no daemon, and (d) a minimal C relay (two threads copying with read/write, compiled
-//! with `cc -O2` at start) between client and server, no daemon. They are interleaved
-//! over several rounds, each with a fresh server (and daemon), the order rotating; the
+//! with `cc -O2` at start) between client and server, no daemon; and, no daemon, the
+//! floor of an in-kernel capture of the server's stdio (see `integration_tests::floor`):
+//! (e) node's reads and writes copied into the ring by `sys_exit_floor`, a reader thread
+//! woken by the ring, (f) the same without wake-ups, drained every 1 ms; the reader must
+//! get every byte node read from stdin and wrote to stdout. They are interleaved over
+//! several rounds, each with a fresh server (and daemon), the order rotating; the
 //! median of the rounds' p50 is reported.
 //!
 //! Idle vCPUs are kept polling while timing: `/dev/cpu_dma_latency` held at 0 (PM QoS),
@@ -34,9 +38,10 @@ use anyhow::{Context as _, bail};
 use integration_tests::{
     Daemon, Killed,
     bench::{
-        Layout, TempDir, built_daemon, event_file, events_after_exit, kernel_release, main_as_root,
-        online_cpus, percentile, set_affinity,
+        Layout, TempDir, built_daemon, event_file, events_after_exit, kernel_release, main_as_root, median,
+        online_cpus, paired_ratio, percentile, set_affinity,
     },
+    floor::{self, Floor, Hook, Wake},
     mcp::mcp_dir,
     unique_tag,
 };
@@ -57,10 +62,19 @@ enum Config {
     Watched,
     Strace,
     Relay,
+    Floor,
+    FloorPolled,
 }
 
 impl Config {
-    const ALL: [Config; 4] = [Config::NoDaemon, Config::Watched, Config::Strace, Config::Relay];
+    const ALL: [Config; 6] = [
+        Config::NoDaemon,
+        Config::Watched,
+        Config::Strace,
+        Config::Relay,
+        Config::Floor,
+        Config::FloorPolled,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -68,6 +82,17 @@ impl Config {
             Config::Watched => "(b) daemon, server watched",
             Config::Strace => "(c) strace -f, no daemon",
             Config::Relay => "(d) C stdio relay, no daemon",
+            Config::Floor => "(e) floor, reader woken",
+            Config::FloorPolled => "(f) floor, reader polls 1 ms",
+        }
+    }
+
+    /// The floor a configuration attaches; None for the others.
+    fn floor(self) -> Option<Wake> {
+        match self {
+            Config::Floor => Some(Wake::Ring),
+            Config::FloorPolled => Some(Wake::Polled),
+            _ => None,
         }
     }
 }
@@ -180,12 +205,24 @@ struct Server {
     pending: Vec<u8>,
     scratch: Vec<u8>,
     next_id: u64,
+    /// Bytes written to the server's stdin and read from its stdout.
+    bytes_out: u64,
+    bytes_in: u64,
+}
+
+/// What the client exchanged with one server.
+struct Exchanged {
+    calls: u64,
+    /// What the server read from its stdin.
+    bytes_out: u64,
+    /// What the server wrote to its stdout.
+    bytes_in: u64,
 }
 
 impl Server {
     fn spawn(setup: &Setup, config: Config) -> anyhow::Result<Self> {
         let mut cmd = match config {
-            Config::NoDaemon | Config::Watched => Command::new("node"),
+            Config::NoDaemon | Config::Watched | Config::Floor | Config::FloorPolled => Command::new("node"),
             Config::Strace => {
                 let mut c = Command::new(&setup.strace);
                 c.args(["-f", "-o", "/dev/null", "node"]);
@@ -216,6 +253,8 @@ impl Server {
             pending: Vec::with_capacity(4 * MESSAGE_BYTES),
             scratch: vec![0; 2 * MESSAGE_BYTES],
             next_id: 1,
+            bytes_out: 0,
+            bytes_in: 0,
         })
     }
 
@@ -224,7 +263,7 @@ impl Server {
     /// skipped (the server sends `tools/list_changed` after initialisation).
     fn exchange(&mut self, id: u64, message: &[u8]) -> anyhow::Result<(Duration, Value)> {
         let start = Instant::now();
-        self.stdin.as_mut().context("stdin closed")?.write_all(message)?;
+        self.send(message)?;
         loop {
             let line = self.line()?;
             let elapsed = start.elapsed();
@@ -257,7 +296,14 @@ impl Server {
                 bail!("the server closed its stdout");
             }
             self.pending.extend_from_slice(&self.scratch[..n]);
+            self.bytes_in += n as u64;
         }
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.stdin.as_mut().context("stdin closed")?.write_all(bytes)?;
+        self.bytes_out += bytes.len() as u64;
+        Ok(())
     }
 
     fn initialize(&mut self) -> anyhow::Result<()> {
@@ -269,11 +315,7 @@ impl Server {
             bail!("unexpected initialize result: {v}");
         }
         let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        self.stdin
-            .as_mut()
-            .context("stdin closed")?
-            .write_all(&line_of(&initialized))?;
-        Ok(())
+        self.send(&line_of(&initialized))
     }
 
     /// `n` echo calls, each timed into `samples` when given, each echo checked.
@@ -296,9 +338,9 @@ impl Server {
         Ok(())
     }
 
-    /// Closes the server's stdin (it exits at EOF) and waits for it; returns the calls
-    /// sent.
-    fn finish(mut self) -> anyhow::Result<u64> {
+    /// Closes the server's stdin (it exits at EOF), waits for it and reads what it left
+    /// in its stdout.
+    fn finish(mut self) -> anyhow::Result<Exchanged> {
         drop(self.stdin.take());
         let deadline = Instant::now() + WAIT;
         let status = loop {
@@ -313,7 +355,13 @@ impl Server {
         if !status.success() {
             bail!("the server exited with {status}");
         }
-        Ok(self.next_id - 1)
+        let mut rest = Vec::new();
+        self.stdout.read_to_end(&mut rest)?;
+        Ok(Exchanged {
+            calls: self.next_id - 1,
+            bytes_out: self.bytes_out,
+            bytes_in: self.bytes_in + rest.len() as u64,
+        })
     }
 }
 
@@ -398,13 +446,15 @@ fn hold_cpu_latency() -> (Option<File>, String) {
     }
 }
 
-/// What the watched rounds left in the event file.
+/// What the watched rounds left in the event file, and what the floor's reader got.
 #[derive(Default)]
 struct Checked {
     calls: u64,
     tool_calls: u64,
     not_ok: u64,
     loss_reports: u64,
+    /// By floor configuration ((e), (f)).
+    floor: [floor::Check; 2],
 }
 
 fn run() -> anyhow::Result<()> {
@@ -477,21 +527,9 @@ fn run() -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&setup.events_path);
     result?;
 
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let p50: Vec<f64> = round_p50.iter().map(|r| median(r)).collect();
-    // Each round's p50 over (a)'s in the same round, the median of those: less sensitive
-    // to a slow round than the ratio of medians.
-    let paired: Vec<f64> = round_p50
-        .iter()
-        .map(|r| {
-            let ratios: Vec<f64> = r.iter().zip(&round_p50[0]).map(|(c, a)| c / a).collect();
-            median(&ratios)
-        })
-        .collect();
+    // Each round's p50 over (a)'s in the same round, the median of those.
+    let paired: Vec<f64> = round_p50.iter().map(|r| paired_ratio(r, &round_p50[0])).collect();
     let tails: Vec<[f64; 2]> = samples
         .iter_mut()
         .map(|s| {
@@ -536,39 +574,64 @@ fn run() -> anyhow::Result<()> {
          {} loss reports",
         checked.tool_calls, checked.calls, checked.not_ok, checked.loss_reports
     );
+    for (f, config) in [Config::Floor, Config::FloorPolled].into_iter().enumerate() {
+        println!(
+            "{} reader check (initialize and warm-up included): {}",
+            &config.label()[..3],
+            checked.floor[f]
+        );
+    }
     // For `cargo xtask bench`'s summary table.
     let polling = if qos_note.contains("kept polling") {
         ""
     } else {
         " (PM QoS not confirmed)"
     };
-    for (config, what, budget) in [
+    for (now, base, what, budget) in [
         (
             Config::Watched,
+            Config::NoDaemon,
             "watched real server (server-everything echo)",
             "<= x1.10",
         ),
         (
             Config::Strace,
+            Config::NoDaemon,
             "strace -f on the real server (server-everything echo)",
             "-",
         ),
         (
             Config::Relay,
+            Config::NoDaemon,
             "C stdio relay before the real server (server-everything echo)",
             "-",
         ),
+        (
+            Config::Floor,
+            Config::NoDaemon,
+            "capture floor (copy into the ring, reader woken) on the real server (server-everything echo)",
+            "stated",
+        ),
+        (
+            Config::Watched,
+            Config::Floor,
+            "watched real server vs the capture floor (server-everything echo)",
+            "stated",
+        ),
     ] {
-        let i = config as usize;
+        let (now, base) = (p50[now as usize], p50[base as usize]);
         println!(
             "summary | {what}, 64 KiB, p50{polling} | {:.3} ms | {:.3} ms | x{:.3} | {budget}",
-            p50[i] / 1e6,
-            p50[0] / 1e6,
-            p50[i] / p50[0]
+            now / 1e6,
+            base / 1e6,
+            now / base
         );
     }
     if checked.tool_calls != checked.calls || checked.not_ok != 0 {
         bail!("every call to the watched server must be one tool_call event, its outcome ok");
+    }
+    if !checked.floor.iter().all(floor::Check::complete) {
+        bail!("the floor's reader must get every byte the server read from stdin and wrote to stdout");
     }
     Ok(())
 }
@@ -588,6 +651,16 @@ fn measure(
         _ => None,
     };
     let mut server = Server::spawn(setup, config)?;
+    // Before `initialize`: the floor must see every byte of stdin and stdout.
+    let floor = match config.floor() {
+        Some(wake) => Some(Floor::attach(
+            monitor::kernel::capture::ebpf_object(),
+            server.child.pid(),
+            Hook::Copy(wake),
+            &(0..online_cpus()).collect::<Vec<_>>(),
+        )?),
+        None => None,
+    };
     let pid = u64::from(server.child.pid());
     if let Some(d) = &daemon {
         d.wait_for(WAIT, |e| {
@@ -599,6 +672,10 @@ fn measure(
     server.calls(setup, WARM_UP, None)?;
     server.calls(setup, n, Some(samples))?;
     let sent = server.finish()?;
+    if let Some(floor) = floor {
+        let got = floor.finish()?;
+        checked.floor[config as usize - Config::Floor as usize].add(sent.bytes_out, sent.bytes_in, &got);
+    }
     let Some(d) = daemon else {
         return Ok(());
     };
@@ -607,7 +684,7 @@ fn measure(
         .iter()
         .filter(|e| e["type"] == "tool_call" && e["server"]["pid"] == pid)
         .collect();
-    checked.calls += sent;
+    checked.calls += sent.calls;
     checked.tool_calls += calls.len() as u64;
     checked.not_ok += calls.iter().filter(|e| e["outcome"] != "ok").count() as u64;
     checked.loss_reports += events

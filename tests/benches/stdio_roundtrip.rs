@@ -6,14 +6,22 @@
 //! (a) no daemon, (b) the daemon running with a `--watch` glob that does not match the
 //! server, and (c) the daemon watching the server, so that every request and response
 //! is captured in the kernel and becomes a `tool_call` event (written to a file, which
-//! is checked at the end: one event per request). The three are interleaved over
+//! is checked at the end: one event per request). Then, no daemon, the floor of such a
+//! capture (see `integration_tests::floor`): (d) an empty program on the daemon's hook
+//! (tp_btf `sys_exit`), what the hook alone costs; (e) `sys_exit_floor` on that hook,
+//! for the server's pid only: each read and write's bytes copied straight into records
+//! reserved in the ring, submitted with the ring's own wake-up rule and drained by a
+//! reader thread in epoll_wait(); (f) the same submitted without wake-ups and drained
+//! every 1 ms, which sets the wake-ups' cost apart. The floor's reader must get every
+//! byte the server read and wrote (checked at the end). All are interleaved over
 //! several rounds, each with a fresh server (and daemon), the order rotating.
 //!
 //! Each is measured in two CPU layouts: `free` (the scheduler's choice: what users
 //! get) and `pinned` (client and server on the last CPU, the daemon on CPU 0). On a
 //! small VM, `free` round trips are dominated by waking an idle CPU, which a busy
 //! daemon can make cheaper; `pinned` takes idle CPUs out of the path and shows what
-//! the capture adds to the server's syscalls.
+//! the capture adds to the server's syscalls. The floor's reader runs where the daemon
+//! would.
 //!
 //! `cargo xtask bench` builds the daemon and runs this; by hand, after
 //! `cargo xtask build`: `cargo bench --package integration-tests --bench stdio_roundtrip`.
@@ -29,8 +37,9 @@ use integration_tests::{
     Daemon,
     bench::{
         Layout, built_daemon, event_file, events_after_exit, jsonrpc_peer, kernel_release, main_as_root,
-        online_cpus, percentile, set_affinity, tools_call_line,
+        online_cpus, paired_ratio, percentile, set_affinity, tools_call_line,
     },
+    floor::{self, Floor, Hook, Wake},
     unique_tag,
 };
 
@@ -42,21 +51,47 @@ const WARM_UP: usize = 1_000;
 const REQUEST_BYTES: usize = 200;
 const WAIT: Duration = Duration::from_secs(30);
 
+/// In the order of `Config::ALL` (the discriminant is the index).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Config {
     NoDaemon,
     Unwatched,
     Watched,
+    EmptyHook,
+    Floor,
+    FloorPolled,
 }
 
+const NC: usize = Config::ALL.len();
+
 impl Config {
-    const ALL: [Config; 3] = [Config::NoDaemon, Config::Unwatched, Config::Watched];
+    const ALL: [Config; 6] = [
+        Config::NoDaemon,
+        Config::Unwatched,
+        Config::Watched,
+        Config::EmptyHook,
+        Config::Floor,
+        Config::FloorPolled,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Config::NoDaemon => "(a) no daemon",
             Config::Unwatched => "(b) daemon, server not watched",
             Config::Watched => "(c) daemon, server watched",
+            Config::EmptyHook => "(d) empty program on the hook",
+            Config::Floor => "(e) floor, reader woken",
+            Config::FloorPolled => "(f) floor, reader polls 1 ms",
+        }
+    }
+
+    /// What a floor configuration attaches; None for the others.
+    fn floor(self) -> Option<Hook> {
+        match self {
+            Config::EmptyHook => Some(Hook::Empty),
+            Config::Floor => Some(Hook::Copy(Wake::Ring)),
+            Config::FloorPolled => Some(Hook::Copy(Wake::Polled)),
+            _ => None,
         }
     }
 }
@@ -72,6 +107,18 @@ struct Peer {
     stdout: ChildStdout,
     next_id: u64,
     reply: Vec<u8>,
+    /// Bytes written to the server's stdin and read from its stdout.
+    bytes_out: u64,
+    bytes_in: u64,
+}
+
+/// What the client exchanged with one server.
+struct Exchanged {
+    requests: u64,
+    /// What the server read from its stdin.
+    bytes_out: u64,
+    /// What the server wrote to its stdout.
+    bytes_in: u64,
 }
 
 impl Peer {
@@ -85,6 +132,8 @@ impl Peer {
             stdout,
             next_id: 1,
             reply: Vec::with_capacity(256),
+            bytes_out: 0,
+            bytes_in: 0,
         })
     }
 
@@ -109,6 +158,8 @@ impl Peer {
             }
         }
         let elapsed = start.elapsed();
+        self.bytes_out += request.len() as u64;
+        self.bytes_in += self.reply.len() as u64;
         if !self.reply.starts_with(b"{\"jsonrpc\":\"2.0\",\"id\":") {
             bail!("unexpected reply: {}", String::from_utf8_lossy(&self.reply));
         }
@@ -129,12 +180,14 @@ impl Peer {
     }
 
     /// Closes the server's stdin (it exits at EOF) and waits for it.
-    fn finish(self) -> anyhow::Result<u64> {
+    fn finish(self) -> anyhow::Result<Exchanged> {
         let Peer {
             mut child,
             stdin,
             stdout,
             next_id,
+            bytes_out,
+            bytes_in,
             ..
         } = self;
         drop(stdin);
@@ -143,16 +196,22 @@ impl Peer {
         if !status.success() {
             bail!("pipe-peer exited with {status}");
         }
-        Ok(next_id - 1)
+        Ok(Exchanged {
+            requests: next_id - 1,
+            bytes_out,
+            bytes_in,
+        })
     }
 }
 
-/// What one watched round left in the event file.
+/// What the watched rounds left in the event file, and what the floor's reader got.
 #[derive(Default)]
 struct Checked {
     requests: u64,
     tool_calls: u64,
     loss_reports: u64,
+    /// By copying floor configuration ((e), (f)).
+    floor: [floor::Check; 2],
 }
 
 fn run() -> anyhow::Result<()> {
@@ -176,15 +235,15 @@ fn run() -> anyhow::Result<()> {
     let tag = unique_tag("roundtrip");
     let events_path = event_file("mcp-monitor-bench");
     // samples[layout][config]: nanoseconds per round trip.
-    let mut samples: [[Vec<u64>; 3]; 2] = Default::default();
+    let mut samples: [[Vec<u64>; NC]; 2] = Default::default();
     // round_p50[layout][config]: each round's median, to show the spread between rounds.
-    let mut round_p50: [[Vec<f64>; 3]; 2] = Default::default();
+    let mut round_p50: [[Vec<f64>; NC]; 2] = Default::default();
     let mut checked = Checked::default();
     let result = (|| {
         for round in 0..ROUNDS {
             for (l, layout) in Layout::ALL.into_iter().enumerate() {
-                for k in 0..Config::ALL.len() {
-                    let i = (round + k) % Config::ALL.len();
+                for k in 0..NC {
+                    let i = (round + k) % NC;
                     let config = Config::ALL[i];
                     let mut sample = Vec::with_capacity(per_round);
                     measure(
@@ -243,12 +302,38 @@ fn run() -> anyhow::Result<()> {
         }
         if layout == Layout::Pinned {
             // For `cargo xtask bench`'s summary table.
-            let watched = pct[Config::Watched as usize][0];
-            println!(
-                "summary | watched stdio tools/call round trip, 200 B, p50, pinned | {:.1} us | {:.1} us | x{:.3} | <= x1.15",
-                watched / 1e3,
-                bare[0] / 1e3,
-                watched / bare[0]
+            let p50 = |c: Config| pct[c as usize][0];
+            let row = |what: &str, now: Config, base: Config, budget: &str| {
+                println!(
+                    "summary | {what}, 200 B, p50, pinned | {:.1} us | {:.1} us | x{:.3} | {budget}",
+                    p50(now) / 1e3,
+                    p50(base) / 1e3,
+                    p50(now) / p50(base)
+                );
+            };
+            row(
+                "watched stdio tools/call round trip",
+                Config::Watched,
+                Config::NoDaemon,
+                "<= x1.15",
+            );
+            row(
+                "stdio round trip under the capture floor (copy into the ring, reader woken) vs no capture",
+                Config::Floor,
+                Config::NoDaemon,
+                "stated",
+            );
+            row(
+                "stdio round trip under an empty program on the daemon's hook vs no capture",
+                Config::EmptyHook,
+                Config::NoDaemon,
+                "stated",
+            );
+            row(
+                "watched stdio tools/call round trip vs the capture floor",
+                Config::Watched,
+                Config::Floor,
+                "stated",
             );
         }
     }
@@ -273,13 +358,43 @@ fn run() -> anyhow::Result<()> {
             );
         }
     }
+    // The floor's rows, paired round by round: this machine's noise moves whole rounds.
+    for (l, layout) in Layout::ALL.into_iter().enumerate() {
+        let paired = |now: Config, base: Config| {
+            format!(
+                "x{:.3}",
+                paired_ratio(&round_p50[l][now as usize], &round_p50[l][base as usize])
+            )
+        };
+        println!(
+            "paired p50 ({}): (d)/(a) {}, (e)/(a) {}, (f)/(a) {}, (c)/(a) {}, (c)/(e) {}, (c)/(f) {}",
+            layout.label(),
+            paired(Config::EmptyHook, Config::NoDaemon),
+            paired(Config::Floor, Config::NoDaemon),
+            paired(Config::FloorPolled, Config::NoDaemon),
+            paired(Config::Watched, Config::NoDaemon),
+            paired(Config::Watched, Config::Floor),
+            paired(Config::Watched, Config::FloorPolled),
+        );
+    }
+    println!("  (paired: the median over rounds of the round's p50 over the other's)");
     println!(
         "(c) event file check: {} tool_call events for {} requests sent (warm-up included), \
          {} loss reports",
         checked.tool_calls, checked.requests, checked.loss_reports
     );
+    for (f, config) in [Config::Floor, Config::FloorPolled].into_iter().enumerate() {
+        println!(
+            "{} reader check (warm-up included): {}",
+            &config.label()[..3],
+            checked.floor[f]
+        );
+    }
     if checked.tool_calls != checked.requests {
         bail!("every request sent to the watched server must be one tool_call event");
+    }
+    if !checked.floor.iter().all(floor::Check::complete) {
+        bail!("the floor's reader must get every byte the server read and wrote");
     }
     Ok(())
 }
@@ -296,7 +411,7 @@ fn measure(
     checked: &mut Checked,
 ) -> anyhow::Result<()> {
     let glob = match config {
-        Config::NoDaemon => None,
+        Config::NoDaemon | Config::EmptyHook | Config::Floor | Config::FloorPolled => None,
         Config::Unwatched => Some(format!("*{tag}-does-not-match*")),
         Config::Watched => Some(format!("*{tag}*")),
     };
@@ -314,6 +429,20 @@ fn measure(
         set_affinity(0, &[online - 1])?;
     }
     let mut peer = Peer::spawn(tag)?;
+    // The floor's reader where the daemon would be.
+    let reader_cpus = match layout {
+        Layout::Free => all,
+        Layout::Pinned => vec![0],
+    };
+    let floor = match config.floor() {
+        Some(hook) => Some(Floor::attach(
+            monitor::kernel::capture::ebpf_object(),
+            peer.pid(),
+            hook,
+            &reader_cpus,
+        )?),
+        None => None,
+    };
     let pid = u64::from(peer.pid());
     if let (Config::Watched, Some(d)) = (config, &daemon) {
         d.wait_for(WAIT, |e| {
@@ -324,6 +453,13 @@ fn measure(
     peer.calls(WARM_UP, None)?;
     peer.calls(n, Some(samples))?;
     let sent = peer.finish()?;
+    if let Some(floor) = floor {
+        let got = floor.finish()?;
+        // The copying ones ((e), (f)); (d) copies nothing.
+        if let Some(c) = (config as usize).checked_sub(Config::Floor as usize) {
+            checked.floor[c].add(sent.bytes_out, sent.bytes_in, &got);
+        }
+    }
     let Some(d) = daemon else {
         return Ok(());
     };
@@ -340,7 +476,7 @@ fn measure(
         .count() as u64;
     match config {
         Config::Watched => {
-            checked.requests += sent;
+            checked.requests += sent.requests;
             checked.tool_calls += count("tool_call");
             checked.loss_reports += loss;
         }

@@ -138,6 +138,20 @@ impl Drop for TempDir {
     }
 }
 
+/// The median of `v` (the upper one of an even count).
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The median over rounds of `now`'s value over `base`'s in the same round: less
+/// sensitive to a slow round than the ratio of medians.
+pub fn paired_ratio(now: &[f64], base: &[f64]) -> f64 {
+    let ratios: Vec<f64> = now.iter().zip(base).map(|(n, b)| n / b).collect();
+    median(&ratios)
+}
+
 /// Nearest-rank percentile of sorted nanoseconds.
 pub fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {

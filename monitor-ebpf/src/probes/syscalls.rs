@@ -39,8 +39,8 @@ use crate::{
 };
 
 // x86_64 syscall numbers.
-const SYS_READ: u64 = 0;
-const SYS_WRITE: u64 = 1;
+pub(super) const SYS_READ: u64 = 0;
+pub(super) const SYS_WRITE: u64 = 1;
 const SYS_OPEN: u64 = 2;
 const SYS_CLOSE: u64 = 3;
 const SYS_PREAD64: u64 = 17;

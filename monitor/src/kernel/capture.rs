@@ -25,6 +25,12 @@ use super::{
 /// The eBPF object built by monitor/build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
+/// The eBPF object the daemon loads, for the benches that load its bench-only
+/// programs (the daemon itself never does).
+pub fn ebpf_object() -> &'static [u8] {
+    EBPF_OBJECT
+}
+
 const TRACEFS: &str = "/sys/kernel/tracing";
 
 /// Programs and where they attach, for the log and for error messages.
