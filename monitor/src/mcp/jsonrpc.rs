@@ -78,10 +78,10 @@ impl std::fmt::Display for ParseError {
 /// UTF-8 there do not hide the message (peers read those as infinity and replacement
 /// characters). The `jsonrpc` fuzz target holds this to `parse_line_whole`.
 ///
-/// A line refused that way is read again with `params` member by member (see
-/// `lenient_params`): a number beyond f64 or a lone surrogate in a call's arguments
-/// (which JavaScript and Python servers read, and run the call) must not hide the call
-/// from the monitor.
+/// A line refused that way is read again with `params`, the result's members and the
+/// error member by member (see `lenient_params`): a number beyond f64 or a lone
+/// surrogate in a call's arguments (which JavaScript and Python servers read, and run
+/// the call) must not hide the call from the monitor, nor one in a result its answer.
 pub fn parse_line(line: &[u8]) -> Vec<Result<Message, ParseError>> {
     let parsed = parse_as::<false>(line).or_else(|e| parse_as::<true>(line).map_err(|_| e));
     match parsed {
@@ -99,18 +99,22 @@ fn parse_as<const LENIENT: bool>(line: &[u8]) -> serde_json::Result<Line> {
     Ok(line)
 }
 
-/// What a member of `params` that a `Value` cannot hold is read as.
+/// What a member (of `params`, a result, an error) that a `Value` cannot hold is read
+/// as.
 pub const UNREADABLE: &str = "[unreadable: a number beyond f64 or a lone surrogate]";
 
-/// `params` a `Value` cannot hold as a whole: each member read on its own, and one a
-/// `Value` cannot hold either given as `UNREADABLE` (so the call is still seen, and
-/// judged by its name). Members given twice count as their last copy.
+/// JSON text as a `Value`, or `UNREADABLE` when a `Value` cannot hold it.
+fn lenient_value(raw: &RawValue) -> Value {
+    serde_json::from_str(raw.get()).unwrap_or_else(|_| Value::String(UNREADABLE.into()))
+}
+
+/// `params` (or an error object) a `Value` cannot hold as a whole: each member read on
+/// its own by `lenient_value` (so the call is still seen, and judged by its name).
+/// Members given twice count as their last copy.
 fn lenient_params(raw: &RawValue) -> Value {
-    let read =
-        |raw: &RawValue| serde_json::from_str(raw.get()).unwrap_or_else(|_| Value::String(UNREADABLE.into()));
     match serde_json::from_str::<std::collections::BTreeMap<String, &RawValue>>(raw.get()) {
-        Ok(members) => Value::Object(members.into_iter().map(|(k, v)| (k, read(v))).collect()),
-        Err(_) => read(raw),
+        Ok(members) => Value::Object(members.into_iter().map(|(k, v)| (k, lenient_value(v))).collect()),
+        Err(_) => lenient_value(raw),
     }
 }
 
@@ -264,7 +268,8 @@ impl<'de, const LENIENT: bool> Visitor<'de> for LineVisitor<LENIENT> {
                 Member::Method => e.method = Some(map.next_value()?),
                 Member::Params if LENIENT => e.params = Some(lenient_params(map.next_value()?)),
                 Member::Params => e.params = Some(map.next_value()?),
-                Member::Result => e.result = Some(map.next_value::<ResultView>()?.0),
+                Member::Result => e.result = Some(map.next_value::<ResultView<LENIENT>>()?.0),
+                Member::Error if LENIENT => e.error = Some(lenient_params(map.next_value()?)),
                 Member::Error => e.error = Some(map.next_value()?),
                 Member::Other => {
                     map.next_value::<IgnoredAny>()?;
@@ -351,35 +356,41 @@ impl<'de> Visitor<'de> for MemberVisitor {
 }
 
 /// A result as the session reads it: an object keeps the members named below (the
-/// others are checked and skipped); anything else is kept whole.
-struct ResultView(Value);
+/// others are checked and skipped); anything else is kept whole. `LENIENT`: a kept
+/// member a `Value` cannot hold is `UNREADABLE`.
+struct ResultView<const LENIENT: bool>(Value);
 
 /// Result members the session reads (`content` only when `isError` is true).
 const RESULT_MEMBERS: [&str; 4] = ["serverInfo", "_meta", "protocolVersion", "isError"];
 
-impl<'de> Deserialize<'de> for ResultView {
+impl<'de, const LENIENT: bool> Deserialize<'de> for ResultView<LENIENT> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ResultVisitor)
+        d.deserialize_any(ResultVisitor::<LENIENT>)
     }
 }
 
-struct ResultVisitor;
+struct ResultVisitor<const LENIENT: bool>;
 
-impl<'de> Visitor<'de> for ResultVisitor {
-    type Value = ResultView;
+impl<'de, const LENIENT: bool> Visitor<'de> for ResultVisitor<LENIENT> {
+    type Value = ResultView<LENIENT>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ResultView, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ResultView<LENIENT>, A::Error> {
         let mut kept = serde_json::Map::new();
         let mut content: Option<&'de RawValue> = None;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             if key == "content" {
                 content = Some(map.next_value()?);
             } else if RESULT_MEMBERS.contains(&key.as_ref()) {
-                kept.insert(key.into_owned(), map.next_value()?);
+                let value = if LENIENT {
+                    lenient_value(map.next_value()?)
+                } else {
+                    map.next_value()?
+                };
+                kept.insert(key.into_owned(), value);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -387,39 +398,43 @@ impl<'de> Visitor<'de> for ResultVisitor {
         if kept.get("isError").and_then(Value::as_bool) == Some(true)
             && let Some(raw) = content
         {
-            let content = serde_json::from_str(raw.get()).map_err(A::Error::custom)?;
+            let content = match serde_json::from_str(raw.get()) {
+                Ok(content) => content,
+                Err(_) if LENIENT => Value::String(UNREADABLE.into()),
+                Err(e) => return Err(A::Error::custom(e)),
+            };
             kept.insert("content".into(), content);
         }
         Ok(ResultView(Value::Object(kept)))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ResultView, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ResultView<LENIENT>, A::Error> {
         Value::deserialize(SeqAccessDeserializer::new(seq)).map(ResultView)
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<ResultView, E> {
+    fn visit_bool<E>(self, v: bool) -> Result<ResultView<LENIENT>, E> {
         Ok(ResultView(Value::Bool(v)))
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<ResultView, E> {
+    fn visit_i64<E>(self, v: i64) -> Result<ResultView<LENIENT>, E> {
         Ok(ResultView(v.into()))
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<ResultView, E> {
+    fn visit_u64<E>(self, v: u64) -> Result<ResultView<LENIENT>, E> {
         Ok(ResultView(v.into()))
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<ResultView, E> {
+    fn visit_f64<E>(self, v: f64) -> Result<ResultView<LENIENT>, E> {
         Ok(ResultView(
             serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
         ))
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<ResultView, E> {
+    fn visit_str<E>(self, v: &str) -> Result<ResultView<LENIENT>, E> {
         Ok(ResultView(Value::String(v.to_string())))
     }
 
-    fn visit_unit<E>(self) -> Result<ResultView, E> {
+    fn visit_unit<E>(self) -> Result<ResultView<LENIENT>, E> {
         Ok(ResultView(Value::Null))
     }
 }
@@ -438,7 +453,7 @@ mod tests {
     /// read both, and run the call) made the whole line "not JSON": a call the monitor
     /// never saw. Such a member is now read as `UNREADABLE`, the rest as before.
     #[test]
-    fn what_a_value_cannot_hold_in_params_does_not_hide_the_call() {
+    fn what_a_value_cannot_hold_does_not_hide_a_call_or_its_answer() {
         for (line, params) in [
             (
                 r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rm","arguments":{"n":1e400,"p":"/x"}}}"#,
@@ -464,6 +479,17 @@ mod tests {
             };
             assert_eq!((method.as_str(), got), ("tools/call", params));
         }
+        // The answers: a result's members, an error's.
+        let ok = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"x"}],"_meta":{"t":1e400},"isError":false}}"#;
+        assert_eq!(
+            one(ok).unwrap(),
+            Message::Response {
+                id: Id("1".into()),
+                result: serde_json::json!({"_meta":UNREADABLE,"isError":false})
+            }
+        );
+        let err = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"no","data":[1e400]}}"#;
+        assert!(matches!(one(err), Ok(Message::Error { code: -32000, ref message, .. }) if message == "no"));
         // In a batch too; and what is not JSON stays not JSON.
         let batch =
             r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":[1e999]}}]"#;
