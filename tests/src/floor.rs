@@ -81,18 +81,16 @@ pub struct Drained {
 impl Drained {
     /// Bytes the process read from `fd` (the floor copies read and write only).
     pub fn read(&self, fd: i32) -> u64 {
-        self.bytes
-            .get(&(fd, u32::from(direction::READ)))
-            .copied()
-            .unwrap_or(0)
+        self.of(fd, direction::READ)
     }
 
     /// Bytes the process wrote to `fd`.
     pub fn written(&self, fd: i32) -> u64 {
-        self.bytes
-            .get(&(fd, u32::from(direction::WRITE)))
-            .copied()
-            .unwrap_or(0)
+        self.of(fd, direction::WRITE)
+    }
+
+    fn of(&self, fd: i32, dir: u8) -> u64 {
+        self.bytes.get(&(fd, u32::from(dir))).copied().unwrap_or(0)
     }
 
     /// Bytes of every fd, both directions.

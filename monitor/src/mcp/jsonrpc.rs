@@ -247,7 +247,8 @@ impl<'de, const LENIENT: bool> Deserialize<'de> for Item<LENIENT> {
 }
 
 /// Reads a line's value; `batch`: an array is a batch (only at the top: a nested array
-/// is just not an object). `LENIENT`: `params` read by `lenient_params`.
+/// is just not an object). `LENIENT`: `params` and the error read by `lenient_params`,
+/// the result's kept members by `lenient_value`.
 struct LineVisitor<const LENIENT: bool> {
     batch: bool,
 }
@@ -451,7 +452,8 @@ mod tests {
 
     /// A number beyond f64 or a lone surrogate in params (JavaScript and Python servers
     /// read both, and run the call) made the whole line "not JSON": a call the monitor
-    /// never saw. Such a member is now read as `UNREADABLE`, the rest as before.
+    /// never saw (and, in a result or an error, an answer it never saw). Such a member
+    /// is now read as `UNREADABLE`, the rest as before.
     #[test]
     fn what_a_value_cannot_hold_does_not_hide_a_call_or_its_answer() {
         for (line, params) in [

@@ -36,22 +36,19 @@ impl Serialize for ServerFields<'_> {
         let server = self.server;
         let info = server.info();
         let mut shown = server.shown.borrow_mut();
-        let fresh = shown.as_ref().is_some_and(|c| {
-            c.entry == self.name && c.info.as_ref() == info && c.workload == server.workload
-        });
-        if !fresh {
-            let json = serde_json::value::to_raw_value(&Written(self)).map_err(serde::ser::Error::custom)?;
-            *shown = Some(ShownServer {
+        let kept = shown
+            .take()
+            .filter(|c| c.entry == self.name && c.info.as_ref() == info && c.workload == server.workload);
+        let current = match kept {
+            Some(c) => c,
+            None => ShownServer {
                 entry: self.name.to_string(),
                 info: info.cloned(),
                 workload: server.workload.clone(),
-                json,
-            });
-        }
-        match shown.as_ref() {
-            Some(c) => c.json.serialize(s),
-            None => Written(self).serialize(s),
-        }
+                json: serde_json::value::to_raw_value(&Written(self)).map_err(serde::ser::Error::custom)?,
+            },
+        };
+        shown.insert(current).json.serialize(s)
     }
 }
 
