@@ -8,6 +8,8 @@ use serde::{
 };
 use serde_json::{Value, value::RawValue};
 
+use super::long_strings::{self, LongStrings};
+
 /// A request id, kept as its JSON text so `1` and `"1"` stay distinct.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Id(pub String);
@@ -32,6 +34,8 @@ pub enum Message {
         id: Id,
         method: String,
         params: Value,
+        /// The long strings in `params.arguments`, kept as sent (see `long_strings`).
+        long: LongStrings,
     },
     Notification {
         method: String,
@@ -82,13 +86,39 @@ impl std::fmt::Display for ParseError {
 /// error member by member (see `lenient_params`): a number beyond f64 or a lone
 /// surrogate in a call's arguments (which JavaScript and Python servers read, and run
 /// the call) must not hide the call from the monitor, nor one in a result its answer.
+///
+/// Strings that decode to more than `long_strings::LONG` bytes are not decoded (see
+/// `long_strings`): in a request's `params.arguments` they stay markers whose text is
+/// in the request's `long`.
 pub fn parse_line(line: &[u8]) -> Vec<Result<Message, ParseError>> {
+    parse_line_cutting(line, long_strings::LONG)
+}
+
+/// `parse_line` with strings longer than `long` bytes decoded cut out (the fuzzer
+/// takes short ones, to reach the cut at all; `usize::MAX` cuts nothing).
+#[doc(hidden)]
+pub fn parse_line_cutting(line: &[u8], long: usize) -> Vec<Result<Message, ParseError>> {
+    if let Some(cut) = long_strings::cut(line, long)
+        // Anything the cut line does not parse to is read from the line as it came,
+        // for the same error and the same lenient read.
+        && let Ok(parsed) = parse_as::<false>(&cut.line)
+    {
+        let mut messages = messages(parsed);
+        cut.resolve(&mut messages);
+        return messages;
+    }
     let parsed = parse_as::<false>(line).or_else(|e| parse_as::<true>(line).map_err(|_| e));
     match parsed {
         Err(e) => vec![Err(ParseError::NotJson(e.to_string()))],
-        Ok(Line::One(m)) => vec![m],
-        Ok(Line::Batch(items)) if !items.is_empty() => items,
-        Ok(Line::Batch(_) | Line::NotObject) => vec![Err(ParseError::NotJsonRpc("not an object"))],
+        Ok(line) => messages(line),
+    }
+}
+
+fn messages(line: Line) -> Vec<Result<Message, ParseError>> {
+    match line {
+        Line::One(m) => vec![m],
+        Line::Batch(items) if !items.is_empty() => items,
+        Line::Batch(_) | Line::NotObject => vec![Err(ParseError::NotJsonRpc("not an object"))],
     }
 }
 
@@ -194,7 +224,12 @@ fn message(e: Envelope) -> Result<Message, ParseError> {
             Some(id) => {
                 let id = Id::from_value(id)
                     .ok_or(ParseError::NotJsonRpc("request id is not a number or string"))?;
-                Ok(Message::Request { id, method, params })
+                Ok(Message::Request {
+                    id,
+                    method,
+                    params,
+                    long: LongStrings::default(),
+                })
             }
         };
     }
@@ -513,7 +548,8 @@ mod tests {
             Message::Request {
                 id: Id("1".into()),
                 method: "tools/call".into(),
-                params: serde_json::json!({"name":"x"})
+                params: serde_json::json!({"name":"x"}),
+                long: LongStrings::default(),
             }
         );
         let n = one(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();

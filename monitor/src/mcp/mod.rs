@@ -2,5 +2,6 @@
 //! responses and know who the client and server are, in both protocol eras.
 pub mod detect;
 pub mod jsonrpc;
+pub mod long_strings;
 pub mod session;
 pub mod trace_context;

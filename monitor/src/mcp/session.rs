@@ -13,6 +13,7 @@ use crate::{
     host::{effects::Effect, identity::ClientProcess},
     mcp::{
         jsonrpc::{Id, Message},
+        long_strings::LongStrings,
         trace_context::TraceParent,
     },
     transport::bearer::Bearer,
@@ -101,6 +102,8 @@ pub struct Completed {
     pub target: Option<String>,
     /// tools/call and prompts/get: `params.arguments`.
     pub arguments: Value,
+    /// The long strings in `arguments`, as sent (see `long_strings`).
+    pub long: LongStrings,
     pub outcome: Outcome,
     /// Why it failed: the JSON-RPC error message or the text of an `isError` result.
     pub error: Option<String>,
@@ -144,6 +147,8 @@ pub enum Output {
 struct Pending {
     method: String,
     params: Value,
+    /// The long strings in `params.arguments`.
+    long: LongStrings,
     /// Size of the message it came in (a batch's whole line), for the byte bound.
     bytes: usize,
     ts_ns: u64,
@@ -229,9 +234,15 @@ impl Session {
                 self.stats.notifications += 1;
                 Vec::new()
             }
-            (Direction::ClientToServer, Message::Request { id, method, params }) => {
-                self.client_request(id, method, params, ts_ns, bytes)
-            }
+            (
+                Direction::ClientToServer,
+                Message::Request {
+                    id,
+                    method,
+                    params,
+                    long,
+                },
+            ) => self.client_request(id, method, (params, long), ts_ns, bytes),
             (Direction::ServerToClient, Message::Request { id, method, .. }) => {
                 self.count_request(&method);
                 if self.pending_from_server.len() >= MAX_PENDING
@@ -293,7 +304,7 @@ impl Session {
         &mut self,
         id: Id,
         method: String,
-        params: Value,
+        (params, long): (Value, LongStrings),
         ts_ns: u64,
         bytes: usize,
     ) -> Vec<Output> {
@@ -331,6 +342,7 @@ impl Session {
         let pending = Pending {
             method,
             params,
+            long,
             bytes,
             ts_ns,
             client: self.client.clone(),
@@ -436,11 +448,17 @@ impl Session {
         } else {
             (None, Value::Null)
         };
+        let long = if reported {
+            req.long
+        } else {
+            LongStrings::default()
+        };
         let c = Completed {
             method: req.method,
             id,
             target,
             arguments,
+            long,
             outcome,
             error,
             start_ts_ns: req.ts_ns,

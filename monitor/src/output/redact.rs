@@ -19,6 +19,8 @@ use std::{borrow::Cow, sync::LazyLock};
 use regex::{Captures, Regex};
 use serde_json::Value;
 
+use crate::mcp::long_strings::{self, LongStrings};
+
 /// What a value under a credential key becomes.
 pub const REDACTED: &str = "[redacted]";
 
@@ -203,7 +205,7 @@ pub fn is_credential_key(key: &str) -> bool {
 /// replaced by `[redacted:KIND]`; the text and how many were replaced.
 pub fn redact_text(s: &str) -> (Cow<'_, str>, usize) {
     let mut n = 0;
-    if !TOKEN_HINTS.is_match(s) && !KEY_HINTS.is_match(s) {
+    if !hinted(s) {
         return (Cow::Borrowed(s), 0);
     }
     let tokens = TOKENS.replace_all(s, |c: &Captures| {
@@ -268,20 +270,34 @@ pub fn redact_text(s: &str) -> (Cow<'_, str>, usize) {
     (assigned, n)
 }
 
-/// Redacts `v` in place (arguments of a call); how many values were replaced.
-/// `secret_path` says whether a string is a path the policy's `secrets` globs match.
-pub fn redact_json(v: &mut Value, secret_path: &dyn Fn(&str) -> bool) -> usize {
+/// Whether `s` has any of the words or shapes `redact_text` looks for: text without
+/// one is left as it is.
+fn hinted(s: &str) -> bool {
+    // Two literal searches: one set of both is a slower kind of search (fat Teddy).
+    TOKEN_HINTS.is_match(s) || KEY_HINTS.is_match(s)
+}
+
+/// Redacts `v` in place (arguments of a call, with `long` the texts of its long
+/// strings); how many values were replaced. `secret_path` says whether a string is a
+/// path the policy's `secrets` globs match.
+pub fn redact_json(v: &mut Value, long: &LongStrings, secret_path: &dyn Fn(&str) -> bool) -> usize {
     let mut n = 0;
-    walk(v, secret_path, &mut n);
+    walk(v, &Walk { long, secret_path }, &mut n);
     n
 }
 
-fn walk(v: &mut Value, secret_path: &dyn Fn(&str) -> bool, n: &mut usize) {
+struct Walk<'a> {
+    long: &'a LongStrings,
+    secret_path: &'a dyn Fn(&str) -> bool,
+}
+
+fn walk(v: &mut Value, w: &Walk, n: &mut usize) {
     match v {
         Value::Object(map) => {
-            let names_secret = map
-                .values()
-                .any(|x| x.as_str().is_some_and(|s| looks_like_path(s) && secret_path(s)));
+            let names_secret = map.values().any(|x| {
+                x.as_str()
+                    .is_some_and(|s| looks_like_path(s) && (w.secret_path)(s))
+            });
             for (k, x) in map.iter_mut() {
                 if is_credential_key(k) && hides_something(x) {
                     *x = Value::String(REDACTED.into());
@@ -290,12 +306,24 @@ fn walk(v: &mut Value, secret_path: &dyn Fn(&str) -> bool, n: &mut usize) {
                     // What goes with a secret's path (the content written to it).
                     blank_strings(x, n);
                 } else {
-                    walk(x, secret_path, n);
+                    walk(x, w, n);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|x| walk(x, secret_path, n)),
+        Value::Array(items) => items.iter_mut().for_each(|x| walk(x, w, n)),
         Value::String(s) => {
+            if let Some(text) = w.long.get(s) {
+                // A long string kept as sent: the words and shapes `redact_text` looks
+                // for have no quote, backslash or control character, so text without
+                // them as sent has none decoded either (and stays as sent).
+                if hinted(text)
+                    && let (Cow::Owned(r), k) = redact_text(&long_strings::decode(text))
+                {
+                    *s = r;
+                    *n += k;
+                }
+                return;
+            }
             if let (Cow::Owned(r), k) = redact_text(s) {
                 *s = r;
                 *n += k;
@@ -329,11 +357,11 @@ fn blank_strings(v: &mut Value, n: &mut usize) {
 }
 
 /// A string that could be a path argument: absolute, home-relative or explicitly
-/// relative, on one line.
+/// relative, on one line. A long string kept as sent is longer than this.
 fn looks_like_path(s: &str) -> bool {
     (s.starts_with('/') || s.starts_with("~/") || s.starts_with("./") || s.starts_with("../"))
         && !s.contains('\n')
-        && s.len() <= 4096
+        && s.len() <= long_strings::LONG
 }
 
 /// A program's argv (an `exec` effect): each string through [`redact_text`], and the
@@ -456,7 +484,7 @@ mod tests {
             },
             "list": ["a", 1, false, null],
         });
-        let n = redact_json(&mut v, &no_secrets);
+        let n = redact_json(&mut v, &LongStrings::default(), &no_secrets);
         assert_eq!(n, 4);
         assert_eq!(
             v,
@@ -480,7 +508,7 @@ mod tests {
         let mut plain =
             json!({"z": "last", "a": {"b": [1.5, "x", {"c": "see /etc/hosts"}]}, "text": "hello world"});
         let before = plain.to_string();
-        assert_eq!(redact_json(&mut plain, &no_secrets), 0);
+        assert_eq!(redact_json(&mut plain, &LongStrings::default(), &no_secrets), 0);
         assert_eq!(plain.to_string(), before);
     }
 
@@ -601,7 +629,7 @@ mod tests {
     #[test]
     fn strings_in_json_go_through_the_token_patterns() {
         let mut v = json!({"cmd": "git push https://x:ghp_abcdefghijklmnopqrstuvwxyz0123456789@github.com/a/b", "args": ["AKIAIOSFODNN7EXAMPLE"]});
-        assert_eq!(redact_json(&mut v, &no_secrets), 2);
+        assert_eq!(redact_json(&mut v, &LongStrings::default(), &no_secrets), 2);
         assert_eq!(
             v,
             json!({"cmd": "git push https://x:[redacted:url_password]@github.com/a/b", "args": ["[redacted:aws_access_key]"]})
@@ -617,7 +645,7 @@ mod tests {
             "edits": [{"oldText": "a", "newText": "b"}],
             "dryRun": false,
         });
-        assert_eq!(redact_json(&mut v, &secret), 3);
+        assert_eq!(redact_json(&mut v, &LongStrings::default(), &secret), 3);
         assert_eq!(
             v,
             json!({
@@ -630,11 +658,11 @@ mod tests {
         // Moving a secret keeps both paths; other objects are untouched.
         let mut v = json!({"source": "/home/a/.aws/credentials", "destination": "/tmp/c", "overwrite": true});
         let before = v.clone();
-        assert_eq!(redact_json(&mut v, &secret), 0);
+        assert_eq!(redact_json(&mut v, &LongStrings::default(), &secret), 0);
         assert_eq!(v, before);
         let mut v = json!({"path": "/srv/app/notes.txt", "content": "HOST=x"});
         let before = v.clone();
-        assert_eq!(redact_json(&mut v, &secret), 0);
+        assert_eq!(redact_json(&mut v, &LongStrings::default(), &secret), 0);
         assert_eq!(v, before);
     }
 

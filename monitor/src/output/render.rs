@@ -10,7 +10,10 @@ use serde_json::{Value, json, value::RawValue};
 
 use super::redact::{redact_argv, redact_json, redact_text};
 use crate::{
-    mcp::session::{Completed, PeerInfo, Session},
+    mcp::{
+        long_strings::LongStrings,
+        session::{Completed, PeerInfo, Session},
+    },
     policy::{ArgumentsMode, Homes, Lifetime, Policy, lifetime, verdict::Verdict},
     servers::{Server, ShownServer},
     transport::SessionKey,
@@ -157,16 +160,17 @@ pub fn call_fields<'a>(
         }
         (target, _, _) => target.as_deref().map(Cow::Borrowed),
     };
+    let long = &c.long;
     let arguments = match mode {
-        ArgumentsMode::Keep => bounded_text(&arguments, max_field_bytes),
+        ArgumentsMode::Keep => bounded_text(&arguments, long, max_field_bytes),
         ArgumentsMode::Redact => {
             let is_secret = |s: &str| secret_path(policy, &server.homes, s);
-            redacted += redact_json(&mut arguments, &is_secret);
-            bounded_text(&arguments, max_field_bytes)
+            redacted += redact_json(&mut arguments, long, &is_secret);
+            bounded_text(&arguments, long, max_field_bytes)
         }
         ArgumentsMode::Drop => Arguments::Bytes(match &arguments {
             Value::Null => 0,
-            a => json_len(a),
+            a => json_len(a, long),
         }),
     };
     let error = c.error.as_ref().map(|e| {
@@ -314,8 +318,8 @@ impl Serialize for Protocol<'_> {
 }
 
 /// `v`'s JSON text when it is at most `max` bytes; otherwise its start, cut there.
-fn bounded_text(v: &Value, max: usize) -> Arguments {
-    let (text, whole) = capped_json(v, max);
+fn bounded_text(v: &Value, long: &LongStrings, max: usize) -> Arguments {
+    let (text, whole) = capped_json(v, long, max);
     if whole {
         // serde_json wrote it: valid JSON, so this cannot fail.
         if let Ok(raw) = RawValue::from_string(text) {
@@ -327,9 +331,9 @@ fn bounded_text(v: &Value, max: usize) -> Arguments {
 }
 
 /// Bytes of `v`'s JSON text, counted without keeping it.
-fn json_len(v: &Value) -> usize {
+fn json_len(v: &Value, long: &LongStrings) -> usize {
     let mut counter = Counter(0);
-    let _ = serde_json::to_writer(&mut counter, v);
+    let _ = long.write_json(&mut counter, v);
     counter.0
 }
 
@@ -393,7 +397,7 @@ pub fn event_type(method: &str) -> &'static str {
 /// `v` itself when its JSON is at most `max` bytes; otherwise the start of its JSON
 /// text as a string, and `true`.
 pub fn bounded(v: &Value, max: usize) -> (Value, bool) {
-    let (text, whole) = capped_json(v, max);
+    let (text, whole) = capped_json(v, &LongStrings::default(), max);
     if whole {
         return (v.clone(), false);
     }
@@ -403,12 +407,12 @@ pub fn bounded(v: &Value, max: usize) -> (Value, bool) {
 /// `v`'s JSON text up to `max` bytes (lossy at a cut character), and whether that is
 /// all of it. Serialised only as far as the bound: a 64 KiB argument is not written
 /// out whole to learn that it is over 4 KiB.
-fn capped_json(v: &Value, max: usize) -> (String, bool) {
+fn capped_json(v: &Value, long: &LongStrings, max: usize) -> (String, bool) {
     let mut capped = Capped {
         bytes: Vec::with_capacity(max.min(4096) + 1),
         cap: max + 1,
     };
-    let whole = serde_json::to_writer(&mut capped, v).is_ok() && capped.bytes.len() <= max;
+    let whole = long.write_json(&mut capped, v).is_ok() && capped.bytes.len() <= max;
     let text = match String::from_utf8(capped.bytes) {
         Ok(text) => text,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
@@ -453,6 +457,65 @@ pub fn truncate_str(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A call's arguments with long strings kept as sent (`long_strings`) come out of
+    /// redaction and the bound exactly as they do decoded: the same text, the same
+    /// "whole or cut", the same count of redactions, the same size when dropped.
+    #[test]
+    fn long_strings_kept_as_sent_give_the_same_arguments() {
+        use crate::mcp::jsonrpc::{Message, parse_line, parse_line_cutting};
+        let unit = r#"fn main() {\n    println!(\"hello, world\");\n}\n"#;
+        let source = |len: usize| {
+            unit.repeat(len / unit.len() + 1)[..len]
+                .trim_end_matches('\\')
+                .to_string()
+        };
+        let token = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+        let secret = |s: &str| s == "/home/u/.ssh/id_rsa";
+        let cases = [
+            format!(r#"{{"path":"/srv/a.rs","content":"{}"}}"#, source(70_000)),
+            format!(r#"{{"content":"{}{token}{}"}}"#, source(10_000), source(9_000)),
+            format!(
+                r#"{{"content":"-----BEGIN RSA PRIVATE KEY-----\n{}"}}"#,
+                "A".repeat(6000)
+            ),
+            format!(r#"{{"password":"{}","x":1}}"#, source(5000)),
+            format!(r#"{{"path":"/home/u/.ssh/id_rsa","content":"{}"}}"#, source(8000)),
+            format!(
+                r#"{{"list":["{}",{{"deep":"{}"}}],"n":[1,2.5,null,true]}}"#,
+                source(6000),
+                source(5000)
+            ),
+            format!(r#"{{"env":"API_TOKEN={token}\n{}"}}"#, source(5000)),
+        ];
+        for args in &cases {
+            let line = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","arguments":{args}}}}}"#
+            );
+            let arguments = |long: usize| match parse_line_cutting(line.as_bytes(), long).remove(0) {
+                Ok(Message::Request { mut params, long, .. }) => (params["arguments"].take(), long),
+                other => panic!("{other:?}"),
+            };
+            let (mut decoded, none) = arguments(usize::MAX);
+            let (mut kept, long) = arguments(crate::mcp::long_strings::LONG);
+            assert!(none.is_empty() && !long.is_empty(), "{args:.60}");
+            assert!(
+                matches!(&parse_line(line.as_bytes())[0], Ok(Message::Request { long, .. }) if !long.is_empty())
+            );
+            for max in [4096, 100, 1 << 20] {
+                let a = (capped_json(&decoded, &none, max), json_len(&decoded, &none));
+                let b = (capped_json(&kept, &long, max), json_len(&kept, &long));
+                assert!(a == b, "{args:.60} (max {max}): {:.200} | {:.200}", a.0.0, b.0.0);
+            }
+            let n = redact_json(&mut decoded, &none, &secret);
+            let m = redact_json(&mut kept, &long, &secret);
+            assert_eq!(n, m, "{args:.60}");
+            for max in [4096, 1 << 20] {
+                let (a, b) = (capped_json(&decoded, &none, max), capped_json(&kept, &long, max));
+                assert!(a == b, "{args:.60} (max {max}): {:.200} | {:.200}", a.0, b.0);
+            }
+        }
+    }
 
     /// The `server` object is written once and reused, and written again when what it
     /// shows changes: the entry name, the server's info, its workload.

@@ -304,6 +304,7 @@ mod tests {
             id: Id("\"req-7\"".into()),
             target: None,
             arguments: serde_json::Value::Null,
+            long: Default::default(),
             outcome,
             error: None,
             start_ts_ns: 1_000_000_000,
