@@ -306,7 +306,9 @@ struct Scanned {
 }
 
 /// Reads a string's text from just after its opening quote; `None` if it does not end.
-/// Sixteen bytes at a time: a bit for each quote, backslash and control byte.
+/// Sixty-four bytes at a time: masks of quotes, backslashes and control bytes, and of
+/// the bytes an odd run of backslashes escapes (what ends the string is the first quote
+/// not escaped).
 fn scan(s: &[u8]) -> Option<Scanned> {
     let mut found = Scanned {
         end: 0,
@@ -314,94 +316,126 @@ fn scan(s: &[u8]) -> Option<Scanned> {
         plain: true,
         forged: false,
     };
+    // Whether the next chunk's first byte is escaped (an odd run ended this one).
+    let mut carry = 0;
     let mut base = 0;
-    let mut mask = specials(s, 0);
-    loop {
-        if mask == 0 {
-            base += 16;
-            if base >= s.len() {
-                return None;
+    let mut tail = [b' '; 64];
+    while base < s.len() {
+        let chunk: &[u8; 64] = match s.get(base..base + 64).map(<&[u8; 64]>::try_from) {
+            Some(Ok(chunk)) => chunk,
+            _ => {
+                // The last bytes, padded with spaces (nothing special).
+                let rest = &s[base..];
+                tail[..rest.len()].copy_from_slice(rest);
+                &tail
             }
-            mask = specials(s, base);
-            continue;
+        };
+        let m = masks(chunk);
+        let escaped = escaped_by_backslashes(m.backslash, &mut carry);
+        let quotes = m.quote & !escaped;
+        // The bits before the closing quote (all of them if it is further on).
+        let within = match quotes {
+            0 => u64::MAX,
+            q => (1 << q.trailing_zeros()) - 1,
+        };
+        if m.control & within != 0 {
+            found.plain = false;
         }
-        let k = mask.trailing_zeros() as usize;
-        mask &= mask - 1;
-        let j = base + k;
-        match s[j] {
-            b'"' => {
-                found.end = j;
-                return Some(found);
-            }
-            b'\\' => {
-                let e = *s.get(j + 1)?;
-                match e {
-                    b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                    b'u' => {
-                        found.plain = false;
-                        found.forged |= s
-                            .get(j + 2..j + 6)
-                            .is_some_and(|h| h.eq_ignore_ascii_case(b"f8ff"));
-                    }
-                    _ => found.plain = false,
+        let mut e = escaped & within;
+        found.escapes += e.count_ones() as usize;
+        while e != 0 {
+            let k = e.trailing_zeros() as usize;
+            e &= e - 1;
+            match chunk[k] {
+                b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                b'u' => {
+                    found.plain = false;
+                    found.forged |= s
+                        .get(base + k + 1..base + k + 5)
+                        .is_some_and(|h| h.eq_ignore_ascii_case(b"f8ff"));
                 }
-                found.escapes += 1;
-                // The escaped byte is text, whatever it is.
-                if k + 1 < 16 {
-                    mask &= !(1 << (k + 1));
-                } else {
-                    base += 16;
-                    if base >= s.len() {
-                        return None;
-                    }
-                    mask = specials(s, base) & !1;
-                }
+                _ => found.plain = false,
             }
-            _ => found.plain = false,
         }
+        if quotes != 0 {
+            found.end = base + quotes.trailing_zeros() as usize;
+            return Some(found);
+        }
+        base += 64;
     }
+    None
 }
 
-/// Bit `i` set when `s[at + i]` is a quote, a backslash or a control byte.
-fn specials(s: &[u8], at: usize) -> u32 {
-    match s.get(at..at + 16) {
-        Some(block) => block_specials(block.try_into().unwrap_or(&[0; 16])),
-        None => s[at.min(s.len())..]
-            .iter()
-            .enumerate()
-            .fold(0, |m, (i, &b)| m | ((is_special(b) as u32) << i)),
-    }
+/// The bytes escaped by a backslash, given the backslashes of a 64-byte chunk: the
+/// byte after an odd-length run. `carry` comes in set when the previous chunk ended
+/// in an odd run, and goes out the same way. Branch-free: a run's length is odd when
+/// it starts on an even bit and ends on an even one, or odd and odd; adding the run
+/// starts on odd bits to the backslashes carries each such run through to its end.
+fn escaped_by_backslashes(backslash: u64, carry: &mut u64) -> u64 {
+    const EVEN: u64 = 0x5555_5555_5555_5555;
+    // A backslash escaped by the previous chunk starts nothing.
+    let backslash = backslash & !*carry;
+    let follows_backslash = (backslash << 1) | *carry;
+    let odd_starts = backslash & !EVEN & !follows_backslash;
+    let (ends_on_even_starts, overflow) = odd_starts.overflowing_add(backslash);
+    *carry = overflow as u64;
+    (EVEN ^ (ends_on_even_starts << 1)) & follows_backslash
 }
 
-fn is_special(b: u8) -> bool {
-    b == b'"' || b == b'\\' || b < 0x20
+/// One bit per byte of a 64-byte chunk.
+struct Masks {
+    quote: u64,
+    backslash: u64,
+    control: u64,
 }
 
-/// Three byte compares and a movemask (SSE2 is part of x86_64).
-#[cfg(target_arch = "x86_64")]
-fn block_specials(block: &[u8; 16]) -> u32 {
-    use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+#[inline(always)]
+fn masks(chunk: &[u8; 64]) -> Masks {
+    let mut m = Masks {
+        quote: 0,
+        backslash: 0,
+        control: 0,
     };
-    // Safety: SSE2 is part of the x86_64 baseline, and the load reads the 16 bytes
-    // `block` refers to (unaligned).
+    for (i, block) in chunk.chunks_exact(16).enumerate() {
+        let (q, b, c) = block_masks(block);
+        m.quote |= u64::from(q) << (16 * i);
+        m.backslash |= u64::from(b) << (16 * i);
+        m.control |= u64::from(c) << (16 * i);
+    }
+    m
+}
+
+/// Quotes, backslashes and control bytes of 16 bytes: three compares and movemasks
+/// (SSE2 is part of x86_64).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn block_masks(block: &[u8]) -> (u16, u16, u16) {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_set1_epi8,
+    };
+    assert!(block.len() >= 16);
+    // Safety: SSE2 is part of the x86_64 baseline, and the load reads 16 bytes of
+    // `block` (checked above), unaligned.
     unsafe {
         let v = _mm_loadu_si128(block.as_ptr().cast());
-        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        let quote = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)));
+        let backslash = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)));
         // Unsigned b <= 0x1f is max(b, 0x1f) == 0x1f.
         let low = _mm_set1_epi8(0x1f);
-        let control = _mm_cmpeq_epi8(_mm_max_epu8(v, low), low);
-        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
+        let control = _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(v, low), low));
+        (quote as u16, backslash as u16, control as u16)
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn block_specials(block: &[u8; 16]) -> u32 {
-    block
-        .iter()
-        .enumerate()
-        .fold(0, |m, (i, &b)| m | ((is_special(b) as u32) << i))
+fn block_masks(block: &[u8]) -> (u16, u16, u16) {
+    let bits = |f: fn(u8) -> bool| {
+        block[..16]
+            .iter()
+            .enumerate()
+            .fold(0u16, |m, (i, &b)| m | (u16::from(f(b)) << i))
+    };
+    (bits(|b| b == b'"'), bits(|b| b == b'\\'), bits(|b| b < 0x20))
 }
 
 #[cfg(test)]
@@ -419,6 +453,49 @@ mod tests {
             s.pop();
         }
         s
+    }
+
+    /// The branch-free escape masks against a byte-by-byte reading, over chunk
+    /// boundaries, on runs of backslashes of every length.
+    #[test]
+    fn escaped_bytes_are_found_across_chunks() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..2000 {
+            let text: Vec<u8> = (0..300)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    [b'\\', b'\\', b'\\', b'a', b'n'][(state % 5) as usize]
+                })
+                .collect();
+            let mut expected = vec![false; text.len() + 1];
+            let mut i = 0;
+            while i < text.len() {
+                if text[i] == b'\\' {
+                    expected[i + 1] = true;
+                    i += 2;
+                } else {
+                    i += 1;
+                }
+            }
+            let mut carry = 0;
+            for (c, chunk) in text.chunks(64).enumerate() {
+                let backslash = chunk
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |m, (i, &b)| m | (u64::from(b == b'\\') << i));
+                let escaped = escaped_by_backslashes(backslash, &mut carry);
+                for (i, _) in chunk.iter().enumerate() {
+                    assert_eq!(
+                        escaped >> i & 1 == 1,
+                        expected[c * 64 + i],
+                        "{}",
+                        String::from_utf8_lossy(&text)
+                    );
+                }
+            }
+        }
     }
 
     #[test]

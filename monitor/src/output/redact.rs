@@ -49,7 +49,10 @@ static TOKEN_HINTS: LazyLock<Regex> = LazyLock::new(|| {
 
 /// The same for [`ASSIGNMENT`]: the words a credential's name has, in lower, title or
 /// upper case (`password`, `userPassword`, `DB_PASSWORD`). Keys of JSON objects do not
-/// depend on this.
+/// depend on this. `private`, `credential` and `authorization` without their first
+/// letter (which still finds them in all three cases): the search looks at a literal's
+/// first three bytes first, and `pri`, `cre` and `aut` begin words on every line of
+/// code (`print`, `create`, `auto`), each a false start to check.
 static KEY_HINTS: LazyLock<Regex> = LazyLock::new(|| {
     let words = [
         "pass",
@@ -57,10 +60,10 @@ static KEY_HINTS: LazyLock<Regex> = LazyLock::new(|| {
         "token",
         "api",
         "access",
-        "private",
-        "authorization",
+        "rivate",
+        "uthorization",
         "cookie",
-        "credential",
+        "redential",
     ];
     let mut alternatives = Vec::new();
     for w in words {
