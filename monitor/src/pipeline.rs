@@ -1157,6 +1157,11 @@ impl Pipeline {
             bytes: if resync { lost.max(1) } else { lost },
             // The bytes at hand begin a transfer; a cut's loss runs to the next one.
             ends_at_transfer: d.chunk_offset == 0 || cut > 0,
+            // The kernel copies at most MAX_CAPTURE_PER_SYSCALL bytes of one transfer.
+            transfer_rest: d
+                .total
+                .min(monitor_common::MAX_CAPTURE_PER_SYSCALL)
+                .saturating_sub(d.chunk_offset.saturating_add(d.bytes.len() as u64)),
         }
     }
 
