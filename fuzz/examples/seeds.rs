@@ -171,7 +171,7 @@ fn main() {
                 sessions
                     .entry(d.header.pid)
                     .or_default()
-                    .push((to_client, d.bytes));
+                    .push((to_client, d.bytes.into_owned()));
             }
         }
         for (pid, messages) in &sessions {

@@ -111,6 +111,7 @@ impl Op<'_> {
             monitor::transport::Gap {
                 bytes: self.gap,
                 ends_at_transfer: self.gap_ends_at_transfer,
+                ..monitor::transport::Gap::none()
             }
         } else {
             monitor::transport::Gap::none()

@@ -140,7 +140,7 @@ enum StreamId {
 /// One direction of one stream of one process.
 type StreamKey = (u32, StreamId, Direction);
 
-fn stream_id(d: &Data, fd: i32) -> StreamId {
+fn stream_id(d: &Data<'_>, fd: i32) -> StreamId {
     match d.tls_conn {
         Some(ssl) => StreamId::Tls(ssl),
         None => StreamId::Fd(fd),
@@ -168,7 +168,7 @@ pub struct Pipeline {
     /// Next expected stream offset per (pid, stream, direction).
     streams: IdMap<StreamKey, u64>,
     /// Records ahead of their stream's position, waiting for the ones before them.
-    held: IdMap<StreamKey, Vec<(Data, i32)>>,
+    held: IdMap<StreamKey, Vec<(Data<'static>, i32)>>,
     held_records: usize,
     /// Which socket TLS plaintext belongs to; which sockets carry ciphertext.
     tls: TlsMap,
@@ -734,7 +734,7 @@ impl Pipeline {
         self.dispatch(record);
     }
 
-    fn dispatch(&mut self, record: Record) {
+    fn dispatch(&mut self, record: Record<'_>) {
         self.last_ts_ns = self.last_ts_ns.max(record.header().ts_ns);
         self.metrics.records.with_label_values(&[record.kind()]).inc();
         match record {
@@ -953,12 +953,12 @@ impl Pipeline {
                 stream_offset: expected,
                 tls_conn: None,
                 file: None,
-                bytes: Vec::new(),
+                bytes: Default::default(),
             });
         }
     }
 
-    fn data(&mut self, d: Data) {
+    fn data(&mut self, d: Data<'_>) {
         if d.tls_conn.is_some() {
             // Plaintext from the OpenSSL uprobes: on its socket once that is known.
             if let Some((d, fd)) = self.tls.plaintext(d) {
@@ -998,7 +998,7 @@ impl Pipeline {
     /// ahead of its stream's position waits (a few records, or until the next loss
     /// report) for the ones before it, since threads writing one fd reach the ring in
     /// another order than their offsets.
-    fn bytes(&mut self, d: Data, fd: i32) {
+    fn bytes(&mut self, d: Data<'_>, fd: i32) {
         let key = (d.header.pid, stream_id(&d, fd), d.direction);
         if self
             .streams
@@ -1006,7 +1006,8 @@ impl Pipeline {
             .is_some_and(|&expected| d.stream_offset > expected)
         {
             let held = self.held.entry(key).or_default();
-            held.push((d, fd));
+            // Kept past the ring entry: its bytes are copied now.
+            held.push((d.into_owned(), fd));
             self.held_records += 1;
             if held.len() > MAX_HELD_PER_STREAM || self.held_records > MAX_HELD {
                 // No crossing this long: bytes were lost. Taken as they are.
@@ -1057,7 +1058,7 @@ impl Pipeline {
         }
     }
 
-    fn bytes_in_order(&mut self, mut d: Data, fd: i32) {
+    fn bytes_in_order(&mut self, mut d: Data<'_>, fd: i32) {
         let dir_label = match d.direction {
             Direction::Read => "read",
             Direction::Write => "write",
@@ -1132,7 +1133,7 @@ impl Pipeline {
     /// bytes. A cut marker (a transfer whose copy stopped short) loses the rest of its
     /// transfer; a record behind the expected offset (an LRU-evicted kernel position,
     /// or threads whose records crossed) restarts the stream there, counted.
-    fn stream_position(&mut self, d: &Data, id: StreamId) -> Gap {
+    fn stream_position(&mut self, d: &Data<'_>, id: StreamId) -> Gap {
         let start = d.stream_offset;
         let cut = if d.is_cut() { d.missing_after() } else { 0 };
         let end = start.saturating_add(d.bytes.len() as u64).saturating_add(cut);
@@ -1156,12 +1157,17 @@ impl Pipeline {
             bytes: if resync { lost.max(1) } else { lost },
             // The bytes at hand begin a transfer; a cut's loss runs to the next one.
             ends_at_transfer: d.chunk_offset == 0 || cut > 0,
+            // The kernel copies at most MAX_CAPTURE_PER_SYSCALL bytes of one transfer.
+            transfer_rest: d
+                .total
+                .min(monitor_common::MAX_CAPTURE_PER_SYSCALL)
+                .saturating_sub(d.chunk_offset.saturating_add(d.bytes.len() as u64)),
         }
     }
 
     /// The first request-like read of a process nobody watches (the kernel made it
     /// pending for this read): MCP makes it a server, anything else releases it.
-    fn discover(&mut self, d: &Data, candidate: Candidate) -> bool {
+    fn discover(&mut self, d: &Data<'_>, candidate: Candidate) -> bool {
         let pid = d.header.pid;
         // Nobody told us of its fd changes while it was not watched.
         self.fds.forget_process(pid);
@@ -1204,7 +1210,7 @@ impl Pipeline {
     /// The MCP request a read on a pipe or socket opens, if any. `ping` is every
     /// JSON-RPC peer's word: it counts only on fd 0 (a client reads a server's pings
     /// on other fds).
-    fn stdio_request(&mut self, d: &Data) -> Option<detect::Detected> {
+    fn stdio_request(&mut self, d: &Data<'_>) -> Option<detect::Detected> {
         if !matches!(
             self.fds.classify(d.header.pid, d.fd),
             FdKind::Pipe { .. } | FdKind::Socket { .. }
@@ -1234,7 +1240,7 @@ impl Pipeline {
     }
 
     /// A process of a server's tree read MCP on a stdin that is not the server's.
-    fn discover_nested(&mut self, d: &Data) {
+    fn discover_nested(&mut self, d: &Data<'_>) {
         let pid = d.header.pid;
         if self.procs.get(pid).is_some_and(|p| p.server_pattern.is_some()) {
             return;
@@ -1287,7 +1293,7 @@ impl Pipeline {
 
     /// Bytes on a pipe or socket of a server's tree: MCP messages when they are its
     /// stdio or a connection it accepted that speaks HTTP.
-    fn transport_bytes(&mut self, d: &Data, stream: Stream, gap: Gap, tls: bool) {
+    fn transport_bytes(&mut self, d: &Data<'_>, stream: Stream, gap: Gap, tls: bool) {
         let Some(root) = self.server_root(d.header.pid) else {
             return;
         };
@@ -1741,7 +1747,7 @@ enum Candidate {
     Http,
 }
 
-fn candidate(d: &Data) -> Option<Candidate> {
+fn candidate(d: &Data<'_>) -> Option<Candidate> {
     if d.direction != Direction::Read || d.fd == 1 || d.fd == 2 {
         return None;
     }

@@ -245,7 +245,7 @@ impl Server {
                 }
             }
             let oversized = self.stdio.oversized();
-            let framed = self.stdio.push(dir, bytes, ts_ns);
+            let framed = self.stdio.push(dir, bytes, ts_ns, gap.transfer_rest);
             let (outputs, errors) = self.feed(framed);
             return Received {
                 outputs,

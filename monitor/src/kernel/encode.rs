@@ -274,9 +274,9 @@ mod tests {
         }
     }
 
-    fn decoded_data(bytes: &[u8]) -> Data {
+    fn decoded_data(bytes: &[u8]) -> Data<'static> {
         match Record::try_from(bytes) {
-            Ok(Record::Data(d)) => d,
+            Ok(Record::Data(d)) => d.into_owned(),
             other => panic!("not a data record: {other:?}"),
         }
     }
@@ -302,7 +302,7 @@ mod tests {
         );
         assert_eq!((d.total, d.chunk_offset, d.stream_offset), (100, 20, 1_020));
         assert_eq!((d.truncated, d.tls_conn), (false, None));
-        assert_eq!(d.bytes, b"hello");
+        assert_eq!(&d.bytes[..], b"hello");
 
         let read = DataMeta {
             fd: 0,

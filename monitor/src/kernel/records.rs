@@ -1,7 +1,10 @@
 //! Decoding of ring-buffer records. Every length is checked against the bytes the
 //! kernel actually sent; nothing is transmuted, and a malformed record is an error
 //! (counted by the caller), never a panic.
-use std::mem::{offset_of, size_of};
+use std::{
+    borrow::Cow,
+    mem::{offset_of, size_of},
+};
 
 use monitor_common::{
     AcceptRecord, CompatRecord, ConnectRecord, DataMeta, ExecMeta, ExecRecord, ExitRecord, FdChangeRecord,
@@ -9,8 +12,11 @@ use monitor_common::{
     MAX_PATH, MAX_RESOLVED, OpenMeta, data_flags, direction, kind, resolved,
 };
 
+/// A decoded record. A data record's payload borrows the ring's bytes (`'a`): it is
+/// copied only when the pipeline keeps the record past the ring entry (held for
+/// earlier records, or TLS plaintext waiting for its socket), see [`Data::into_owned`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
+pub enum Record<'a> {
     Exec(Exec),
     Fork {
         header: Header,
@@ -20,7 +26,7 @@ pub enum Record {
     Exit {
         header: Header,
     },
-    Data(Data),
+    Data(Data<'a>),
     Open(Open),
     Connect(Connect),
     Accept(Accept),
@@ -42,9 +48,9 @@ pub enum Record {
     },
 }
 
-impl Record {
+impl Record<'_> {
     /// Every `kind()`, for metrics created at zero.
-    pub const KINDS: &[&str] = &[
+    pub const KINDS: &'static [&'static str] = &[
         "exec",
         "fork",
         "exit",
@@ -101,7 +107,7 @@ pub struct Exec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Data {
+pub struct Data<'a> {
     pub header: Header,
     pub fd: i32,
     pub syscall: u32,
@@ -117,7 +123,8 @@ pub struct Data {
     /// What the fd was at the syscall's exit, read by the kernel from its `struct
     /// file`; None when it could not (or for TLS plaintext, or an older recording).
     pub file: Option<FileInfo>,
-    pub bytes: Vec<u8>,
+    /// Borrowed from the ring while the record is handled; owned once kept.
+    pub bytes: Cow<'a, [u8]>,
 }
 
 /// An fd's inode as the kernel saw it at the syscall: mode (`S_IFMT` type and
@@ -136,7 +143,24 @@ impl FileInfo {
     }
 }
 
-impl Data {
+impl Data<'_> {
+    /// The same record, owning its bytes: for one kept past its ring entry.
+    pub fn into_owned(self) -> Data<'static> {
+        Data {
+            header: self.header,
+            fd: self.fd,
+            syscall: self.syscall,
+            direction: self.direction,
+            truncated: self.truncated,
+            total: self.total,
+            chunk_offset: self.chunk_offset,
+            stream_offset: self.stream_offset,
+            tls_conn: self.tls_conn,
+            file: self.file,
+            bytes: Cow::Owned(self.bytes.into_owned()),
+        }
+    }
+
     /// A marker that the transfer's copy stopped short: no bytes, and the rest of the
     /// transfer (`missing_after`) never comes.
     pub fn is_cut(&self) -> bool {
@@ -292,10 +316,10 @@ fn tail<'a>(
     buf.get(start..start + len).ok_or(DecodeError::BadField(field))
 }
 
-impl TryFrom<&[u8]> for Record {
+impl<'a> TryFrom<&'a [u8]> for Record<'a> {
     type Error = DecodeError;
 
-    fn try_from(buf: &[u8]) -> Result<Self, Self::Error> {
+    fn try_from(buf: &'a [u8]) -> Result<Self, Self::Error> {
         let header: Header = read(buf, 0)?;
         match header.kind {
             kind::EXEC => {
@@ -328,7 +352,7 @@ impl TryFrom<&[u8]> for Record {
             }
             kind::DATA => {
                 let (r, meta_size) = data_meta(buf)?;
-                let bytes = tail(buf, meta_size, r.len, MAX_CHUNK, "len")?.to_vec();
+                let bytes = Cow::Borrowed(tail(buf, meta_size, r.len, MAX_CHUNK, "len")?);
                 let direction = match r.direction {
                     direction::READ => Direction::Read,
                     direction::WRITE => Direction::Write,
@@ -531,7 +555,7 @@ mod tests {
         let Record::Data(d) = Record::try_from(buf.as_slice()).unwrap() else {
             panic!()
         };
-        assert_eq!(d.bytes, b"hello");
+        assert_eq!(&d.bytes[..], b"hello");
         assert_eq!(d.direction, Direction::Write);
         assert_eq!(d.stream_offset, 10);
         assert_eq!(d.header.pid, 42);
@@ -592,14 +616,14 @@ mod tests {
         let file = d.file.unwrap();
         assert_eq!((file.inode, file.dev), (4242, 14));
         assert_eq!(file.file_type(), monitor_common::file_type::FIFO);
-        assert_eq!(d.bytes, b"abc");
+        assert_eq!(&d.bytes[..], b"abc");
         // A recording made before inode and dev: 72 bytes of fixed part.
         let mut old = bytes_of(&meta, LEGACY_DATA_META_SIZE);
         old.extend_from_slice(b"abc");
         let Record::Data(d) = Record::try_from(old.as_slice()).unwrap() else {
             panic!()
         };
-        assert_eq!(d.bytes, b"abc");
+        assert_eq!(&d.bytes[..], b"abc");
         assert_eq!(d.file, None, "no file from an older kernel program");
         assert_eq!(d.stream_offset, 10);
     }

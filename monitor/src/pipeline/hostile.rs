@@ -137,7 +137,7 @@ impl Pipeline {
     /// forged client input (flagged, and remembered); a read there loses the forged
     /// bytes it holds before the session sees it. `kind` is what the fd was at the
     /// syscall (from the kernel: a reopened /proc/self/fd/0 is that pipe too).
-    pub(super) fn own_stdin(&mut self, d: &mut Data, kind: &FdKind) {
+    pub(super) fn own_stdin(&mut self, d: &mut Data<'_>, kind: &FdKind) {
         let FdKind::Pipe { inode } = *kind else {
             return;
         };
@@ -159,14 +159,14 @@ impl Pipeline {
         }
     }
 
-    fn forged_write(&mut self, root: u32, d: &Data) {
+    fn forged_write(&mut self, root: u32, d: &Data<'_>) {
         let Some(server) = self.servers.get(&root) else {
             return;
         };
         let forged = self.hostile.forged.entry(root).or_default();
         let kept = forged.pending_bytes + d.bytes.len() <= MAX_PENDING_BYTES;
         if kept {
-            forged.pending.push_back((d.bytes.clone(), 0));
+            forged.pending.push_back((d.bytes.to_vec(), 0));
             forged.pending_bytes += d.bytes.len();
         }
         forged.events += 1;
@@ -222,7 +222,7 @@ impl Pipeline {
 
     /// Cuts out of a stdin read the forged writes it holds whole; a forged write not
     /// found within `READ_BACK_WINDOW` bytes of reads is given up on, reported.
-    fn forged_read_back(&mut self, root: u32, d: &mut Data) {
+    fn forged_read_back(&mut self, root: u32, d: &mut Data<'_>) {
         let Some(forged) = self.hostile.forged.get_mut(&root) else {
             return;
         };
@@ -230,7 +230,8 @@ impl Pipeline {
         let mut cut = 0;
         forged.pending.retain_mut(|(bytes, since)| {
             if let Some(at) = find(&d.bytes, bytes) {
-                d.bytes.drain(at..at + bytes.len());
+                // Copied out of the ring only when forged bytes are cut.
+                d.bytes.to_mut().drain(at..at + bytes.len());
                 cut += bytes.len();
                 return false;
             }

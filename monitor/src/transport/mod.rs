@@ -11,7 +11,8 @@ pub mod sse;
 pub mod stdio;
 pub mod tls;
 
-/// Bytes of a stream lost just before the bytes at hand.
+/// Where the bytes at hand sit in their stream: what was lost just before them (and
+/// how much of their transfer follows them).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Gap {
     pub bytes: u64,
@@ -19,6 +20,10 @@ pub struct Gap {
     /// message written whole by one call begins there, so a stream may resynchronise
     /// at once instead of dropping everything up to the next delimiter.
     pub ends_at_transfer: bool,
+    /// Bytes of the same transfer the kernel still sends after the bytes at hand: room
+    /// a buffer may take at once for a message that goes on. A hint (0: unknown); what
+    /// arrives is what counts.
+    pub transfer_rest: u64,
 }
 
 impl Gap {

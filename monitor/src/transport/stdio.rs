@@ -61,8 +61,9 @@ impl StdioTransport {
     }
 
     /// Feeds captured bytes of one direction; returns the messages they complete.
-    pub fn push(&mut self, dir: Direction, bytes: &[u8], ts_ns: u64) -> Vec<Framed> {
-        let lines = self.stream(dir).push(bytes, ts_ns);
+    /// `transfer_rest`: bytes of their transfer still to come (`Gap::transfer_rest`).
+    pub fn push(&mut self, dir: Direction, bytes: &[u8], ts_ns: u64, transfer_rest: u64) -> Vec<Framed> {
+        let lines = self.stream(dir).push_transfer(bytes, ts_ns, transfer_rest);
         lines
             .into_iter()
             .map(|line| Framed {
@@ -140,7 +141,14 @@ impl LineReassembler {
 
     /// Feeds the next chunk of the stream; returns the lines it completes.
     pub fn push(&mut self, bytes: &[u8], ts_ns: u64) -> Vec<Line> {
-        self.feed(bytes, ts_ns)
+        self.feed(bytes, ts_ns, 0)
+    }
+
+    /// [`Self::push`], for a chunk followed by `transfer_rest` more bytes of its
+    /// transfer: a line that goes on past the chunk gets room for them at once (within
+    /// `max_line`) instead of a buffer regrown, and copied, chunk after chunk.
+    pub fn push_transfer(&mut self, bytes: &[u8], ts_ns: u64, transfer_rest: u64) -> Vec<Line> {
+        self.feed(bytes, ts_ns, transfer_rest)
     }
 
     /// The kernel or userspace lost `n` bytes of this stream at the current position.
@@ -158,7 +166,7 @@ impl LineReassembler {
         self.resync = false;
     }
 
-    fn feed(&mut self, mut bytes: &[u8], ts_ns: u64) -> Vec<Line> {
+    fn feed(&mut self, mut bytes: &[u8], ts_ns: u64, transfer_rest: u64) -> Vec<Line> {
         if bytes.is_empty() {
             return Vec::new();
         }
@@ -214,6 +222,11 @@ impl LineReassembler {
                         if self.buf.is_empty() {
                             self.first_ts_ns = ts_ns;
                         }
+                        // Within the limit (checked above); the line then leaves by
+                        // `take`, in this same allocation.
+                        let room = self.max_line.saturating_sub(self.buf.len() + bytes.len());
+                        let rest = usize::try_from(transfer_rest).unwrap_or(usize::MAX).min(room);
+                        self.buf.reserve(bytes.len() + rest);
                         self.buf.extend_from_slice(bytes);
                     }
                     break;
@@ -304,16 +317,17 @@ mod tests {
         };
         let mut s = StdioTransport::new(1, stdio, 1 << 20);
         let dir = Direction::ServerToClient;
-        s.push(dir, b"{\"jsonrpc\":\"2.0\",\"id\":1,", 1);
+        s.push(dir, b"{\"jsonrpc\":\"2.0\",\"id\":1,", 1, 0);
         // The rest of that write was cut: the next write is a whole message.
         s.lost(
             dir,
             Gap {
                 bytes: 40,
                 ends_at_transfer: true,
+                ..Gap::none()
             },
         );
-        let out = s.push(dir, b"{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n", 2);
+        let out = s.push(dir, b"{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n", 2, 0);
         assert_eq!(out.len(), 1, "the next transfer's message is kept");
         assert_eq!(out[0].body, b"{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}");
         // Not at a transfer start, or not a `{` there: dropped up to the newline as before.
@@ -322,18 +336,20 @@ mod tests {
             Gap {
                 bytes: 5,
                 ends_at_transfer: false,
+                ..Gap::none()
             },
         );
-        assert!(s.push(dir, b"{\"id\":3}\n", 3).is_empty());
+        assert!(s.push(dir, b"{\"id\":3}\n", 3, 0).is_empty());
         s.lost(
             dir,
             Gap {
                 bytes: 5,
                 ends_at_transfer: true,
+                ..Gap::none()
             },
         );
-        assert!(s.push(dir, b"ult\":{}}\n", 4).is_empty());
-        assert_eq!(s.push(dir, b"{\"id\":5}\n", 5).len(), 1);
+        assert!(s.push(dir, b"ult\":{}}\n", 4, 0).is_empty());
+        assert_eq!(s.push(dir, b"{\"id\":5}\n", 5, 0).len(), 1);
     }
 
     #[test]
@@ -370,6 +386,34 @@ mod tests {
         r.push(&vec![b'x'; 2 << 20], 2);
         assert_eq!(r.stats.oversized_lines, 1);
         assert_eq!(r.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn a_line_longer_than_its_chunk_is_held_in_one_allocation() {
+        let mut r = LineReassembler::new(1 << 20);
+        let mut line = vec![b'x'; 40_000];
+        line.push(b'\n');
+        let mut rest = line.len();
+        let (mut out, mut caps) = (Vec::new(), Vec::new());
+        for c in line.chunks(16384) {
+            rest -= c.len();
+            out.extend(r.push_transfer(c, 1, rest as u64));
+            caps.push(r.buf.capacity());
+        }
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].bytes.len(), 40_000);
+        // Room for the whole line at its first chunk, never regrown; handed out as is.
+        assert!(caps[0] >= 40_000);
+        assert!(caps[..caps.len() - 1].iter().all(|&c| c == caps[0]));
+        assert_eq!(out[0].bytes.capacity(), caps[0]);
+        // The transfer's word is bounded by the longest line kept.
+        let mut r = LineReassembler::new(100);
+        assert!(r.push_transfer(b"{", 1, u64::MAX).is_empty());
+        assert!(r.buf.capacity() <= 100);
+        // Lines that end in the chunk reserve nothing for the rest.
+        let mut r = LineReassembler::new(1 << 20);
+        let out = r.push_transfer(b"{}\n", 1, 1 << 20);
+        assert!(out[0].bytes.capacity() < 1024);
     }
 
     #[test]

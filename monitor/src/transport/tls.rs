@@ -42,7 +42,10 @@ pub enum Socket {
     Clear,
     /// TLS ciphertext: dropped. `first`: the first record that showed it (the socket
     /// just became known as TLS). `released`: plaintext writes held for this socket.
-    Ciphertext { first: bool, released: Vec<(Data, i32)> },
+    Ciphertext {
+        first: bool,
+        released: Vec<(Data<'static>, i32)>,
+    },
 }
 
 #[derive(Default)]
@@ -54,7 +57,7 @@ pub struct TlsMap {
     /// Per thread: the socket whose ciphertext it read last.
     last_read: HashMap<u32, (u32, i32)>,
     /// Per thread: plaintext writes of `SSL*`s not mapped yet, oldest first.
-    held: HashMap<u32, VecDeque<Data>>,
+    held: HashMap<u32, VecDeque<Data<'static>>>,
     /// Per process: TLS sockets closed while no plaintext had come from it; `None` once
     /// some has.
     dark: HashMap<u32, Option<u32>>,
@@ -63,7 +66,7 @@ pub struct TlsMap {
 
 impl TlsMap {
     /// Bytes a watched process transferred on socket `fd` (a syscall's, not plaintext).
-    pub fn socket_bytes(&mut self, d: &Data) -> Socket {
+    pub fn socket_bytes(&mut self, d: &Data<'_>) -> Socket {
         let (pid, fd, tid) = (d.header.pid, d.fd, d.header.tid);
         if self.sockets.len() >= MAX_TRACKED {
             self.sockets.clear();
@@ -93,7 +96,7 @@ impl TlsMap {
                     && let Some(ssl) = held.front().and_then(|h| h.tls_conn)
                 {
                     self.conns.insert((pid, ssl), fd);
-                    let (mine, rest): (VecDeque<Data>, VecDeque<Data>) =
+                    let (mine, rest): (VecDeque<Data<'static>>, VecDeque<Data<'static>>) =
                         held.drain(..).partition(|h| h.tls_conn == Some(ssl));
                     *held = rest;
                     if held.is_empty() {
@@ -108,7 +111,7 @@ impl TlsMap {
 
     /// Plaintext from the OpenSSL probes: the socket it belongs to, now (`Some`), or
     /// later (held until its thread writes ciphertext), or never (counted as lost).
-    pub fn plaintext(&mut self, d: Data) -> Option<(Data, i32)> {
+    pub fn plaintext<'a>(&mut self, d: Data<'a>) -> Option<(Data<'a>, i32)> {
         let (pid, tid) = (d.header.pid, d.header.tid);
         let ssl = d.tls_conn?;
         if self.conns.len() >= MAX_TRACKED {
@@ -141,7 +144,7 @@ impl TlsMap {
         }
     }
 
-    fn hold(&mut self, d: Data) {
+    fn hold(&mut self, d: Data<'_>) {
         let tid = d.header.tid;
         if !self.held.contains_key(&tid) && self.held.len() >= MAX_HOLDING_THREADS {
             let evicted: Vec<u32> = self.held.keys().copied().collect();
@@ -158,10 +161,11 @@ impl TlsMap {
                 self.lost(&h);
             }
         }
-        self.held.entry(tid).or_default().push_back(d);
+        // Kept past the ring entry: its bytes are copied now.
+        self.held.entry(tid).or_default().push_back(d.into_owned());
     }
 
-    fn lost(&mut self, d: &Data) {
+    fn lost(&mut self, d: &Data<'_>) {
         self.stats.unmapped_records += 1;
         self.stats.unmapped_bytes += d.bytes.len() as u64;
     }
@@ -247,7 +251,7 @@ mod tests {
 
     const CLIENT_HELLO: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01];
 
-    fn rec(tid: u32, fd: i32, dir: Direction, tls_conn: Option<u64>, bytes: &[u8]) -> Data {
+    fn rec(tid: u32, fd: i32, dir: Direction, tls_conn: Option<u64>, bytes: &[u8]) -> Data<'static> {
         Data {
             header: Header {
                 pid: 7,
@@ -263,11 +267,11 @@ mod tests {
             stream_offset: 0,
             tls_conn,
             file: None,
-            bytes: bytes.to_vec(),
+            bytes: bytes.to_vec().into(),
         }
     }
 
-    fn fd_of(r: Option<(Data, i32)>) -> Option<i32> {
+    fn fd_of(r: Option<(Data<'_>, i32)>) -> Option<i32> {
         r.map(|(_, fd)| fd)
     }
 
@@ -357,7 +361,7 @@ mod tests {
         else {
             panic!("ciphertext");
         };
-        let bytes: Vec<&[u8]> = released.iter().map(|(d, _)| d.bytes.as_slice()).collect();
+        let bytes: Vec<&[u8]> = released.iter().map(|(d, _)| &d.bytes[..]).collect();
         assert_eq!(bytes, [b"GET".as_slice(), b" /"]);
         assert!(released.iter().all(|&(_, fd)| fd == 5));
         assert_eq!(
