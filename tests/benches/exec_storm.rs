@@ -11,9 +11,10 @@
 //! (c) the daemon's argv copy only (`execve_enter`, `execveat_enter`);
 //! (d) (c) and the lifecycle programs (exec, fork, exit records; the pending mark),
 //!     this bench's thread draining the ring as the daemon does (when woken, and every
-//!     5 ms) and doing nothing else with the records;
-//! (e) (d) and the daemon's `sys_exit`: the pending image's syscalls are captured
-//!     (opens, closes) until it exits, since nothing releases it;
+//!     5 ms) and releasing the exec'ed processes from pending after each drain, as the
+//!     daemon does for a glob that matches nothing, and nothing else;
+//! (e) (d) and the daemon's `sys_exit`: a pending image's syscalls are captured
+//!     (opens, closes) until it is released, /bin/true's for its whole life;
 //! (f) the daemon running with a `--watch` glob that matches nothing.
 //! (b) to (e) load the daemon's own eBPF object (`monitor::kernel::capture`).
 //! The CPU time of the spawns (parent and child, from getrusage) and of whoever drains
@@ -32,7 +33,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use aya::{
     Btf, Ebpf,
-    maps::RingBuf,
+    maps::{HashMap, RingBuf},
     programs::{BtfTracePoint, TracePoint},
 };
 use integration_tests::{
@@ -202,7 +203,10 @@ fn start(setup: Setup, btf: &Btf, nothing: &str, events: &std::path::Path) -> an
         capture::attach_btf_tracepoint(&mut ebpf, "sys_exit", "sys_exit", btf)?;
     }
     let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("no map `EVENTS`")?)?;
-    let reader = Some(Drain::start(ring));
+    // As the daemon does for a glob that matches nothing: every exec'ed process is
+    // released after the drain that brought its exec record.
+    let watched = HashMap::try_from(ebpf.take_map("WATCHED").context("no map `WATCHED`")?)?;
+    let reader = Some(Drain::start(ring, Some(watched)));
     Ok(Running::Programs { ebpf, reader })
 }
 

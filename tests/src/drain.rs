@@ -2,7 +2,10 @@
 //! but count them by kind: with the daemon's kernel programs loaded by a bench, what
 //! the kernel side of the daemon costs without its userspace. Drained as the daemon
 //! does: when the ring wakes the reader, and every `DRAIN_TICK` (lifecycle records
-//! wake nobody until 64 KiB pile up, see monitor-ebpf's emit.rs).
+//! wake nobody until 64 KiB pile up, see monitor-ebpf's emit.rs). Optionally it
+//! also releases every exec'ed process from the kernel's pending state after each
+//! drain, as the daemon does for processes no glob matches (else a long-lived program
+//! exec'ed meanwhile, a compiler, stays pending and every open of it is a record).
 use std::{
     collections::BTreeMap,
     sync::{
@@ -14,8 +17,8 @@ use std::{
 };
 
 use anyhow::bail;
-use aya::maps::{MapData, RingBuf};
-use monitor_common::Header;
+use aya::maps::{HashMap, MapData, RingBuf};
+use monitor_common::{Header, WatchState, kind};
 
 use crate::floor::Epoll;
 
@@ -47,11 +50,12 @@ pub struct Drain {
 }
 
 impl Drain {
-    pub fn start(ring: RingBuf<MapData>) -> Self {
+    /// `release`: the `WATCHED` map, to release exec'ed processes from.
+    pub fn start(ring: RingBuf<MapData>, release: Option<HashMap<MapData, u32, WatchState>>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = Arc::clone(&stop);
-            std::thread::spawn(move || read(ring, &stop))
+            std::thread::spawn(move || read(ring, release, &stop))
         };
         Self { stop, thread }
     }
@@ -66,7 +70,11 @@ impl Drain {
     }
 }
 
-fn read(mut ring: RingBuf<MapData>, stop: &AtomicBool) -> anyhow::Result<Counts> {
+fn read(
+    mut ring: RingBuf<MapData>,
+    mut release: Option<HashMap<MapData, u32, WatchState>>,
+    stop: &AtomicBool,
+) -> anyhow::Result<Counts> {
     use std::os::fd::AsRawFd as _;
     let mut got = Counts::default();
     let epoll = Epoll::new(ring.as_raw_fd())?;
@@ -77,15 +85,26 @@ fn read(mut ring: RingBuf<MapData>, stop: &AtomicBool) -> anyhow::Result<Counts>
             epoll.wait_ms(DRAIN_TICK_MS)?;
         }
         let before = got.records();
+        let mut execs = Vec::new();
         while let Some(record) = ring.next() {
-            let kind = if record.len() >= size_of::<Header>() {
+            let header = (record.len() >= size_of::<Header>())
                 // Safety: at least a header's bytes, read unaligned; integers only.
-                unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<Header>()) }.kind
-            } else {
-                0
-            };
-            *got.by_kind.entry(kind).or_default() += 1;
+                .then(|| unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<Header>()) });
+            let k = header.map_or(0, |h| h.kind);
+            match (k, header) {
+                (kind::EXEC, Some(h)) => execs.push(h.pid),
+                // Its exit dropped its entry.
+                (kind::EXIT, Some(h)) => execs.retain(|&p| p != h.pid),
+                _ => {}
+            }
+            *got.by_kind.entry(k).or_default() += 1;
             got.bytes += record.len() as u64;
+        }
+        if let Some(watched) = release.as_mut() {
+            for pid in execs {
+                // Gone already (a lost exit record): nothing to release.
+                let _ = watched.remove(&pid);
+            }
         }
         got.drains += u64::from(got.records() > before);
         if stopping {
