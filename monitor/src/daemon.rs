@@ -42,6 +42,7 @@ fn drain(rb: &mut RingBuf<MapData>, state: &mut Pipeline, facts: &Facts) -> usiz
         state.handle(&item);
         drained += 1;
     }
+    state.release_pending();
     drained
 }
 
@@ -239,6 +240,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             break;
         }
     }
+    state.release_pending();
     if cut_short {
         log::warn!(
             "stopping with records still queued: the kernel went on sending for {FINAL_DRAIN:?} after the signal"

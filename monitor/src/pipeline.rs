@@ -206,7 +206,16 @@ pub struct Pipeline {
     discovery: bool,
     /// Spans and metrics over OTLP (`--otlp-endpoint`).
     pub otlp: Option<crate::output::otlp::Otlp>,
+    /// Processes pending since their exec that are no server, released from the kernel
+    /// at the end of the batch (`release_pending`) rather than one syscall each at their
+    /// exec record: most exec'ed programs are short-lived and their exit record, in
+    /// the same batch, says the kernel dropped them already.
+    to_release: Vec<u32>,
 }
+
+/// `to_release` is flushed at this length even within a batch (a caller that never
+/// ends batches, such as a bench, keeps it bounded).
+const MAX_TO_RELEASE: usize = 256;
 
 /// The kernel's watched set is checked against userspace every this many ticks (1 s).
 const RECONCILE_EVERY: u64 = 5;
@@ -276,6 +285,7 @@ impl Pipeline {
             secret_inodes: SecretInodes::default(),
             discovery: settings.discovery,
             otlp: None,
+            to_release: Vec::new(),
         };
         p.watch_existing(settings.discovery);
         Ok(p)
@@ -719,6 +729,17 @@ impl Pipeline {
         self.events.flush();
     }
 
+    /// Releases the processes found no server since the last call (see `to_release`),
+    /// unless one became watched meanwhile. The daemon calls it after each drain of
+    /// the ring.
+    pub fn release_pending(&mut self) {
+        for pid in std::mem::take(&mut self.to_release) {
+            if !self.procs.get(pid).is_some_and(|p| p.watched) {
+                self.kernel.unwatch(pid);
+            }
+        }
+    }
+
     /// Decodes one kernel record and acts on it; a bad record is counted, never fatal.
     pub fn handle(&mut self, raw: &[u8]) {
         self.tls_outcomes();
@@ -777,9 +798,13 @@ impl Pipeline {
                 let was_server = self.servers.contains_key(&pid);
                 self.consider(pid, &cmdline);
                 // The kernel watches every new image until told otherwise (see
-                // `WatchState::pending`): release the ones that are not ours.
+                // `WatchState::pending`): release the ones that are not ours, once the
+                // batch is handled.
                 if !self.procs.get(pid).is_some_and(|p| p.watched) {
-                    self.kernel.unwatch(pid);
+                    self.to_release.push(pid);
+                    if self.to_release.len() >= MAX_TO_RELEASE {
+                        self.release_pending();
+                    }
                 } else if self.tls_eager(pid) {
                     // A new image in a server's tree (node under npx, a wrapper that
                     // execs its server): its own OpenSSL.
@@ -817,7 +842,11 @@ impl Pipeline {
                     }
                 }
             }
-            Record::Exit { header } => self.process_gone(header.pid, header.ts_ns),
+            Record::Exit { header } => {
+                // Its exit dropped its kernel entry (sched_process_exit): nothing to release.
+                self.to_release.retain(|&pid| pid != header.pid);
+                self.process_gone(header.pid, header.ts_ns);
+            }
             Record::Data(d) => self.data(d),
             Record::FdChange { header, fd, .. } => {
                 // What waited was written before the change.
@@ -1949,6 +1978,97 @@ mod tests {
         assert!(!text.contains("hunter2") && !text.contains("ghp_0123"), "{text}");
         assert_eq!(v["argv"][0], "curl");
         assert_eq!(v["argv_redacted"], 2, "{v:#}");
+    }
+
+    /// A kernel that only remembers which pids it was told to release.
+    struct Releases(std::rc::Rc<std::cell::RefCell<Vec<u32>>>);
+
+    impl crate::kernel::Kernel for Releases {
+        fn watch(&mut self, _pid: u32) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn unwatch(&mut self, pid: u32) {
+            self.0.borrow_mut().push(pid);
+        }
+        fn stop_probing(&mut self, _pid: u32) {}
+        fn probe(&mut self, _pid: u32, _fds: u64) {}
+        fn stats(&self) -> anyhow::Result<crate::kernel::KernelStats> {
+            Ok(crate::kernel::KernelStats::default())
+        }
+        fn attached(&self) -> &[(String, u32)] {
+            &[]
+        }
+        fn attach_tls(&mut self, _pid: u32, _path: &std::path::Path, _functions: &[(u64, u64)]) {}
+        fn detach_tls(&mut self, _pid: u32) {}
+        fn tls_attached(&mut self) -> Vec<crate::kernel::TlsAttached> {
+            Vec::new()
+        }
+        fn connector(&self, _local: std::net::SocketAddr) -> Option<u32> {
+            None
+        }
+        fn watched_set(&self) -> Vec<(u32, u32)> {
+            Vec::new()
+        }
+        fn stream_end(&self, _pid: u32, _fd: i32, _write: bool) -> Option<u64> {
+            None
+        }
+    }
+
+    #[test]
+    fn pending_execs_are_released_after_the_batch_unless_they_exited_or_are_servers() {
+        use crate::kernel::encode;
+        let released = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let settings = super::Settings {
+            watch: vec!["*the-server-marker*".into()],
+            discovery: false,
+            tls: false,
+            debug_captures: false,
+            max_message_bytes: 1 << 20,
+            max_field_bytes: 1024,
+            policy: crate::policy::Policy::builtin(),
+            policy_path: None,
+        };
+        let mut p = super::Pipeline::new(
+            settings,
+            Box::new(Releases(released.clone())),
+            crate::record::facts::Facts::live(),
+            crate::host::procs::ProcessTable::default(),
+            crate::output::events::EventWriter::from_writer(Box::new(std::io::sink())),
+            crate::output::metrics::Metrics::new(100).unwrap(),
+        )
+        .unwrap();
+        // The server must be running (a server found gone is released at once); the
+        // others are pids no process has (pid_max is at most 2^22).
+        let mut child = std::process::Command::new("sleep").arg("10").spawn().unwrap();
+        let server = child.id();
+        let started = crate::host::procs::read_start_ns(std::path::Path::new("/proc"), server).unwrap();
+        let (short, long) = (4_200_001, 4_200_002);
+        let exec = |pid: u32, argv: &[&str]| {
+            let meta = monitor_common::ExecMeta {
+                header: encode::header(pid, pid, started),
+                old_tid: pid,
+                ..Default::default()
+            };
+            encode::exec(meta, argv[0], argv)
+        };
+        p.handle(&exec(short, &["/bin/true"]));
+        p.handle(&exec(long, &["/bin/sleep", "10"]));
+        p.handle(&exec(server, &["/usr/bin/node", "the-server-marker.js"]));
+        p.handle(&encode::exit(monitor_common::ExitRecord {
+            header: encode::header(short, short, started + 1_000),
+        }));
+        assert!(
+            released.borrow().is_empty(),
+            "released before the batch ended: {:?}",
+            released.borrow()
+        );
+        p.release_pending();
+        // `short` exited (the kernel dropped it then) and `server` is watched.
+        assert_eq!(*released.borrow(), vec![long]);
+        p.release_pending();
+        assert_eq!(*released.borrow(), vec![long], "released twice");
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     #[test]

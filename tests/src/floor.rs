@@ -267,10 +267,10 @@ fn read(mut ring: RingBuf<MapData>, wake: Wake, stop: &AtomicBool) -> anyhow::Re
 
 /// An epoll instance on the ring's fd, edge-triggered as the daemon's event loop
 /// (tokio) registers it.
-struct Epoll(OwnedFd);
+pub(crate) struct Epoll(OwnedFd);
 
 impl Epoll {
-    fn new(ring: i32) -> anyhow::Result<Self> {
+    pub(crate) fn new(ring: i32) -> anyhow::Result<Self> {
         // Safety: no pointer arguments; the fd returned is checked, then owned.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if fd < 0 {
@@ -293,10 +293,15 @@ impl Epoll {
     }
 
     /// Waits until the ring has new records (or `STOP_CHECK_MS` passed).
-    fn wait(&self) -> anyhow::Result<()> {
+    pub(crate) fn wait(&self) -> anyhow::Result<()> {
+        self.wait_ms(STOP_CHECK_MS)
+    }
+
+    /// Waits until the ring has new records, or `ms` passed.
+    pub(crate) fn wait_ms(&self, ms: i32) -> anyhow::Result<()> {
         let mut event = libc::epoll_event { events: 0, u64: 0 };
         // Safety: room for one event.
-        if unsafe { libc::epoll_wait(self.0.as_raw_fd(), &mut event, 1, STOP_CHECK_MS) } < 0 {
+        if unsafe { libc::epoll_wait(self.0.as_raw_fd(), &mut event, 1, ms) } < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
                 bail!("epoll_wait on the floor's ring: {e}");

@@ -2,6 +2,7 @@
 //! its JSON events as they come (from its stdout, or from an event file), stop it with
 //! SIGTERM.
 pub mod bench;
+pub mod drain;
 pub mod floor;
 pub mod http;
 pub mod mcp;

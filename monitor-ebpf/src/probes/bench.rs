@@ -3,6 +3,7 @@
 //! the hook itself from the cost of the capture program's work for unwatched
 //! processes, and two other baselines. For the stdio benches (tests/benches):
 //! `sys_exit_floor`, the least a capture of one process's reads and writes does.
+//! For `exec_storm`: `tracepoint_empty`, for the exec path's hooks.
 use core::ffi::c_void;
 
 use aya_ebpf::{
@@ -140,4 +141,11 @@ fn floor_record<const N: usize>(fd: i32, dir: u8, addr: u64, left: u64, flags: u
     unsafe { core::ptr::addr_of_mut!((*rec).meta).write(meta) };
     entry.submit(flags);
     true
+}
+
+/// A tracepoint program that returns at once, for `tests/benches/exec_storm.rs`: attached
+/// to each of the exec path's tracepoints, what those hooks alone cost every exec.
+#[aya_ebpf::macros::tracepoint]
+pub fn tracepoint_empty(_ctx: aya_ebpf::programs::TracePointContext) -> u32 {
+    0
 }

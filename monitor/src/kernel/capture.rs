@@ -309,41 +309,65 @@ fn load_error(program: &str, err: ProgramError) -> anyhow::Error {
     }
 }
 
+/// The daemon's eBPF object loaded with this kernel's offsets, nothing attached yet:
+/// for `Capture::load`, and for the benches that attach some of its programs to time
+/// them piece by piece (the exec path).
+pub fn load_object(ring_buffer_bytes: u32, discovery: bool) -> anyhow::Result<Ebpf> {
+    let offsets = tracepoint_offsets()?;
+    let structs = struct_offsets();
+    let discovery = u32::from(discovery);
+    EbpfLoader::new()
+        .override_global("TP_OFFSETS", &offsets, true)
+        .override_global("KERNEL_OFFSETS", &structs, true)
+        .override_global("DISCOVERY", &discovery, true)
+        .map_max_entries("EVENTS", ring_buffer_bytes)
+        .load(EBPF_OBJECT)
+        .context("loading the eBPF object (maps and relocations)")
+}
+
+/// Loads program `prog` of `ebpf` and attaches it to tracepoint `category:name`;
+/// returns its kernel program id.
+pub fn attach_tracepoint(ebpf: &mut Ebpf, prog: &str, category: &str, name: &str) -> anyhow::Result<u32> {
+    let p: &mut TracePoint = program(ebpf, prog)?;
+    p.load().map_err(|e| load_error(prog, e))?;
+    p.attach(category, name)
+        .with_context(|| format!("attaching `{prog}` to tracepoint {category}:{name}"))?;
+    info!("attached {prog} to tracepoint {category}:{name}");
+    Ok(program_id(p.info()))
+}
+
+/// Loads tp_btf program `prog` of `ebpf` and attaches it to `name`; returns its id.
+pub fn attach_btf_tracepoint(ebpf: &mut Ebpf, prog: &str, name: &str, btf: &Btf) -> anyhow::Result<u32> {
+    let p: &mut BtfTracePoint = program(ebpf, prog)?;
+    p.load(name, btf).map_err(|e| load_error(prog, e))?;
+    p.attach()
+        .with_context(|| format!("attaching `{prog}` to tp_btf {name}"))?;
+    let verified = p.info().ok().and_then(|i| i.verified_instruction_count());
+    info!(
+        "attached {prog} to tp_btf {name} (syscall capture backend: tp_btf; {} instructions verified)",
+        verified.map_or("?".to_string(), |n| n.to_string())
+    );
+    Ok(program_id(p.info()))
+}
+
 impl Capture {
     /// Loads and attaches everything; the ring buffer is returned apart so the event
     /// loop can own it while `Capture` updates the watched set.
     pub fn load(ring_buffer_bytes: u32, discovery: bool) -> anyhow::Result<(Self, RingBuf<MapData>)> {
-        let offsets = tracepoint_offsets()?;
-        let structs = struct_offsets();
-        let discovery = u32::from(discovery);
-        let mut ebpf = EbpfLoader::new()
-            .override_global("TP_OFFSETS", &offsets, true)
-            .override_global("KERNEL_OFFSETS", &structs, true)
-            .override_global("DISCOVERY", &discovery, true)
-            .map_max_entries("EVENTS", ring_buffer_bytes)
-            .load(EBPF_OBJECT)
-            .context("loading the eBPF object (maps and relocations)")?;
+        let mut ebpf = load_object(ring_buffer_bytes, discovery)?;
         let mut attached = Vec::new();
         for &(prog, category, name) in TRACEPOINTS {
-            let p: &mut TracePoint = program(&mut ebpf, prog)?;
-            p.load().map_err(|e| load_error(prog, e))?;
-            p.attach(category, name)
-                .with_context(|| format!("attaching `{prog}` to tracepoint {category}:{name}"))?;
-            attached.push((prog.to_string(), program_id(p.info())));
-            info!("attached {prog} to tracepoint {category}:{name}");
+            attached.push((
+                prog.to_string(),
+                attach_tracepoint(&mut ebpf, prog, category, name)?,
+            ));
         }
         let btf = Btf::from_sys_fs().context("reading the kernel's BTF (/sys/kernel/btf/vmlinux)")?;
         for &(prog, name) in BTF_TRACEPOINTS {
-            let p: &mut BtfTracePoint = program(&mut ebpf, prog)?;
-            p.load(name, &btf).map_err(|e| load_error(prog, e))?;
-            p.attach()
-                .with_context(|| format!("attaching `{prog}` to tp_btf {name}"))?;
-            let verified = p.info().ok().and_then(|i| i.verified_instruction_count());
-            attached.push((prog.to_string(), program_id(p.info())));
-            info!(
-                "attached {prog} to tp_btf {name} (syscall capture backend: tp_btf; {} instructions verified)",
-                verified.map_or("?".to_string(), |n| n.to_string())
-            );
+            attached.push((
+                prog.to_string(),
+                attach_btf_tracepoint(&mut ebpf, prog, name, &btf)?,
+            ));
         }
         for prog in [TLS_ENTRY, TLS_RETURN] {
             let p: &mut UProbe = program(&mut ebpf, prog)?;
