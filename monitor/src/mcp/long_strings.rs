@@ -111,7 +111,7 @@ pub struct Cut {
 /// by a marker; `None` when there is none, or when the line holds U+F8FF itself, or
 /// when its strings do not end where a JSON string ends (left to serde_json to refuse).
 pub fn cut(line: &[u8], long: usize) -> Option<Cut> {
-    if line.len() <= long + 2 || contains_mark(line) {
+    if line.len() <= long.saturating_add(2) || contains_mark(line) {
         return None;
     }
     let mut out = Vec::new();
