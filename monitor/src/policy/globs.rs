@@ -90,6 +90,15 @@ struct Origin {
 /// cache is emptied past this rather than grown (recompiling is the cost).
 const MAX_COMPILED_HOMES: usize = 64;
 
+/// Keeps `set` under `key`, in a cache emptied when it holds `MAX_COMPILED_HOMES` sets.
+fn keep<K: Eq + std::hash::Hash>(cache: &RefCell<HashMap<K, CompiledGlobs>>, key: K, set: &CompiledGlobs) {
+    let mut cache = cache.borrow_mut();
+    if cache.len() >= MAX_COMPILED_HOMES {
+        cache.clear();
+    }
+    cache.insert(key, set.clone());
+}
+
 impl PathGlobs {
     pub(super) fn new(items: Vec<String>) -> Result<Self, globset::Error> {
         let me = Self {
@@ -111,11 +120,7 @@ impl PathGlobs {
         let mut origin = Vec::new();
         self.add_globs(&mut b, &mut origin, home, false)?;
         let set = Rc::new((b.build()?, origin));
-        let mut compiled = self.compiled.borrow_mut();
-        if compiled.len() >= MAX_COMPILED_HOMES {
-            compiled.clear();
-        }
-        compiled.insert(key.to_string(), set.clone());
+        keep(&self.compiled, key.to_string(), &set);
         Ok(set)
     }
 
@@ -132,11 +137,7 @@ impl PathGlobs {
         self.add_globs(&mut b, &mut origin, homes.owner.as_deref(), false)?;
         self.add_globs(&mut b, &mut origin, Some(second), true)?;
         let set = Rc::new((b.build()?, origin));
-        let mut detection = self.detection.borrow_mut();
-        if detection.len() >= MAX_COMPILED_HOMES {
-            detection.clear();
-        }
-        detection.insert(homes.clone(), set.clone());
+        keep(&self.detection, homes.clone(), &set);
         Ok(set)
     }
 
