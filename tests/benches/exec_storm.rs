@@ -38,6 +38,7 @@ use aya::{
 };
 use integration_tests::{
     Daemon,
+    bench::{main_as_root, median},
     drain::{Counts, Drain},
     unique_tag,
 };
@@ -325,10 +326,6 @@ fn kind_name(k: u32) -> String {
 }
 
 fn run() -> anyhow::Result<()> {
-    // Safety: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the daemon loads eBPF programs: run as root (`cargo xtask bench`)");
-    }
     capture::mount_tracefs()?;
     let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
     println!("exec_storm: what the daemon adds to spawn + exec + wait of /bin/true, piece by piece");
@@ -348,19 +345,15 @@ fn run() -> anyhow::Result<()> {
     let times = program_times(&btf, &nothing, &events)?;
     let _ = std::fs::remove_file(&events);
     let per_run = |d: Duration| d.as_secs_f64() / RUNS as f64 * 1e6;
-    let median_of = |v: &[Storm], f: fn(&Storm) -> Duration| {
-        let mut t: Vec<Duration> = v.iter().map(f).collect();
-        t.sort();
-        per_run(t[t.len() / 2])
-    };
-    let median = |v: &[Storm]| median_of(v, |s| s.elapsed);
+    let median_of =
+        |v: &[Storm], f: fn(&Storm) -> Duration| median(&v.iter().map(|s| per_run(f(s))).collect::<Vec<_>>());
+    let median_elapsed = |v: &[Storm]| median_of(v, |s| s.elapsed);
     let median_spawn_cpu = |v: &[Storm]| median_of(v, |s| s.cpu);
     let median_cpu = |v: &[Storm]| {
-        let mut t: Vec<Duration> = v.iter().filter_map(|s| s.drainer_cpu).collect();
-        t.sort();
-        t.get(t.len() / 2).map(|&d| per_run(d))
+        let t: Vec<f64> = v.iter().filter_map(|s| s.drainer_cpu.map(per_run)).collect();
+        (!t.is_empty()).then(|| median(&t))
     };
-    let bare = median(&results[&Setup::Bare]);
+    let bare = median_elapsed(&results[&Setup::Bare]);
     let bare_cpu = median_spawn_cpu(&results[&Setup::Bare]);
     println!(
         "{:<36} | {:>10} | {:>7} | {:>8} | {:>13} | {:>8} | {:>18}",
@@ -372,7 +365,7 @@ fn run() -> anyhow::Result<()> {
     );
     for setup in Setup::ALL {
         let v = &results[&setup];
-        let (t, c) = (median(v), median_spawn_cpu(v));
+        let (t, c) = (median_elapsed(v), median_spawn_cpu(v));
         let drainer = median_cpu(v).map_or("-".to_string(), |c| format!("{c:.1}"));
         println!(
             "{:<36} | {t:>10.1} | {:>7} | {:>+8.1} | {c:>13.1} | {:>+8.1} | {drainer:>18}",
@@ -410,7 +403,7 @@ fn run() -> anyhow::Result<()> {
     }
     // For `cargo xtask bench`'s summary table: the budget's row, then the pieces.
     for setup in Setup::ALL.into_iter().skip(1).rev() {
-        let t = median(&results[&setup]);
+        let t = median_elapsed(&results[&setup]);
         let budget = if setup == Setup::Daemon {
             ">= x0.95"
         } else {
@@ -439,11 +432,5 @@ fn run() -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("exec_storm: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    main_as_root("exec_storm", run)
 }

@@ -23,7 +23,7 @@ use super::jsonrpc::{Id, Message};
 
 /// What starts a marker. A private-use character: no peer has a reason to send it,
 /// and a line that does is not cut.
-const MARK: char = '\u{F8FF}';
+const MARK: &str = "\u{F8FF}";
 
 /// Strings that decode to more than this many bytes are cut out. Not less than the
 /// longest string the redaction walk takes for a path (`redact::looks_like_path`), so
@@ -111,7 +111,7 @@ pub struct Cut {
 /// by a marker; `None` when there is none, or when the line holds U+F8FF itself, or
 /// when its strings do not end where a JSON string ends (left to serde_json to refuse).
 pub fn cut(line: &[u8], long: usize) -> Option<Cut> {
-    if line.len() <= long.saturating_add(2) || contains_mark(line) {
+    if line.len() <= long.saturating_add(2) || memchr::memmem::find(line, MARK.as_bytes()).is_some() {
         return None;
     }
     let mut out = Vec::new();
@@ -244,14 +244,8 @@ fn marker_index(s: &str) -> Option<usize> {
 }
 
 fn push_marker(out: &mut Vec<u8>, i: usize) {
-    let mut buf = [0; 4];
-    out.extend_from_slice(MARK.encode_utf8(&mut buf).as_bytes());
+    out.extend_from_slice(MARK.as_bytes());
     out.extend_from_slice(i.to_string().as_bytes());
-}
-
-fn contains_mark(line: &[u8]) -> bool {
-    let mut buf = [0; 4];
-    memchr::memmem::find(line, MARK.encode_utf8(&mut buf).as_bytes()).is_some()
 }
 
 /// Whether what follows a string (after JSON whitespace) makes it an object's key.
@@ -264,32 +258,26 @@ fn is_key(rest: &[u8]) -> bool {
 /// The text of a cut string decoded (only the escapes `cut` keeps).
 pub fn decode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut parts = text.split('\\');
-    out.push_str(parts.next().unwrap_or(""));
-    let mut escaped_backslash = false;
-    for part in parts {
-        if escaped_backslash {
-            // The part after `\\`: the second backslash began this split.
-            escaped_backslash = false;
-            out.push_str(part);
-            continue;
-        }
-        let mut chars = part.chars();
-        match chars.next() {
-            None => {
-                out.push('\\');
-                escaped_backslash = true;
-                continue;
-            }
-            Some('b') => out.push('\u{8}'),
-            Some('f') => out.push('\u{c}'),
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('t') => out.push('\t'),
-            Some(c) => out.push(c),
-        }
-        out.push_str(chars.as_str());
+    let mut rest = text;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let mut escaped = rest[i + 1..].chars();
+        let Some(c) = escaped.next() else {
+            // A lone backslash at the end: not one `cut` keeps.
+            out.push('\\');
+            return out;
+        };
+        out.push(match c {
+            'b' => '\u{8}',
+            'f' => '\u{c}',
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            other => other,
+        });
+        rest = escaped.as_str();
     }
+    out.push_str(rest);
     out
 }
 
