@@ -1901,7 +1901,7 @@ fn count_call(
     for violation in &v.violations {
         m.violations.with_label_values(&[s, &agent, violation.kind]).inc();
     }
-    let secrets = v.effects["secrets"].as_array().map_or(0, Vec::len);
+    let secrets = v.effects.secrets.len();
     if secrets > 0 {
         m.secret_access
             .with_label_values(&[s, &agent])

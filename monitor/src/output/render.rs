@@ -14,7 +14,10 @@ use crate::{
         long_strings::LongStrings,
         session::{Completed, PeerInfo, Session},
     },
-    policy::{ArgumentsMode, Homes, Lifetime, Policy, lifetime, verdict::Verdict},
+    policy::{
+        ArgumentsMode, Homes, Lifetime, Policy, lifetime,
+        verdict::{Effects, Verdict},
+    },
     servers::{Server, ShownServer},
     transport::SessionKey,
 };
@@ -111,7 +114,7 @@ pub struct CallEvent<'a> {
     redacted: usize,
     error: Option<(String, usize)>,
     /// The verdict's effects, with credentials in started programs' argv redacted.
-    effects: Option<Cow<'a, Value>>,
+    effects: Option<Cow<'a, Effects>>,
     /// The lifetime of the caller's bearer JWT, at the call's time.
     token_lifetime: Option<Lifetime>,
 }
@@ -181,9 +184,9 @@ pub fn call_fields<'a>(
         (truncate_str(&text, max_field_bytes), n)
     });
     let effects = verdict.map(|v| {
-        if has_exec_argv(&v.effects) {
+        if has_exec_argv(&v.effects.exec) {
             let mut effects = v.effects.clone();
-            redact_exec_argv(&mut effects);
+            redact_exec_argv(&mut effects.exec);
             Cow::Owned(effects)
         } else {
             Cow::Borrowed(&v.effects)
@@ -361,19 +364,13 @@ fn secret_path(policy: &Policy, homes: &Homes, s: &str) -> bool {
 }
 
 /// Whether the effects list programs started with an argv (which may hold credentials).
-fn has_exec_argv(effects: &Value) -> bool {
-    effects
-        .get("exec")
-        .and_then(Value::as_array)
-        .is_some_and(|exec| exec.iter().any(|e| e.get("argv").is_some()))
+fn has_exec_argv(exec: &[Value]) -> bool {
+    exec.iter().any(|e| e.get("argv").is_some())
 }
 
 /// Credentials in the argv of the programs a call started: each `exec` effect whose
 /// argv had some gets `argv_redacted`.
-fn redact_exec_argv(effects: &mut Value) {
-    let Some(exec) = effects.get_mut("exec").and_then(Value::as_array_mut) else {
-        return;
-    };
+fn redact_exec_argv(exec: &mut [Value]) {
     for e in exec {
         let n = e
             .get_mut("argv")
@@ -594,13 +591,13 @@ mod tests {
 
     #[test]
     fn programs_started_show_their_argv_redacted_and_say_so() {
-        let mut effects = json!({"files": [], "exec": [
-            {"path": "/usr/bin/curl", "argv": ["curl", "-H", "Authorization: Bearer abcdefgh12345678ijkl", "https://x"]},
-            {"path": "/bin/true", "argv": ["true"]},
-        ]});
-        redact_exec_argv(&mut effects);
+        let mut exec = vec![
+            json!({"path": "/usr/bin/curl", "argv": ["curl", "-H", "Authorization: Bearer abcdefgh12345678ijkl", "https://x"]}),
+            json!({"path": "/bin/true", "argv": ["true"]}),
+        ];
+        redact_exec_argv(&mut exec);
         assert_eq!(
-            effects["exec"],
+            Value::Array(exec),
             json!([
                 {"path": "/usr/bin/curl", "argv": ["curl", "-H", "Authorization: Bearer [redacted:bearer]", "https://x"], "argv_redacted": 1},
                 {"path": "/bin/true", "argv": ["true"]},

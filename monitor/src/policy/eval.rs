@@ -125,14 +125,14 @@ impl Policy {
         };
         let s = &self.servers[si];
         let mut out = Vec::new();
-        let base = format!("servers.{}", s.name);
+        let base = &s.name;
         if let Some(tools) = &s.tools
             && tools.matching(call.tool).is_none()
         {
             out.push(Violation {
                 kind: "tool_out_of_scope",
                 detail: format!("tool {:?} is not in the server's tools", call.tool),
-                rule: format!("{base}.tools"),
+                rule: format!("servers.{base}.tools"),
             });
         }
         let agent = s.agents.iter().find(|a| {
@@ -157,7 +157,7 @@ impl Policy {
                     container_detail(call.client_workload),
                     token_detail(call.token)
                 ),
-                rule: format!("{base}.agents"),
+                rule: format!("servers.{base}.agents"),
             });
         }
         if let Some(a) = agent
@@ -167,7 +167,7 @@ impl Policy {
             out.push(Violation {
                 kind: "tool_out_of_scope",
                 detail: format!("tool {:?} is not in agent {:?}'s tools", call.tool, a.name),
-                rule: format!("{base}.agents.{}.tools", a.name),
+                rule: format!("servers.{base}.agents.{}.tools", a.name),
             });
         }
         if let Some(files) = &s.files {
@@ -176,7 +176,7 @@ impl Policy {
                     out.push(Violation {
                         kind: "file_out_of_scope",
                         detail: format!("opened {f}"),
-                        rule: format!("{base}.files"),
+                        rule: format!("servers.{base}.files"),
                     });
                 }
             }
@@ -187,7 +187,7 @@ impl Policy {
                     out.push(Violation {
                         kind: "exec_out_of_scope",
                         detail: format!("executed {e}"),
-                        rule: format!("{base}.exec"),
+                        rule: format!("servers.{base}.exec"),
                     });
                 }
             }
@@ -198,7 +198,7 @@ impl Policy {
                     out.push(Violation {
                         kind: "connect_out_of_scope",
                         detail: format!("connected to {c}"),
-                        rule: format!("{base}.connect"),
+                        rule: format!("servers.{base}.connect"),
                     });
                 }
             }
@@ -215,7 +215,7 @@ impl Policy {
         homes: &Homes,
     ) -> Option<Violation> {
         let s = &self.servers[server?];
-        let base = format!("servers.{}", s.name);
+        let base = &s.name;
         match kind {
             EffectKind::File => {
                 let files = s.files.as_ref()?;
@@ -223,7 +223,7 @@ impl Policy {
                     || Violation {
                         kind: "file_out_of_scope",
                         detail: format!("opened {what} outside any tool call"),
-                        rule: format!("{base}.files"),
+                        rule: format!("servers.{base}.files"),
                     },
                 )
             }
@@ -232,7 +232,7 @@ impl Policy {
                 exec.allowing(what, homes).is_none().then(|| Violation {
                     kind: "exec_out_of_scope",
                     detail: format!("executed {what} outside any tool call"),
-                    rule: format!("{base}.exec"),
+                    rule: format!("servers.{base}.exec"),
                 })
             }
             EffectKind::Connect => {
@@ -240,7 +240,7 @@ impl Policy {
                 connect.matching(what).is_none().then(|| Violation {
                     kind: "connect_out_of_scope",
                     detail: format!("connected to {what} outside any tool call"),
-                    rule: format!("{base}.connect"),
+                    rule: format!("servers.{base}.connect"),
                 })
             }
         }

@@ -1,5 +1,6 @@
 //! The policy decision for a completed tool call: which agent entry it ran under, what
 //! it touched (grouped as the event shows it), and every violation with its rule.
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::{
@@ -18,8 +19,27 @@ pub struct Caller<'a> {
 pub struct Verdict {
     pub agent: Option<String>,
     pub violations: Vec<Violation>,
-    /// `{"files": [...], "secrets": [...], "exec": [...], "connect": [...], "noise": N}`
-    pub effects: Value,
+    pub effects: Effects,
+}
+
+/// What a call touched, grouped as the event shows it: `{"files": [...], "secrets":
+/// [...], "exec": [...], "connect": [...], "noise": N}`, and `"dropped": N` when some
+/// were not kept. A struct, not a `Value`: most calls touch nothing, and building the
+/// object was most of a verdict's time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Effects {
+    pub files: Vec<Value>,
+    pub secrets: Vec<Value>,
+    pub exec: Vec<Value>,
+    pub connect: Vec<Value>,
+    /// Runtime-noise opens (counted, not listed).
+    pub noise: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Verdict {
@@ -100,15 +120,17 @@ pub fn judge(policy: &Policy, index: Option<usize>, homes: &Homes, caller: Calle
     // Scope violations first, in the order the policy checks them; secrets after.
     let mut all = scope;
     all.append(&mut violations);
-    let mut effects =
-        json!({"files": files, "secrets": secrets, "exec": exec, "connect": connect, "noise": c.noise});
-    if c.effects_dropped > 0 {
-        effects["dropped"] = json!(c.effects_dropped);
-    }
     Verdict {
         agent,
         violations: all,
-        effects,
+        effects: Effects {
+            files,
+            secrets,
+            exec,
+            connect,
+            noise: c.noise,
+            dropped: c.effects_dropped,
+        },
     }
 }
 
@@ -118,5 +140,30 @@ pub fn annotate_secret(v: &mut Value, hit: &SecretHit) {
     v["rule"] = json!(hit.rule);
     if let Some(a) = &hit.allowed_by {
         v["allowed_by"] = json!(a);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effects_are_written_as_the_event_shows_them() {
+        let none = Effects::default();
+        assert_eq!(
+            serde_json::to_string(&none).unwrap(),
+            r#"{"files":[],"secrets":[],"exec":[],"connect":[],"noise":0}"#
+        );
+        let some = Effects {
+            files: vec![json!({"path": "/srv/a"})],
+            exec: vec![json!({"path": "/bin/true"})],
+            noise: 3,
+            dropped: 2,
+            ..Effects::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&some).unwrap(),
+            r#"{"files":[{"path":"/srv/a"}],"secrets":[],"exec":[{"path":"/bin/true"}],"connect":[],"noise":3,"dropped":2}"#
+        );
     }
 }

@@ -256,10 +256,10 @@ fn span_events(verdict: Option<&Verdict>, at: SystemTime) -> SpanEvents {
             0,
         ));
     }
-    let secrets = v.effects.get("secrets").and_then(serde_json::Value::as_array);
-    for (i, s) in secrets.into_iter().flatten().enumerate() {
+    let secrets = &v.effects.secrets;
+    for (i, s) in secrets.iter().enumerate() {
         if i == MAX_SECRET_EVENTS {
-            events.dropped_count = (secrets.map_or(0, Vec::len) - i) as u32;
+            events.dropped_count = (secrets.len() - i) as u32;
             break;
         }
         let field = |k: &str| s.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
@@ -295,7 +295,7 @@ mod tests {
     use super::*;
     use crate::{
         mcp::{jsonrpc::Id, session::PeerInfo, trace_context::TraceParent},
-        policy::Violation,
+        policy::{Violation, verdict::Effects},
     };
 
     fn call(method: &str, outcome: Outcome, code: Option<i64>) -> Completed {
@@ -358,7 +358,12 @@ mod tests {
                 detail: "/root/.ssh/id_rsa".into(),
                 rule: "secrets[0] ~/.ssh/**".into(),
             }],
-            effects: json!({"secrets": [{"path": "/root/.ssh/id_rsa", "class": "ssh_key", "rule": "secrets[0] ~/.ssh/**"}]}),
+            effects: Effects {
+                secrets: vec![
+                    json!({"path": "/root/.ssh/id_rsa", "class": "ssh_key", "rule": "secrets[0] ~/.ssh/**"}),
+                ],
+                ..Effects::default()
+            },
         };
         let mut o = op(&c, &key, &session);
         o.verdict = Some(&verdict);
