@@ -1336,14 +1336,15 @@ impl Pipeline {
         let peer_of = |inode| tcp_client(kernel, facts, procs, inode, &[root, self_pid], None);
         let received = server.receive(stream, read, &d.bytes, d.header.ts_ns, gap, tls, peer_of);
         self.loss.requests_evicted += server.requests_evicted - evicted_before;
-        let label = server.label().to_string();
         for (i, direction) in metrics::MESSAGE_DIRECTIONS.iter().enumerate() {
             let n = server.messages[i] - before[i];
             if n > 0 {
                 self.metrics.messages.with_label_values(&[direction]).inc_by(n);
             }
         }
-        for (from, method) in server.take_requests() {
+        let requests = server.take_requests();
+        let label = server.label();
+        for (from, method) in requests {
             let from = if from == crate::mcp::session::Direction::ClientToServer {
                 "client"
             } else {
@@ -1351,7 +1352,7 @@ impl Pipeline {
             };
             self.metrics
                 .requests
-                .with_label_values(&[&label, metrics::method_label(&method), from])
+                .with_label_values(&[label, method, from])
                 .inc();
         }
         for e in &received.errors {
@@ -1547,7 +1548,7 @@ impl Pipeline {
             }
             agent
         });
-        let starter_client = starter.and_then(|s| s.client.as_ref());
+        let starter_client = starter.and_then(|s| s.client.as_deref());
         let (kind, what) = match (&effect, secret) {
             (
                 Effect::File {
@@ -1617,13 +1618,13 @@ impl Pipeline {
             let (policy, index) = self.call_policy(server, c.epoch);
             let entry = index.map_or(UNREGISTERED, |i| policy.servers[i].name.as_str());
             let caller = verdict::Caller {
-                client: session.client.as_ref(),
+                client: session.client.as_deref(),
                 process: session.peer.as_ref(),
             };
             let verdict =
                 (c.method == "tools/call").then(|| verdict::judge(&policy, index, &server.homes, caller, &c));
             if let Some(v) = &verdict {
-                let client = c.client.as_ref().or(session.client.as_ref());
+                let client = c.client.as_deref().or(session.client.as_deref());
                 count_call(&self.metrics, entry, client, &c, v);
             }
             let arguments = std::mem::take(&mut c.arguments);

@@ -12,6 +12,7 @@ use crate::{
     kernel::id_map::IdMap,
     mcp::{
         jsonrpc::{self, ParseError},
+        methods,
         session::{Direction, Output, PeerInfo, Session, SessionStats},
     },
     policy::{Homes, UNREGISTERED},
@@ -21,6 +22,28 @@ use crate::{
         stdio::StdioTransport,
     },
 };
+
+/// `sessions`' session `key` (see `Server::session`); `stdio` is the server's stdio
+/// session, never forgotten.
+fn open_session<'s>(
+    sessions: &'s mut HashMap<SessionKey, Session>,
+    stdio: &SessionKey,
+    epoch: u64,
+    full: &mut u64,
+    key: &SessionKey,
+) -> Option<&'s mut Session> {
+    if !sessions.contains_key(key) {
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.retain(|k, s| k == stdio || s.in_flight() > 0);
+            if sessions.len() >= MAX_SESSIONS {
+                *full += 1;
+                return None;
+            }
+        }
+        sessions.insert(key.clone(), Session::new(None, epoch));
+    }
+    sessions.get_mut(key)
+}
 
 /// HTTP connections tracked per server; past this, new ones are counted, not read.
 const MAX_CONNECTIONS: usize = 1024;
@@ -112,7 +135,7 @@ pub struct Server {
     /// Messages by direction (client to server, server to client), for metrics.
     pub messages: [u64; 2],
     /// Requests seen since the last `take_requests`: (who sent it, method).
-    seen: Vec<(Direction, String)>,
+    seen: Vec<(Direction, &'static str)>,
     /// What it added to `mcp_server_static_secrets`: (server label, class, count),
     /// taken back when it exits (under the labels it was added with).
     pub static_secret_gauges: Vec<(String, String, i64)>,
@@ -452,57 +475,54 @@ impl Server {
         let mut errors = Vec::new();
         for f in framed {
             let dir = f.direction;
-            let Some(session) = self.session(&f.session) else {
+            let Some(session) = open_session(
+                &mut self.sessions,
+                self.stdio.key(),
+                self.epoch,
+                &mut self.sessions_full,
+                &f.session,
+            ) else {
                 continue;
             };
             // A call's credential is its own request's, never an earlier one's.
             if dir == Direction::ClientToServer {
                 session.bearer = f.bearer;
             }
+            let evicted = session.stats.evicted;
             for msg in jsonrpc::parse_line(&f.body) {
                 match msg {
                     Ok(m) => {
                         if let jsonrpc::Message::Request { method, .. } = &m {
-                            self.seen.push((dir, method.clone()));
+                            self.seen.push((dir, methods::label(method)));
                         }
                         self.messages[dir as usize] += 1;
-                        let Some(session) = self.sessions.get_mut(&f.session) else {
-                            continue;
-                        };
-                        let evicted = session.stats.evicted;
                         let done = session.on_message(dir, m, f.ts_ns, f.body.len());
-                        self.requests_evicted += session.stats.evicted - evicted;
                         out.extend(done.into_iter().map(|o| (f.session.clone(), o)));
                     }
                     Err(e) => errors.push(e),
                 }
             }
+            self.requests_evicted += session.stats.evicted - evicted;
         }
         self.parse_errors += errors.len() as u64;
         (out, errors)
     }
 
     /// The session `key`, opened if new: when the server has `MAX_SESSIONS`, idle ones
-    /// are forgotten first; None (counted) when all are busy.
-    fn session(&mut self, key: &SessionKey) -> Option<&mut Session> {
-        if !self.sessions.contains_key(key) && self.sessions.len() >= MAX_SESSIONS {
-            let stdio = self.stdio.key().clone();
-            self.sessions.retain(|k, s| *k == stdio || s.in_flight() > 0);
-            if self.sessions.len() >= MAX_SESSIONS {
-                self.sessions_full += 1;
-                return None;
-            }
-        }
-        let epoch = self.epoch;
-        Some(
-            self.sessions
-                .entry(key.clone())
-                .or_insert_with(|| Session::new(None, epoch)),
+    /// are forgotten first; None (counted) when all are busy. Borrows only the
+    /// sessions (and their counter), so the caller keeps using its other fields.
+    fn session<'s>(&'s mut self, key: &SessionKey) -> Option<&'s mut Session> {
+        open_session(
+            &mut self.sessions,
+            self.stdio.key(),
+            self.epoch,
+            &mut self.sessions_full,
+            key,
         )
     }
 
     /// Requests fed since the last call: who sent them and their method.
-    pub fn take_requests(&mut self) -> Vec<(Direction, String)> {
+    pub fn take_requests(&mut self) -> Vec<(Direction, &'static str)> {
         std::mem::take(&mut self.seen)
     }
 

@@ -3,5 +3,6 @@
 pub mod detect;
 pub mod jsonrpc;
 pub mod long_strings;
+pub mod methods;
 pub mod session;
 pub mod trace_context;

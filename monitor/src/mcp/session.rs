@@ -3,8 +3,9 @@
 //! tool calls (and resource reads, prompt gets) that completed. Pure state: the caller
 //! feeds messages with kernel timestamps and turns the outputs into events.
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, hash_map::Entry},
     hash::BuildHasher as _,
+    sync::Arc,
 };
 
 use serde_json::Value;
@@ -111,8 +112,9 @@ pub struct Completed {
     pub start_ts_ns: u64,
     /// When the server had written the whole response (or the session ended).
     pub end_ts_ns: u64,
-    /// The client's identity for this request: its `_meta` or the session's.
-    pub client: Option<PeerInfo>,
+    /// The client's identity for this request: its `_meta` or the session's (shared:
+    /// every call of a session names the same one).
+    pub client: Option<Arc<PeerInfo>>,
     /// The bearer credential its request carried.
     pub bearer: Option<Bearer>,
     /// Side effects while it ran, each once; `true` when other calls were in flight too.
@@ -152,7 +154,7 @@ struct Pending {
     /// Size of the message it came in (a batch's whole line), for the byte bound.
     bytes: usize,
     ts_ns: u64,
-    client: Option<PeerInfo>,
+    client: Option<Arc<PeerInfo>>,
     bearer: Option<Bearer>,
     effects: Vec<(Effect, bool)>,
     /// Hashes of `effects`, so that a repeated one is kept once.
@@ -190,7 +192,7 @@ pub struct Session {
     pub peer_addr: Option<String>,
     /// Its last message came over TLS (read as plaintext from OpenSSL).
     pub tls: bool,
-    pub client: Option<PeerInfo>,
+    pub client: Option<Arc<PeerInfo>>,
     /// The bearer credential of the request being read (HTTP), given to its call.
     pub bearer: Option<Bearer>,
     pub server: Option<PeerInfo>,
@@ -315,7 +317,7 @@ impl Session {
             .and_then(|m| m.get(META_CLIENT_INFO))
             .and_then(PeerInfo::from_value)
         {
-            self.client = Some(info);
+            self.client = Some(Arc::new(info));
             if self.era.is_none() {
                 self.era = Some(Era::Stateless);
             }
@@ -329,7 +331,7 @@ impl Session {
         if method == "initialize" {
             self.era = Some(Era::Initialize);
             if let Some(info) = params.get("clientInfo").and_then(PeerInfo::from_value) {
-                self.client = Some(info);
+                self.client = Some(Arc::new(info));
             }
             if let Some(v) = params.get("protocolVersion").and_then(Value::as_str) {
                 self.protocol_version = Some(v.to_string());
@@ -356,7 +358,15 @@ impl Session {
             trace,
         };
         self.pending_bytes += bytes;
-        if let Some(old) = self.pending.insert(id.clone(), pending) {
+        // The id is cloned only when reused (rare), not for every call.
+        let reused = match self.pending.entry(id) {
+            Entry::Occupied(mut e) => Some((e.key().clone(), e.insert(pending))),
+            Entry::Vacant(e) => {
+                e.insert(pending);
+                None
+            }
+        };
+        if let Some((id, old)) = reused {
             self.pending_bytes -= old.bytes;
             self.stats.reused_ids += 1;
             out.push(self.complete(
@@ -389,7 +399,7 @@ impl Session {
     }
 
     fn server_answer(&mut self, id: &Id, answer: Result<Value, (i64, String)>, ts_ns: u64) -> Vec<Output> {
-        let Some(req) = self.pending.remove(id) else {
+        let Some((id, req)) = self.pending.remove_entry(id) else {
             self.stats.unmatched_responses += 1;
             return Vec::new();
         };
@@ -415,7 +425,7 @@ impl Session {
             }
             Ok(_) => (Outcome::Ok, None, None),
         };
-        let mut out = self.complete(id.clone(), req, outcome, error, ts_ns);
+        let mut out = self.complete(id, req, outcome, error, ts_ns);
         if let Output::Completed(c) | Output::Operation(c) = &mut out {
             c.error_code = code;
         }
@@ -646,8 +656,8 @@ mod tests {
         assert_eq!(c.outcome, Outcome::Ok);
         assert_eq!(c.end_ts_ns - c.start_ts_ns, 3_000_000);
         assert_eq!(
-            c.client,
-            Some(PeerInfo {
+            c.client.as_deref(),
+            Some(&PeerInfo {
                 name: "claude-code".into(),
                 version: "2.1".into()
             })

@@ -197,7 +197,7 @@ pub fn call_fields<'a>(
         key,
         session,
         c,
-        client: c.client.as_ref().or(session.client.as_ref()),
+        client: c.client.as_deref().or(session.client.as_deref()),
         verdict,
         target_key,
         target,

@@ -172,7 +172,7 @@ impl Pipeline {
         forged.events += 1;
         let report = forged.events <= MAX_FORGED_EVENTS;
         let starter = server.stdio_session();
-        let client = starter.and_then(|s| s.client.as_ref());
+        let client = starter.and_then(|s| s.client.as_deref());
         let agent = agent_label(&self.metrics, server.label(), None, client);
         self.metrics
             .violations

@@ -5,7 +5,6 @@ use super::Pipeline;
 use crate::{
     mcp::session::{Completed, Session},
     output::{
-        metrics,
         otlp::{
             Otlp,
             meters::OperationAttributes,
@@ -97,7 +96,7 @@ impl Pipeline {
         let target = op.target.map(|t| self.metrics.bounded(entry, "tool", t));
         let error_type = span::error_type(c);
         let attributes = OperationAttributes {
-            method: metrics::method_label(&c.method),
+            method: crate::mcp::methods::label(&c.method),
             tool: target.as_deref().filter(|_| c.method == "tools/call"),
             prompt: target.as_deref().filter(|_| c.method == "prompts/get"),
             transport: span::network_transport(op.key),

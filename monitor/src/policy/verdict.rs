@@ -103,7 +103,7 @@ pub fn judge(policy: &Policy, index: Option<usize>, homes: &Homes, caller: Calle
             }
         }
     }
-    let client = c.client.as_ref().or(caller.client);
+    let client = c.client.as_deref().or(caller.client);
     let facts = CallFacts {
         tool: c.target.as_deref().unwrap_or(""),
         client_name: client.map(|i| i.name.as_str()),

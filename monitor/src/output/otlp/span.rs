@@ -197,7 +197,7 @@ fn monitor_attributes(op: &Operation, a: &mut Vec<KeyValue>) {
     }
     a.push(kv("mcp_monitor.transport", op.key.transport()));
     a.push(kv("mcp_monitor.tls", op.session.tls));
-    if let Some(client) = op.c.client.as_ref().or(op.session.client.as_ref()) {
+    if let Some(client) = op.c.client.as_deref().or(op.session.client.as_deref()) {
         a.push(kv("mcp_monitor.client.name", bounded(&client.name)));
         a.push(kv("mcp_monitor.client.version", bounded(&client.version)));
     }
@@ -309,10 +309,10 @@ mod tests {
             error: None,
             start_ts_ns: 1_000_000_000,
             end_ts_ns: 1_250_000_000,
-            client: Some(PeerInfo {
+            client: Some(std::sync::Arc::new(PeerInfo {
                 name: "claude-code".into(),
                 version: "2.1".into(),
-            }),
+            })),
             bearer: None,
             effects: Vec::new(),
             effects_dropped: 0,
