@@ -37,6 +37,9 @@ use monitor::{
 };
 use monitor_common::{DataMeta, ExecMeta, Header, MAX_CHUNK, direction};
 
+// The daemon's own allocator (monitor::allocator), so the figures are its.
+monitor::daemon_allocator!();
+
 const ROUNDS: usize = 5;
 /// The daemon's defaults (`--max-message-mb 64`, `--max-field-bytes 4096`).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;

@@ -6,6 +6,7 @@
 //! `record` writes what the kernel delivered and the host facts looked up, which
 //! `replay` runs through the same pipeline.
 //! A library so benches and tools share it.
+pub mod allocator;
 pub mod daemon;
 pub mod host;
 pub mod kernel;

@@ -5,6 +5,9 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use monitor::{daemon, pipeline, policy::Policy, replay};
 
+// mimalloc, tuned for a small resident set (monitor::allocator).
+monitor::daemon_allocator!();
+
 #[derive(Parser)]
 #[command(
     name = "mcp-monitor",

@@ -109,7 +109,7 @@ pub struct Metrics {
     max_label_values: usize,
     /// Distinct values seen per server and label name (looked up by `&str`: no key is
     /// built per call).
-    seen: Mutex<Small<String, Small<&'static str, HashSet<String, foldhash::fast::RandomState>>>>,
+    seen: Mutex<Small<String, Small<&'static str, Values>>>,
 }
 
 /// The maps behind `bounded`, looked up twice or more per call: keyed by policy entry
@@ -118,6 +118,7 @@ pub struct Metrics {
 /// so a fast hash with a per-map random seed (foldhash) serves where std's SipHash was
 /// a fifth of this function's time.
 type Small<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Values = HashSet<String, foldhash::fast::RandomState>;
 
 impl Metrics {
     pub fn new(max_label_values: usize) -> anyhow::Result<Self> {
