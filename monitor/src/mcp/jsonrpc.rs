@@ -10,21 +10,51 @@ use serde_json::{Value, value::RawValue};
 
 use super::long_strings::{self, LongStrings};
 
-/// A request id, kept as its JSON text so `1` and `"1"` stay distinct.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Id(pub String);
+/// A request id, kept as its JSON text so `1` and `"1"` stay distinct (and written
+/// into events as it is, without a copy or a check).
+#[derive(Debug, Clone)]
+pub struct Id(Box<RawValue>);
 
 impl Id {
     fn from_value(v: &Value) -> Option<Self> {
         match v {
-            Value::Number(_) | Value::String(_) => Some(Self(v.to_string())),
+            Value::Number(_) | Value::String(_) => serde_json::value::to_raw_value(v).ok().map(Self),
             _ => None,
         }
     }
 
+    /// An id from its JSON text (None when not JSON).
+    pub fn from_json(text: &str) -> Option<Self> {
+        RawValue::from_string(text.to_string()).ok().map(Self)
+    }
+
+    /// Its JSON text.
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Its JSON text, to be written as it is.
+    pub fn raw(&self) -> &RawValue {
+        &self.0
+    }
+
     /// The id as JSON (number or string) for events.
     pub fn to_value(&self) -> Value {
-        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+        serde_json::from_str(self.text()).unwrap_or(Value::Null)
+    }
+}
+
+impl PartialEq for Id {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+    }
+}
+
+impl Eq for Id {}
+
+impl std::hash::Hash for Id {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.text().hash(h);
     }
 }
 
@@ -521,7 +551,7 @@ mod tests {
         assert_eq!(
             one(ok).unwrap(),
             Message::Response {
-                id: Id("1".into()),
+                id: Id::from_json("1").unwrap(),
                 result: serde_json::json!({"_meta":UNREADABLE,"isError":false})
             }
         );
@@ -546,7 +576,7 @@ mod tests {
         assert_eq!(
             r,
             Message::Request {
-                id: Id("1".into()),
+                id: Id::from_json("1").unwrap(),
                 method: "tools/call".into(),
                 params: serde_json::json!({"name":"x"}),
                 long: LongStrings::default(),
@@ -560,13 +590,13 @@ mod tests {
         assert_eq!(
             ok,
             Message::Response {
-                id: Id("\"a\"".into()),
+                id: Id::from_json("\"a\"").unwrap(),
                 result: serde_json::json!({})
             }
         );
         let err =
             one(r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"Method not found"}}"#).unwrap();
-        assert!(matches!(err, Message::Error { id: Some(Id(ref i)), code: -32601, .. } if i == "7"));
+        assert!(matches!(err, Message::Error { id: Some(ref i), code: -32601, .. } if i.text() == "7"));
     }
 
     #[test]
@@ -574,8 +604,8 @@ mod tests {
         let a = one(r#"{"jsonrpc":"2.0","id":1,"result":null}"#).unwrap();
         let b = one(r#"{"jsonrpc":"2.0","id":"1","result":null}"#).unwrap();
         assert_ne!(a, b);
-        assert_eq!(Id("\"1\"".into()).to_value(), serde_json::json!("1"));
-        assert_eq!(Id("1".into()).to_value(), serde_json::json!(1));
+        assert_eq!(Id::from_json("\"1\"").unwrap().to_value(), serde_json::json!("1"));
+        assert_eq!(Id::from_json("1").unwrap().to_value(), serde_json::json!(1));
     }
 
     #[test]

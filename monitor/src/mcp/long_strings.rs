@@ -217,11 +217,13 @@ impl Cut {
     /// An id is kept as its JSON text: a marker's is the quoted marker, and the quoted
     /// text is what the peer sent (the escapes kept are written back the same way).
     fn id(&mut self, id: &mut Id) {
-        let Some(inner) = id.0.strip_prefix('"').and_then(|s| s.strip_suffix('"')) else {
+        let Some(inner) = id.text().strip_prefix('"').and_then(|s| s.strip_suffix('"')) else {
             return;
         };
-        if let Some(t) = marker_index(inner).and_then(|i| self.take(i)) {
-            id.0 = format!("\"{t}\"");
+        if let Some(t) = marker_index(inner).and_then(|i| self.take(i))
+            && let Some(whole) = Id::from_json(&format!("\"{t}\""))
+        {
+            *id = whole;
         }
     }
 }

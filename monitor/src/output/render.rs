@@ -246,7 +246,7 @@ impl Serialize for CallEvent<'_> {
         // Formatted straight into the event: no String per call.
         m.serialize_entry("session", &format_args!("{}", self.key))?;
         m.serialize_entry("protocol", &Protocol(session))?;
-        m.serialize_entry("request_id", &RawValue::from_string(c.id.0.clone()).ok())?;
+        m.serialize_entry("request_id", c.id.raw())?;
         m.serialize_entry(self.target_key, &self.target)?;
         match &self.arguments {
             Arguments::Whole(raw) => m.serialize_entry("arguments", raw)?,

@@ -116,7 +116,7 @@ pub fn span_data(op: &Operation, boot_epoch_ns: u64, ids: &dyn IdGenerator) -> S
         ("resources/read", Some(t)) => a.push(kv("mcp.resource.uri", t)),
         _ => {}
     }
-    if let Some(id) = request_id(&c.id.0) {
+    if let Some(id) = request_id(c.id.text()) {
         a.push(kv("jsonrpc.request.id", id));
     }
     a.push(kv("mcp.session.id", bounded(&op.key.to_string())));
@@ -301,7 +301,7 @@ mod tests {
     fn call(method: &str, outcome: Outcome, code: Option<i64>) -> Completed {
         Completed {
             method: method.into(),
-            id: Id("\"req-7\"".into()),
+            id: Id::from_json("\"req-7\"").unwrap(),
             target: None,
             arguments: serde_json::Value::Null,
             long: Default::default(),
