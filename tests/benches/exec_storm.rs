@@ -22,6 +22,13 @@
 //! and, from one more storm under (e) with the kernel's BPF run-time statistics on
 //! (not timed: the statistics cost time themselves), the time spent in each program.
 //!
+//! The spawns run without `LD_LIBRARY_PATH`: `cargo bench` sets it (the target and
+//! toolchain folders), and /bin/true's loader then fails to open libc.so.6 in each of
+//! them and their hardware-capability subfolders, 43 failed opens per spawn that a
+//! plain exec does not make (each one an open record while the image is pending).
+//! `EXEC_STORM_KEEP_LD_LIBRARY_PATH=1` keeps it; `EXEC_STORM_ROUNDS=N` runs fewer rounds.
+//! The open records are also counted by the program that made them, and by path.
+//!
 //! `cargo xtask bench` builds the daemon and runs this; by hand, after
 //! `cargo xtask build`: `cargo bench --package integration-tests --bench exec_storm`.
 use std::{
@@ -149,12 +156,21 @@ fn storm() -> anyhow::Result<(Duration, Duration)> {
     let cpu_before = storm_cpu();
     let start = Instant::now();
     for _ in 0..RUNS {
-        let status = Command::new("/bin/true").stdin(Stdio::null()).status()?;
+        let mut cmd = Command::new("/bin/true");
+        if !keep_ld_library_path() {
+            cmd.env_remove("LD_LIBRARY_PATH");
+        }
+        let status = cmd.stdin(Stdio::null()).status()?;
         if !status.success() {
             bail!("/bin/true failed: {status}");
         }
     }
     Ok((start.elapsed(), storm_cpu().saturating_sub(cpu_before)))
+}
+
+/// Whether the spawns keep this process's `LD_LIBRARY_PATH` (see the top of the file).
+fn keep_ld_library_path() -> bool {
+    std::env::var_os("EXEC_STORM_KEEP_LD_LIBRARY_PATH").is_some()
 }
 
 fn attach_empty(ebpf: &mut Ebpf, btf: &Btf) -> anyhow::Result<()> {
@@ -329,18 +345,26 @@ fn run() -> anyhow::Result<()> {
     capture::mount_tracefs()?;
     let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
     println!("exec_storm: what the daemon adds to spawn + exec + wait of /bin/true, piece by piece");
-    println!("{ROUNDS} rounds of {RUNS} runs per configuration, interleaved (order rotating); median round");
+    let rounds: usize = std::env::var("EXEC_STORM_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ROUNDS);
+    println!(
+        "{rounds} rounds of {RUNS} runs per configuration, interleaved (order rotating); median round; LD_LIBRARY_PATH {}",
+        if keep_ld_library_path() { "kept" } else { "removed" }
+    );
+
     let events = std::env::temp_dir().join(format!("{}.jsonl", unique_tag("execstorm")));
     let nothing = format!("/nothing/{}", unique_tag("execstorm"));
     storm()?; // warm-up: page cache, allocator
     let mut results: BTreeMap<Setup, Vec<Storm>> = BTreeMap::new();
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         for i in 0..Setup::ALL.len() {
             let setup = Setup::ALL[(i + round) % Setup::ALL.len()];
             let s = timed(setup, &btf, &nothing, &events)?;
             results.entry(setup).or_default().push(s);
         }
-        eprintln!("exec_storm: round {}/{ROUNDS} done", round + 1);
+        eprintln!("exec_storm: round {}/{rounds} done", round + 1);
     }
     let times = program_times(&btf, &nothing, &events)?;
     let _ = std::fs::remove_file(&events);
@@ -392,6 +416,22 @@ fn run() -> anyhow::Result<()> {
                 c.bytes as f64 / RUNS as f64,
                 c.drains as f64 / RUNS as f64
             );
+            // Where the open records come from: the program (as exec'ed, else its comm)
+            // and whether the open succeeded; then the most frequent paths.
+            let mut by_exe: Vec<_> = c.opens_by_exe.iter().collect();
+            by_exe.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
+            for ((exe, ok), n) in by_exe.iter().take(10) {
+                println!(
+                    "  opens {:>8.3}/run {} {exe}",
+                    **n as f64 / RUNS as f64,
+                    if *ok { "ok    " } else { "failed" }
+                );
+            }
+            let mut by_path: Vec<_> = c.opens_by_path.iter().collect();
+            by_path.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
+            for ((exe, path), n) in by_path.iter().take(10) {
+                println!("  path {:>8.3}/run {exe}: {path}", **n as f64 / RUNS as f64);
+            }
         }
     }
     println!("time in the daemon's programs under (e), one storm with BPF run-time statistics on:");

@@ -35,6 +35,10 @@ pub struct Counts {
     pub drains: u64,
     /// CPU time of the reader thread (user + system).
     pub cpu: Duration,
+    /// Open records by (program as exec'ed or `(no exec seen) comm`, succeeded), and by
+    /// (program, "ok PATH" or "failed PATH").
+    pub opens_by_exe: BTreeMap<(String, bool), u64>,
+    pub opens_by_path: BTreeMap<(String, String), u64>,
 }
 
 impl Counts {
@@ -78,6 +82,7 @@ fn read(
     use std::os::fd::AsRawFd as _;
     let mut got = Counts::default();
     let epoll = Epoll::new(ring.as_raw_fd())?;
+    let mut exe_of: std::collections::HashMap<u32, String> = Default::default();
     loop {
         // Read before the last drain: every record submitted before `stop` is drained.
         let stopping = stop.load(Ordering::SeqCst);
@@ -92,7 +97,40 @@ fn read(
                 .then(|| unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<Header>()) });
             let k = header.map_or(0, |h| h.kind);
             match (k, header) {
-                (kind::EXEC, Some(h)) => execs.push(h.pid),
+                (kind::EXEC, Some(h)) => {
+                    execs.push(h.pid);
+                    if record.len() >= size_of::<monitor_common::ExecMeta>() {
+                        // Safety: at least the meta's bytes, read unaligned; integers only.
+                        let m = unsafe {
+                            std::ptr::read_unaligned(record.as_ptr().cast::<monitor_common::ExecMeta>())
+                        };
+                        let at = std::mem::offset_of!(monitor_common::ExecRecord, filename);
+                        let end = (at + m.filename_len as usize).min(record.len());
+                        exe_of.insert(h.pid, String::from_utf8_lossy(&record[at..end]).into_owned());
+                    }
+                }
+                (kind::OPEN, Some(h)) if record.len() >= size_of::<monitor_common::OpenMeta>() => {
+                    // Safety: at least the meta's bytes, read unaligned; integers only.
+                    let m = unsafe {
+                        std::ptr::read_unaligned(record.as_ptr().cast::<monitor_common::OpenMeta>())
+                    };
+                    let at = std::mem::offset_of!(monitor_common::OpenRecord, path);
+                    let end = (at + m.path_len as usize).min(record.len());
+                    let exe = exe_of
+                        .entry(h.pid)
+                        .or_insert_with(|| {
+                            let comm =
+                                std::fs::read_to_string(format!("/proc/{}/comm", h.pid)).unwrap_or_default();
+                            format!("(no exec seen) {}", comm.trim())
+                        })
+                        .clone();
+                    let path = String::from_utf8_lossy(&record[at..end]).into_owned();
+                    *got.opens_by_exe.entry((exe.clone(), m.ret >= 0)).or_default() += 1;
+                    let ok = if m.ret >= 0 { "ok" } else { "failed" };
+                    *got.opens_by_path
+                        .entry((exe, format!("{ok} {path}")))
+                        .or_default() += 1;
+                }
                 // Its exit dropped its entry.
                 (kind::EXIT, Some(h)) => execs.retain(|&p| p != h.pid),
                 _ => {}
