@@ -149,6 +149,24 @@ pub mod stat {
 /// fork and exit records the process table depends on.
 pub const RINGBUF_HEADROOM_SHIFT: u32 = 3;
 
+/// Queued bytes past which a lifecycle or other non-data record wakes userspace (see
+/// `wakeup` in monitor-ebpf's emit.rs): below it, such records wait for userspace's next
+/// drain tick.
+pub const WAKEUP_QUEUED: u64 = 64 * 1024;
+
+/// Whether a non-data record of `len` bytes, sent with `queued` bytes in the ring,
+/// forces a wake-up of userspace: when it takes the queue across a multiple of
+/// [`WAKEUP_QUEUED`], not for every record past it. A forced wake-up is an irq_work,
+/// a self-IPI (an exit to the hypervisor in a VM, several microseconds), and once
+/// userspace lags more than `WAKEUP_QUEUED` behind, one per record made every pending
+/// process's open cost that; userspace drains on its tick anyway.
+#[inline(always)]
+pub fn forces_wakeup(queued: u64, len: u64) -> bool {
+    // Each record also takes an 8-byte header in the ring.
+    let after = queued + len + 8;
+    after / WAKEUP_QUEUED != queued / WAKEUP_QUEUED
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Header {
@@ -571,4 +589,23 @@ mod user {
     unsafe impl aya::Pod for super::KernelOffsets {}
     // Safety: plain `#[repr(C)]` integers, no padding.
     unsafe impl aya::Pod for super::ProbeState {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wakeup_is_forced_once_per_step_of_the_queue() {
+        // Below the first step: none.
+        assert!(!forces_wakeup(0, 100));
+        assert!(!forces_wakeup(WAKEUP_QUEUED - 200, 100));
+        // The record that crosses it, and the one that crosses the next.
+        assert!(forces_wakeup(WAKEUP_QUEUED - 100, 100));
+        assert!(forces_wakeup(2 * WAKEUP_QUEUED - 50, 100));
+        // Past it, records that stay within a step: none (before: every one).
+        assert!(!forces_wakeup(WAKEUP_QUEUED, 100));
+        assert!(!forces_wakeup(WAKEUP_QUEUED + 1000, 4096));
+        assert!(!forces_wakeup(5 * WAKEUP_QUEUED + 10, 100));
+    }
 }

@@ -3,7 +3,7 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
     helpers::generated::{bpf_ktime_get_boot_ns, bpf_ringbuf_output},
 };
-use monitor_common::{Header, RINGBUF_HEADROOM_SHIFT, stat};
+use monitor_common::{Header, RINGBUF_HEADROOM_SHIFT, forces_wakeup, stat};
 
 use crate::{
     bounds::clamp,
@@ -35,7 +35,7 @@ pub fn output<T>(record: *const T, len: usize, lost: u32) -> bool {
             core::ptr::addr_of!(EVENTS).cast_mut().cast(),
             record.cast_mut().cast(),
             len,
-            wakeup(lost),
+            wakeup(lost, len),
         )
     };
     if ret < 0 {
@@ -46,20 +46,19 @@ pub fn output<T>(record: *const T, len: usize, lost: u32) -> bool {
     }
 }
 
-/// Queued bytes past which a lifecycle or other non-data record wakes userspace at
-/// once. Below it, such records wait for userspace's next drain tick (`DRAIN_TICK` in
-/// the daemon, a few ms): a wake-up costs the process that sends the record several
+/// A lifecycle or other non-data record wakes userspace only when it takes the queue
+/// across a multiple of `WAKEUP_QUEUED` (64 KiB, `monitor_common::forces_wakeup`).
+/// Otherwise such records wait for userspace's next drain tick (`DRAIN_TICK` in the
+/// daemon, a few ms): a wake-up costs the process that sends the record several
 /// microseconds, and on a host every exec, fork and exit sends records. Data records
 /// (a watched server's transfers) keep the ring's own rule, a wake-up when userspace
 /// has caught up: batching them measured slower round trips (userspace reading a
 /// ring 5 ms deep rather than the record just written).
-const WAKEUP_QUEUED: u64 = 64 * 1024;
-
 #[inline(always)]
-fn wakeup(lost: u32) -> u64 {
+fn wakeup(lost: u32, len: u64) -> u64 {
     if lost == stat::RINGBUF_FULL_DATA {
         0
-    } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_QUEUED {
+    } else if forces_wakeup(EVENTS.query(BPF_RB_AVAIL_DATA as u64), len) {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

@@ -47,7 +47,8 @@ fn drain(rb: &mut RingBuf<MapData>, state: &mut Pipeline, facts: &Facts) -> usiz
 }
 
 /// How often the ring is drained when the kernel has not woken the loop: the most a
-/// lone record waits (the kernel wakes it at once only past `WAKEUP_QUEUED` bytes).
+/// lone record waits (the kernel wakes it at once only when a record takes the queue
+/// across a multiple of `WAKEUP_QUEUED` bytes, `monitor_common::forces_wakeup`).
 const DRAIN_TICK: Duration = Duration::from_millis(5);
 
 /// After SIGTERM, what is queued is drained for at most this long: a watched process
