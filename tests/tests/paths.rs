@@ -5,7 +5,7 @@
 //! Real Python SDK server, as root with the real daemon.
 mod common;
 
-use std::path::Path;
+use std::{os::unix::process::CommandExt as _, path::Path};
 
 use integration_tests::{
     Daemon,
@@ -123,4 +123,81 @@ fn a_relative_path_opened_after_a_chdir_names_the_file_the_kernel_opened() {
         "{:#}",
         events[0]
     );
+}
+
+/// Every program is pending from its exec until the daemon has looked at its exec
+/// record, and a pending process's opens are walked in the kernel like a watched
+/// one's: a server by its command line that opens a secret through a symlink at once
+/// (cat, right after its loader) is reported reading the secret, named by the secret's
+/// own path, the link as the path asked for.
+#[test]
+fn a_secret_opened_through_a_symlink_right_after_exec_is_the_secret() {
+    let tag = unique_tag("pendinglink");
+    let dir = common::TempDir::new(&tag);
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("vault")).unwrap();
+    std::fs::create_dir_all(d.join("work")).unwrap();
+    let key = d.join("vault/key");
+    std::fs::write(&key, "secret key\n").unwrap();
+    let link = d.join("work/notes.txt");
+    std::os::unix::fs::symlink(&key, &link).unwrap();
+    let policy_path = d.join("policy.yaml");
+    std::fs::write(
+        &policy_path,
+        format!(
+            r#"secrets: ["{dir}/vault/*"]
+servers:
+  starter:
+    match: {{ cmdline: "*{tag}-starter*" }}
+unregistered_servers: ignore
+"#,
+            dir = d.display(),
+        ),
+    )
+    .unwrap();
+    let nothing = format!("/nothing/{tag}");
+    let daemon = Daemon::start(&["--policy", policy_path.to_str().unwrap(), "--watch", &nothing])
+        .expect("daemon starts");
+    // The tag is its argv[0]; cat opens the link OPENS times as soon as its loader is
+    // done, then waits on its stdin. The daemon is stopped meanwhile, so that it cannot
+    // have looked at cat's exec before these opens: cat is pending for all of them.
+    const OPENS: usize = 20;
+    // Safety: signals to the daemon this test started.
+    assert_eq!(unsafe { libc::kill(daemon.pid() as i32, libc::SIGSTOP) }, 0);
+    let mut child = std::process::Command::new("/bin/cat")
+        .arg0(format!("{tag}-starter"))
+        .args(std::iter::repeat_n(link.as_os_str(), OPENS))
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Safety: as above.
+    assert_eq!(unsafe { libc::kill(daemon.pid() as i32, libc::SIGCONT) }, 0);
+    let pid = child.id();
+    let accesses = |events: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        events
+            .iter()
+            .filter(|e| e["type"] == "secret_access" && e["server"]["pid"] == pid)
+            .cloned()
+            .collect()
+    };
+    let found = daemon.wait_until(std::time::Duration::from_secs(10), |events| {
+        accesses(events).len() >= OPENS
+    });
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    let events = daemon.events();
+    let accesses = accesses(&events);
+    assert!(
+        found.is_ok(),
+        "{} of {OPENS} opens of the link reported as the secret: {accesses:#?}\nall events: {events:#?}",
+        accesses.len()
+    );
+    for access in &accesses {
+        assert_eq!(access["path"], key.display().to_string(), "{access:#}");
+        assert_eq!(access["asked_path"], link.display().to_string(), "{access:#}");
+        assert_eq!(access["ok"], true, "{access:#}");
+    }
 }
