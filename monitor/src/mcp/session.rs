@@ -311,7 +311,7 @@ impl Session {
         bytes: usize,
     ) -> Vec<Output> {
         self.count_request(&method);
-        let meta = params.get("_meta");
+        let meta = member(&params, "_meta");
         let trace = meta.and_then(TraceParent::from_meta);
         if let Some(info) = meta
             .and_then(|m| m.get(META_CLIENT_INFO))
@@ -405,9 +405,8 @@ impl Session {
         };
         self.pending_bytes -= req.bytes;
         if let Ok(result) = &answer {
-            let server = result
-                .get("serverInfo")
-                .or_else(|| result.get("_meta").and_then(|m| m.get(META_SERVER_INFO)))
+            let server = member(result, "serverInfo")
+                .or_else(|| member(result, "_meta").and_then(|m| m.get(META_SERVER_INFO)))
                 .and_then(PeerInfo::from_value);
             if server.is_some() {
                 self.server = server;
@@ -420,7 +419,7 @@ impl Session {
         }
         let (outcome, error, code) = match answer {
             Err((code, message)) => (Outcome::Error, Some(message), Some(code)),
-            Ok(result) if result.get("isError").and_then(Value::as_bool) == Some(true) => {
+            Ok(result) if member(&result, "isError").and_then(Value::as_bool) == Some(true) => {
                 (Outcome::Error, Some(error_text(&result)), None)
             }
             Ok(_) => (Outcome::Ok, None, None),
@@ -443,17 +442,22 @@ impl Session {
         let reported = REPORTED_METHODS.contains(&req.method.as_str());
         // Effects and noise are only ever attached to tools/call: the rest carry none.
         let (target, arguments) = if reported {
-            let field = |name: &str| req.params.get(name).and_then(Value::as_str).map(str::to_string);
+            let field = |name: &str| {
+                member(&req.params, name)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
             let target = match req.method.as_str() {
                 "resources/read" => field("uri"),
                 _ => field("name"),
             };
-            // Moved, not copied: the request is done with.
+            // Moved, not copied: the request is done with (what is left in it is
+            // dropped, so it is taken without the map's hashed remove).
             let arguments = req
                 .params
                 .as_object_mut()
-                .and_then(|p| p.remove("arguments"))
-                .unwrap_or(Value::Null);
+                .and_then(|p| p.iter_mut().find(|(k, _)| *k == "arguments"))
+                .map_or(Value::Null, |(_, v)| v.take());
             (target, arguments)
         } else {
             (None, Value::Null)
@@ -574,6 +578,21 @@ impl Session {
 }
 
 /// The text of an `isError` tool result: its text content, joined.
+/// Objects up to this many members are searched in order rather than through the
+/// map's SipHash: a call's params and result have a handful.
+const LINEAR_MEMBERS: usize = 8;
+
+/// `v`'s member `name` (None when `v` is not an object or has none).
+fn member<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    let Value::Object(m) = v else {
+        return None;
+    };
+    if m.len() > LINEAR_MEMBERS {
+        return m.get(name);
+    }
+    m.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
 fn error_text(result: &Value) -> String {
     let texts: Vec<&str> = result
         .get("content")
@@ -598,6 +617,20 @@ mod tests {
 
     use super::*;
     use crate::mcp::jsonrpc::parse_value;
+
+    #[test]
+    fn a_member_is_found_the_same_in_small_and_large_objects() {
+        let small = json!({"name": "t", "arguments": {"a": 1}, "_meta": {}});
+        let large: Value = (0..20)
+            .map(|i| (format!("k{i}"), json!(i)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        assert_eq!(member(&small, "arguments"), Some(&json!({"a": 1})));
+        assert_eq!(member(&small, "argument"), None);
+        assert_eq!(member(&large, "k17"), Some(&json!(17)));
+        assert_eq!(member(&large, "k20"), None);
+        assert_eq!(member(&json!([1]), "k1"), None);
+    }
 
     fn msg(v: Value) -> Message {
         parse_value(v).unwrap()
